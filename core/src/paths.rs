@@ -1,0 +1,206 @@
+//! Layout of the backup directory: one folder per database, plus
+//! `globals` for pg_dumpall output.
+//!
+//! Database names are arbitrary text, so folder names are derived by an
+//! injective encoding that can never produce `/`, `.`, `..`, an empty name
+//! or the globals folder.
+
+use chrono::{DateTime, Utc};
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
+
+pub const GLOBALS_FOLDER: &str = "globals";
+
+/// Folder for a database whose name is empty. PostgreSQL does not allow
+/// such names, but this keeps the function total; NUL cannot occur in a
+/// database name, so no real name encodes to this.
+const EMPTY_NAME_FOLDER: &str = "%00";
+
+const PARTIAL_SUFFIX: &str = ".partial";
+
+fn is_plain_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')
+}
+
+/// Encodes a database name as a folder name: `[A-Za-z0-9_.-]` is kept, every
+/// other byte becomes `%XX`. A leading `.` is encoded as well (no hidden
+/// folders, never `.` or `..`), and a database named `globals` gets its
+/// first letter encoded so it cannot share the globals folder. The result is
+/// at most three times the name's length: 189 bytes for a 63-byte name.
+pub fn database_folder(dbname: &str) -> String {
+    if dbname.is_empty() {
+        return EMPTY_NAME_FOLDER.to_string();
+    }
+    let mut out = String::with_capacity(dbname.len());
+    for (i, b) in dbname.bytes().enumerate() {
+        let force = i == 0 && (b == b'.' || dbname == GLOBALS_FOLDER);
+        if is_plain_byte(b) && !force {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `20261124T031500Z-job000000000042` followed by `suffix`. The fixed-width
+/// timestamp and zero-padded id make a plain name sort equal to
+/// start time, then job id.
+pub fn backup_file_name(started: DateTime<Utc>, job_id: i64, suffix: &str) -> String {
+    format!(
+        "{}-job{job_id:012}{suffix}",
+        started.format("%Y%m%dT%H%M%SZ")
+    )
+}
+
+/// Where output is written until it is complete; only a finished, fsynced
+/// backup is renamed to `final_path`.
+pub fn partial_path(final_path: &Path) -> PathBuf {
+    let mut s: OsString = final_path.as_os_str().to_owned();
+    s.push(PARTIAL_SUFFIX);
+    PathBuf::from(s)
+}
+
+/// Lexical check that `p` lies strictly below `root`: no `..` components
+/// anywhere and `root` as a component-wise prefix. The root itself is not
+/// "inside", so a caller deleting what passes this check can never delete
+/// the whole backup directory. Symlinks are not resolved.
+pub fn is_inside(root: &Path, p: &Path) -> bool {
+    let has_parent = |q: &Path| q.components().any(|c| matches!(c, Component::ParentDir));
+    if has_parent(p) || has_parent(root) || root.as_os_str().is_empty() {
+        return false;
+    }
+    match p.strip_prefix(root) {
+        Ok(rest) => rest.components().any(|c| matches!(c, Component::Normal(_))),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn safe(folder: &str) {
+        assert!(!folder.is_empty());
+        assert!(!folder.contains('/'));
+        assert!(!folder.contains('\0'));
+        assert!(!folder.starts_with('.'));
+        assert_ne!(folder, GLOBALS_FOLDER);
+        assert!(folder.len() <= 255);
+        assert!(folder.bytes().all(|b| is_plain_byte(b) || b == b'%'));
+    }
+
+    #[test]
+    fn plain_names_unchanged() {
+        assert_eq!(database_folder("app"), "app");
+        assert_eq!(database_folder("App_2.prod-1"), "App_2.prod-1");
+        assert_eq!(database_folder("a.."), "a..");
+    }
+
+    #[test]
+    fn hostile_names() {
+        let cases = [
+            ("a b", "a%20b"),
+            ("it's", "it%27s"),
+            ("\"q\"", "%22q%22"),
+            ("a/b", "a%2Fb"),
+            ("..", "%2E."),
+            (".", "%2E"),
+            (".hidden", "%2Ehidden"),
+            ("../../etc", "%2E.%2F..%2Fetc"),
+            ("ünï", "%C3%BCn%C3%AF"),
+            ("100%", "100%25"),
+            ("globals", "%67lobals"),
+            ("Globals", "Globals"),
+            ("globals2", "globals2"),
+            ("", "%00"),
+        ];
+        for (name, expected) in cases {
+            let f = database_folder(name);
+            assert_eq!(f, expected, "{name:?}");
+            safe(&f);
+        }
+    }
+
+    #[test]
+    fn encoding_is_injective_on_tricky_pairs() {
+        let names = ["globals", "%67lobals", "a b", "a%20b", ".x", "%2Ex", "", "%00"];
+        let folders: Vec<String> = names.iter().map(|n| database_folder(n)).collect();
+        for i in 0..folders.len() {
+            for j in i + 1..folders.len() {
+                assert_ne!(folders[i], folders[j], "{:?} vs {:?}", names[i], names[j]);
+            }
+        }
+    }
+
+    #[test]
+    fn longest_names_fit() {
+        let ascii = "x".repeat(63);
+        assert_eq!(database_folder(&ascii), ascii);
+        let worst = "/".repeat(63);
+        let f = database_folder(&worst);
+        assert_eq!(f.len(), 189);
+        safe(&f);
+        // 21 three-byte characters = 63 bytes.
+        let f = database_folder(&"€".repeat(21));
+        assert_eq!(f.len(), 189);
+        safe(&f);
+    }
+
+    #[test]
+    fn file_names_sort_by_time_then_id() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 24, 3, 15, 0).unwrap();
+        assert_eq!(
+            backup_file_name(t, 42, ".dump"),
+            "20261124T031500Z-job000000000042.dump"
+        );
+        let later = Utc.with_ymd_and_hms(2026, 11, 24, 3, 15, 1).unwrap();
+        let mut names = vec![
+            backup_file_name(later, 1, ".sql"),
+            backup_file_name(t, 1000, ".sql"),
+            backup_file_name(t, 99, ".sql"),
+        ];
+        names.sort();
+        assert_eq!(
+            names,
+            vec![
+                "20261124T031500Z-job000000000099.sql",
+                "20261124T031500Z-job000000001000.sql",
+                "20261124T031501Z-job000000000001.sql",
+            ]
+        );
+    }
+
+    #[test]
+    fn partial() {
+        assert_eq!(
+            partial_path(Path::new("/b/app/x.dump")),
+            PathBuf::from("/b/app/x.dump.partial")
+        );
+        assert_eq!(
+            partial_path(Path::new("/b/app/x.dir")),
+            PathBuf::from("/b/app/x.dir.partial")
+        );
+    }
+
+    #[test]
+    fn inside_checks() {
+        let root = Path::new("/var/backups");
+        assert!(is_inside(root, Path::new("/var/backups/app/x.dump")));
+        assert!(is_inside(root, Path::new("/var/backups/globals")));
+        assert!(is_inside(Path::new("/var/backups/"), Path::new("/var/backups/a")));
+        assert!(!is_inside(root, Path::new("/var/backups")));
+        assert!(!is_inside(root, Path::new("/var/backups/")));
+        assert!(!is_inside(root, Path::new("/var/backups/.")));
+        assert!(!is_inside(root, Path::new("/var/backups/../etc/passwd")));
+        assert!(!is_inside(root, Path::new("/var/backups/app/../../etc")));
+        assert!(!is_inside(root, Path::new("/var/backupsX/a")));
+        assert!(!is_inside(root, Path::new("/etc/passwd")));
+        assert!(!is_inside(root, Path::new("app/x.dump")));
+        assert!(!is_inside(Path::new(""), Path::new("app/x.dump")));
+        assert!(!is_inside(Path::new("/var/../var/backups"), Path::new("/var/../var/backups/a")));
+        let folder = database_folder("../../etc");
+        assert!(is_inside(root, &root.join(folder).join("x")));
+    }
+}

@@ -1,0 +1,195 @@
+//! A validated dump request: everything the worker needs to build the
+//! pg_dump command line, checked in the calling backend so that mistakes are
+//! reported to the caller instead of surfacing as a failed job later.
+
+use crate::compress::{validate_compress, Compression};
+use crate::error::RequestError;
+use crate::format::Format;
+use crate::options::DumpOptions;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub const MAX_JOBS: i32 = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpRequest {
+    pub format: Format,
+    pub compress: Option<Compression>,
+    pub jobs: Option<u32>,
+    pub options: DumpOptions,
+}
+
+impl DumpRequest {
+    /// `tool_major` is the major version of the pg_dump in `bin_dir`, not of
+    /// the server: it decides which compression syntax is understood.
+    pub fn validate(
+        format: &str,
+        compress: Option<&str>,
+        jobs: Option<i32>,
+        options: &Value,
+        tool_major: u32,
+    ) -> Result<DumpRequest, RequestError> {
+        let format = Format::parse(format)?;
+        let compress = compress
+            .map(|spec| validate_compress(spec, format, tool_major))
+            .transpose()?;
+        let jobs = match jobs {
+            None => None,
+            Some(n) => {
+                if format != Format::Directory {
+                    return Err(RequestError::invalid(
+                        format!("jobs => {n} cannot be used with format => '{format}'"),
+                        "parallel dump (jobs) needs format => 'directory'",
+                    ));
+                }
+                if !(1..=MAX_JOBS).contains(&n) {
+                    return Err(RequestError::invalid(
+                        format!("jobs => {n} is out of range"),
+                        format!("jobs must be between 1 and {MAX_JOBS}"),
+                    ));
+                }
+                u32::try_from(n).ok()
+            }
+        };
+        let options = DumpOptions::from_value(options)?;
+        Ok(DumpRequest {
+            format,
+            compress,
+            jobs,
+            options,
+        })
+    }
+
+    pub fn is_compressed(&self) -> bool {
+        self.compress.as_ref().is_some_and(|c| c.compressed)
+    }
+
+    /// Like [`Format::file_name_suffix`], but a plain dump compressed with
+    /// lz4 or zstd gets the matching ending instead of `.sql.gz`.
+    pub fn file_name_suffix(&self) -> &'static str {
+        match (&self.format, &self.compress) {
+            (Format::Plain, Some(c)) if c.compressed => c.method().plain_suffix(),
+            (format, _) => format.file_name_suffix(self.is_compressed()),
+        }
+    }
+
+    pub fn to_json(&self) -> Result<Value, serde_json::Error> {
+        serde_json::to_value(self)
+    }
+
+    pub fn from_stored(value: &Value) -> Result<DumpRequest, serde_json::Error> {
+        DumpRequest::deserialize(value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobalsRequest {
+    pub no_role_passwords: bool,
+}
+
+impl GlobalsRequest {
+    pub fn to_json(&self) -> Result<Value, serde_json::Error> {
+        serde_json::to_value(self)
+    }
+
+    pub fn from_stored(value: &Value) -> Result<GlobalsRequest, serde_json::Error> {
+        GlobalsRequest::deserialize(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use serde_json::json;
+
+    fn v(
+        format: &str,
+        compress: Option<&str>,
+        jobs: Option<i32>,
+        options: Value,
+        major: u32,
+    ) -> Result<DumpRequest, RequestError> {
+        DumpRequest::validate(format, compress, jobs, &options, major)
+    }
+
+    #[test]
+    fn minimal_request() {
+        let r = v("custom", None, None, json!({}), 15).unwrap();
+        assert_eq!(r.format, Format::Custom);
+        assert_eq!(r.compress, None);
+        assert_eq!(r.jobs, None);
+        assert_eq!(r.options, DumpOptions::default());
+        assert_eq!(r.file_name_suffix(), ".dump");
+    }
+
+    #[test]
+    fn errors_from_each_part_propagate() {
+        assert_eq!(
+            v("zip", None, None, json!({}), 15).unwrap_err().hint,
+            "formats: custom, plain, directory, tar"
+        );
+        assert_eq!(
+            v("custom", Some("zstd"), None, json!({}), 15).unwrap_err().kind,
+            ErrorKind::FeatureNotSupported
+        );
+        assert_eq!(
+            v("custom", None, None, json!({"bogus": 1}), 15).unwrap_err().message,
+            "unknown option \"bogus\""
+        );
+    }
+
+    #[test]
+    fn jobs_need_directory() {
+        for f in ["custom", "plain", "tar"] {
+            let e = v(f, None, Some(4), json!({}), 15).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidParameter);
+            assert!(e.message.contains(&format!("'{f}'")), "{}", e.message);
+            assert_eq!(e.hint, "parallel dump (jobs) needs format => 'directory'");
+        }
+        let r = v("directory", None, Some(4), json!({}), 15).unwrap();
+        assert_eq!(r.jobs, Some(4));
+    }
+
+    #[test]
+    fn jobs_range() {
+        for n in [0, -1, 65, i32::MAX, i32::MIN] {
+            let e = v("directory", None, Some(n), json!({}), 15).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidParameter);
+            assert!(e.message.contains(&n.to_string()));
+            assert!(e.hint.contains("between 1 and 64"));
+        }
+        assert_eq!(v("directory", None, Some(1), json!({}), 15).unwrap().jobs, Some(1));
+        assert_eq!(v("directory", None, Some(64), json!({}), 15).unwrap().jobs, Some(64));
+    }
+
+    #[test]
+    fn suffixes_follow_compression() {
+        assert_eq!(v("plain", None, None, json!({}), 15).unwrap().file_name_suffix(), ".sql");
+        assert_eq!(v("plain", Some("0"), None, json!({}), 15).unwrap().file_name_suffix(), ".sql");
+        let gz = v("plain", Some("6"), None, json!({}), 15).unwrap();
+        assert!(gz.is_compressed());
+        assert_eq!(gz.file_name_suffix(), ".sql.gz");
+        let zst = v("plain", Some("zstd:3"), None, json!({}), 16).unwrap();
+        assert_eq!(zst.file_name_suffix(), ".sql.zst");
+        assert_eq!(v("directory", Some("5"), None, json!({}), 15).unwrap().file_name_suffix(), ".dir");
+        assert_eq!(v("tar", None, None, json!({}), 15).unwrap().file_name_suffix(), ".tar");
+    }
+
+    #[test]
+    fn stored_form_round_trips() {
+        let r = v("directory", Some("5"), Some(2), json!({"tables": ["t"]}), 15).unwrap();
+        let stored = r.to_json().unwrap();
+        assert_eq!(stored["format"], json!("directory"));
+        assert_eq!(stored["compress"]["spec"], json!("5"));
+        assert_eq!(stored["jobs"], json!(2));
+        assert_eq!(DumpRequest::from_stored(&stored).unwrap(), r);
+
+        let g = GlobalsRequest {
+            no_role_passwords: true,
+        };
+        let stored = g.to_json().unwrap();
+        assert_eq!(stored, json!({"no_role_passwords": true}));
+        assert_eq!(GlobalsRequest::from_stored(&stored).unwrap(), g);
+    }
+}

@@ -1,0 +1,290 @@
+//! Copying a child's stdout into the backup file while hashing it.
+//!
+//! The copy runs on a plain std thread so the calling thread stays free to
+//! poll for cancellation and report progress. The thread only uses std and
+//! never calls back into the caller, which matters when the caller is a
+//! PostgreSQL process whose own APIs are not thread safe.
+
+use sha2::{Digest, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+const BUFFER_SIZE: usize = 256 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamOutcome {
+    pub size: u64,
+    /// Lower-case hex SHA-256 of the bytes written.
+    pub sha256: String,
+}
+
+pub struct StreamWriter {
+    handle: JoinHandle<io::Result<StreamOutcome>>,
+}
+
+/// Blocks every signal in the calling thread. Signals sent to the process
+/// are then delivered to a thread that has them unblocked, i.e. the main
+/// thread, whose handlers (PostgreSQL's, for a background worker) expect to
+/// run there and not on a helper thread.
+fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data that sigfillset/pthread_sigmask
+    // initialise; both calls only fail on invalid arguments, which these
+    // are not.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        old
+    }
+}
+
+fn restore_signal_mask(old: &libc::sigset_t) {
+    // SAFETY: `old` was filled in by pthread_sigmask.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut());
+    }
+}
+
+fn copy_and_hash(
+    mut reader: impl Read,
+    mut file: File,
+    progress: &AtomicU64,
+) -> io::Result<StreamOutcome> {
+    let mut buf = vec![0u8; BUFFER_SIZE];
+    let mut hasher = Sha256::new();
+    let mut size: u64 = 0;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let chunk = &buf[..n];
+        file.write_all(chunk)?;
+        hasher.update(chunk);
+        size += n as u64;
+        progress.store(size, Ordering::Relaxed);
+    }
+    // A backup is only reported as written once it is durable.
+    file.sync_all()?;
+    Ok(StreamOutcome {
+        size,
+        sha256: hex::encode(hasher.finalize()),
+    })
+}
+
+impl StreamWriter {
+    /// Creates `partial_path` (it must not exist; mode 0600 because dumps
+    /// contain all the data of the database) and starts copying `reader`
+    /// into it.
+    pub fn spawn(
+        reader: impl Read + Send + 'static,
+        partial_path: &Path,
+        progress: Arc<AtomicU64>,
+    ) -> io::Result<StreamWriter> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(partial_path)?;
+        // The new thread inherits the mask, so it never runs with signals
+        // deliverable, not even before its first instruction.
+        let old = block_all_signals();
+        let spawned = std::thread::Builder::new()
+            .name("backup_ext stream".into())
+            .spawn(move || {
+                block_all_signals();
+                copy_and_hash(reader, file, &progress)
+            });
+        restore_signal_mask(&old);
+        Ok(StreamWriter { handle: spawned? })
+    }
+
+    /// Waits until the reader reaches end of file (the child closed its
+    /// stdout) and returns the size and hash of the fsynced file.
+    pub fn join(self) -> io::Result<StreamOutcome> {
+        self.handle
+            .join()
+            .map_err(|_| io::Error::other("the backup stream thread panicked"))?
+    }
+}
+
+fn sync_parent(path: &Path) -> io::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(parent)?.sync_all()
+}
+
+/// Makes a finished backup visible under its final name. The rename is
+/// only durable once the directory holding it is fsynced. An existing
+/// `final_path` is never replaced.
+pub fn publish(partial: &Path, final_path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(final_path) {
+        Ok(_) => {
+            return Err(io::Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{} already exists", final_path.display()),
+            ))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    fs::rename(partial, final_path)?;
+    sync_parent(final_path)
+}
+
+/// Removes a backup file or directory tree; a missing path is not an
+/// error, so cleanup can run more than once. Symlinks are removed, never
+/// followed.
+pub fn remove_output(path: &Path) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let result = if meta.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    };
+    match result {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::TempDir;
+    use std::os::unix::fs::PermissionsExt;
+
+    const SHA_ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    const SHA_EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn copies_and_hashes() {
+        let dir = TempDir::new("stream");
+        let partial = dir.path().join("x.dump.partial");
+        let progress = Arc::new(AtomicU64::new(0));
+        let w = StreamWriter::spawn(&b"abc"[..], &partial, progress.clone()).unwrap();
+        let out = w.join().unwrap();
+        assert_eq!(out.size, 3);
+        assert_eq!(out.sha256, SHA_ABC);
+        assert_eq!(progress.load(Ordering::Relaxed), 3);
+        assert_eq!(fs::read(&partial).unwrap(), b"abc");
+        let mode = fs::metadata(&partial).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn empty_and_large_input() {
+        let dir = TempDir::new("stream");
+        let p = dir.path().join("empty");
+        let out = StreamWriter::spawn(io::empty(), &p, Arc::default())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!((out.size, out.sha256.as_str()), (0, SHA_EMPTY));
+
+        let data: Vec<u8> = (0..(3 * BUFFER_SIZE + 17)).map(|i| (i % 251) as u8).collect();
+        let expected = hex::encode(Sha256::digest(&data));
+        let p = dir.path().join("large");
+        let progress = Arc::new(AtomicU64::new(0));
+        let out = StreamWriter::spawn(io::Cursor::new(data.clone()), &p, progress.clone())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(out.size, data.len() as u64);
+        assert_eq!(out.sha256, expected);
+        assert_eq!(progress.load(Ordering::Relaxed), data.len() as u64);
+        assert_eq!(fs::read(&p).unwrap(), data);
+    }
+
+    #[test]
+    fn refuses_existing_file() {
+        let dir = TempDir::new("stream");
+        let p = dir.path().join("exists");
+        fs::write(&p, b"keep").unwrap();
+        let err = StreamWriter::spawn(&b"abc"[..], &p, Arc::default())
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&p).unwrap(), b"keep");
+    }
+
+    struct FailingReader;
+    impl Read for FailingReader {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::Error::other("boom"))
+        }
+    }
+
+    #[test]
+    fn reader_errors_are_returned() {
+        let dir = TempDir::new("stream");
+        let p = dir.path().join("f");
+        let err = StreamWriter::spawn(FailingReader, &p, Arc::default())
+            .unwrap()
+            .join()
+            .unwrap_err();
+        assert_eq!(err.to_string(), "boom");
+    }
+
+    #[test]
+    fn publish_renames_and_refuses_to_overwrite() {
+        let dir = TempDir::new("stream");
+        let partial = dir.path().join("a.partial");
+        let final_path = dir.path().join("a");
+        fs::write(&partial, b"1").unwrap();
+        publish(&partial, &final_path).unwrap();
+        assert!(!partial.exists());
+        assert_eq!(fs::read(&final_path).unwrap(), b"1");
+
+        fs::write(&partial, b"2").unwrap();
+        let err = publish(&partial, &final_path).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&final_path).unwrap(), b"1");
+
+        let d_partial = dir.path().join("d.partial");
+        fs::create_dir(&d_partial).unwrap();
+        fs::write(d_partial.join("toc.dat"), b"x").unwrap();
+        publish(&d_partial, &dir.path().join("d")).unwrap();
+        assert!(dir.path().join("d/toc.dat").exists());
+    }
+
+    #[test]
+    fn remove_output_handles_files_dirs_and_missing() {
+        let dir = TempDir::new("stream");
+        let f = dir.path().join("f");
+        fs::write(&f, b"x").unwrap();
+        remove_output(&f).unwrap();
+        assert!(!f.exists());
+        remove_output(&f).unwrap();
+
+        let d = dir.path().join("d");
+        fs::create_dir_all(d.join("sub")).unwrap();
+        fs::write(d.join("sub/x"), b"x").unwrap();
+        remove_output(&d).unwrap();
+        assert!(!d.exists());
+
+        // A symlink to a directory is removed without touching the target.
+        let target = dir.path().join("target");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("keep"), b"x").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        remove_output(&link).unwrap();
+        assert!(!link.exists());
+        assert!(target.join("keep").exists());
+    }
+}

@@ -1,0 +1,96 @@
+//! A crash-restart of the server while a dump is running.
+
+use backup_ext_e2e::*;
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+#[test]
+fn running_job_fails_as_interrupted_and_queue_survives_restart() {
+    let c = Cluster::start_with("restart", &[("backup_ext.max_parallel", "1")]);
+    c.create_sample_db("restart_db");
+    c.create_sample_db("after_db");
+
+    // pg_dump blocks on this lock, so the job is still running at the crash.
+    let mut holder = c.client("restart_db");
+    holder
+        .batch_execute("BEGIN; LOCK TABLE t1 IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+
+    let running = c.enqueue("SELECT backup_ext.backup_database('restart_db', label => 'crash')");
+    c.wait_for_status(running, &["running"], SMALL_JOB);
+    c.wait_until("pg_dump to block on the table lock", SMALL_JOB, || {
+        c.client("postgres")
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = 'restart_db' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    });
+    let queued = c.enqueue("SELECT backup_ext.backup_database('after_db', label => 'behind')");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        c.job(queued).status,
+        "queued",
+        "max_parallel = 1 not honoured"
+    );
+
+    c.restart_immediate();
+    assert!(holder.is_closed() || holder.batch_execute("SELECT 1").is_err());
+
+    assert_eq!(c.wait_final(running, SMALL_JOB), "failed");
+    let j = c.job(running);
+    let err = j.error.clone().unwrap_or_default();
+    assert!(
+        err.contains("interrupted"),
+        "error of the crashed job: {err:?}"
+    );
+    assert!(j.finished, "{j:?}");
+
+    assert_eq!(
+        c.wait_final(queued, SMALL_JOB),
+        "succeeded",
+        "{:?}",
+        c.job(queued)
+    );
+    let b = c.backup(queued);
+    let path = b.path_buf();
+    assert_eq!(
+        b.size_bytes,
+        Some(fs::metadata(&path).unwrap().len() as i64)
+    );
+    assert_eq!(b.sha256.as_deref(), Some(sha256_file(&path).as_str()));
+
+    let crashed = c.backup(running);
+    assert_eq!(crashed.status, "failed");
+    if let Some(p) = &crashed.path {
+        assert!(!Path::new(p).exists(), "crashed job left {p}");
+    }
+    let folder = c.backups.join("restart_db");
+    c.wait_until(
+        "no output of the crashed job",
+        Duration::from_secs(10),
+        || {
+            fs::read_dir(&folder)
+                .map(|rd| rd.count() == 0)
+                .unwrap_or(true)
+        },
+    );
+    assert!(partials_under(&c.backups).is_empty());
+
+    let workers: i64 = c
+        .client("postgres")
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'backup_ext worker'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(workers, 1, "workers after restart");
+
+    let again = c.enqueue("SELECT backup_ext.backup_database('restart_db')");
+    assert_eq!(c.wait_final(again, SMALL_JOB), "succeeded");
+}

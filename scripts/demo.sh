@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The main job, end to end on a throwaway cluster: build and install backup_ext, start a
+# PostgreSQL 15 cluster with it preloaded, create a sample database, ask for a custom-format
+# backup and a globals backup from SQL, wait for them, list them, restore the dump with
+# pg_restore -j 2 and compare row counts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/cluster.sh
+
+DIR=${BACKUP_EXT_DEMO_DIR:-/tmp/backup_ext-demo}
+PORT=${BACKUP_EXT_DEMO_PORT:-54329}
+
+bash scripts/setup.sh
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+echo "== building and installing backup_ext (release)"
+cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/dev/null
+
+echo "== starting a throwaway cluster in $DIR on port $PORT"
+cluster_start "$DIR" "$PORT"
+psql_() { cluster_psql "$DIR" "$PORT" "$@"; }
+
+psql_ postgres -q -c "CREATE EXTENSION backup_ext"
+psql_ postgres -q -c "CREATE DATABASE shop"
+psql_ shop -q <<'SQL'
+CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, email text);
+CREATE TABLE orders (id bigint PRIMARY KEY, customer_id int REFERENCES customers,
+                     placed_at timestamptz NOT NULL, total numeric(10,2), items jsonb);
+INSERT INTO customers SELECT i, 'Customer ' || i || ' – Zoë', 'c' || i || '@example.com'
+  FROM generate_series(1, 2000) i;
+INSERT INTO orders SELECT i, 1 + i % 2000, now() - i * interval '1 minute', (i % 500) + 0.99,
+                          jsonb_build_object('sku', 'A-' || i % 97, 'qty', 1 + i % 5)
+  FROM generate_series(1, 50000) i;
+CREATE INDEX ON orders (customer_id);
+SQL
+"$PGBIN/pgbench" --version >/dev/null 2>&1 && \
+    runuser -u postgres -- "$PGBIN/pgbench" -q -i -s 2 -h "$DIR/socket" -p "$PORT" shop >/dev/null 2>&1
+
+echo
+echo "== asking for backups from SQL"
+read -r DUMP_JOB GLOBALS_JOB < <(psql_ postgres -At -F ' ' -c \
+    "SELECT backup_ext.backup_database('shop', 'custom', label => 'demo'), backup_ext.backup_globals(label => 'demo')")
+echo "backup_database('shop') -> job $DUMP_JOB; backup_globals() -> job $GLOBALS_JOB"
+psql_ postgres -At -c "SELECT 'job $DUMP_JOB: ' || backup_ext.wait_for($DUMP_JOB, '10 min')"
+psql_ postgres -At -c "SELECT 'job $GLOBALS_JOB: ' || backup_ext.wait_for($GLOBALS_JOB, '10 min')"
+
+echo
+echo "== SELECT * FROM backup_ext.list_backups()"
+psql_ postgres -c "SELECT backup_id, job_id, kind, database, format, status, label,
+                          pg_size_pretty(size_bytes) AS size, left(sha256, 16) AS sha256_prefix,
+                          duration, tool_version
+                     FROM backup_ext.list_backups()"
+DUMP_PATH=$(psql_ postgres -At -c "SELECT path FROM backup_ext.backups WHERE job_id = $DUMP_JOB")
+echo "dump file: $DUMP_PATH"
+echo "sha256sum: $(sha256sum "$DUMP_PATH" | cut -c1-64)"
+echo "catalog  : $(psql_ postgres -At -c "SELECT sha256 FROM backup_ext.backups WHERE job_id = $DUMP_JOB")"
+
+echo
+echo "== restoring into shop_restored with pg_restore -j 2"
+psql_ postgres -q -c "CREATE DATABASE shop_restored"
+runuser -u postgres -- "$PGBIN/pg_restore" -j 2 -h "$DIR/socket" -p "$PORT" -d shop_restored "$DUMP_PATH"
+
+COUNTS="SELECT c.relname || '=' || (xpath('/row/n/text()',
+                 query_to_xml(format('SELECT count(*) AS n FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind = 'r' AND n.nspname = 'public' ORDER BY c.relname"
+original=$(psql_ shop -At -c "$COUNTS")
+restored=$(psql_ shop_restored -At -c "$COUNTS")
+printf '%-28s %-28s\n' "shop" "shop_restored"
+paste -d' ' <(echo "$original") <(echo "$restored") | awk '{printf "%-28s %-28s\n", $1, $2}'
+if [ "$original" = "$restored" ]; then
+    echo "row counts match"
+else
+    echo "row counts DIFFER" >&2
+    exit 1
+fi
+
+echo
+echo "== the cluster is still running"
+echo "connect:  runuser -u postgres -- psql -h $DIR/socket -p $PORT postgres"
+echo "stop:     runuser -u postgres -- $PGBIN/pg_ctl -D $DIR/data stop"

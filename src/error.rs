@@ -1,0 +1,118 @@
+//! The one error type of the SQL surface. Each variant maps to exactly one SQLSTATE, and every
+//! report carries a hint: these messages are read by a DBA in the middle of the night.
+
+use backup_core::{ErrorKind, RequestError};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+#[derive(Debug)]
+pub enum BackupError {
+    /// A request argument was rejected by validation (22023 / 0A000).
+    Request(RequestError),
+    /// The database named does not exist (3D000).
+    NoSuchDatabase(String),
+    /// The database exists but does not accept connections (55000).
+    DatabaseNotConnectable(String),
+    /// No job with this id (42704).
+    NoSuchJob(i64),
+    /// The job cannot be cancelled in its current state (55000).
+    NotCancellable { job_id: i64, status: String },
+    /// The job was enqueued by this very transaction, so the worker cannot see it yet (55000).
+    JobNotCommitted(i64),
+    /// `wait_for` inside a transaction whose snapshot never moves (25000).
+    WrongIsolation(String),
+    /// `wait_for` ran out of time (57014).
+    WaitTimedOut { job_id: i64, status: String },
+    /// A catalog query failed; carries the underlying message (XX000).
+    Internal(String),
+}
+
+impl BackupError {
+    fn parts(&self) -> (PgSqlErrorCode, String, String) {
+        use PgSqlErrorCode::*;
+        match self {
+            BackupError::Request(e) => {
+                let code = match e.kind {
+                    ErrorKind::InvalidParameter => ERRCODE_INVALID_PARAMETER_VALUE,
+                    ErrorKind::FeatureNotSupported => ERRCODE_FEATURE_NOT_SUPPORTED,
+                };
+                (code, e.message.clone(), e.hint.clone())
+            }
+            BackupError::NoSuchDatabase(name) => (
+                ERRCODE_INVALID_CATALOG_NAME,
+                format!("database \"{name}\" does not exist"),
+                "Check the name with: SELECT datname FROM pg_database;".into(),
+            ),
+            BackupError::DatabaseNotConnectable(name) => (
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("database \"{name}\" does not accept connections, so pg_dump cannot read it"),
+                "Templates such as template0 cannot be dumped; ALTER DATABASE ... ALLOW_CONNECTIONS true if this one should be.".into(),
+            ),
+            BackupError::NoSuchJob(id) => (
+                ERRCODE_UNDEFINED_OBJECT,
+                format!("backup_ext job {id} does not exist"),
+                "List jobs with: SELECT job_id, status FROM backup_ext.backups;".into(),
+            ),
+            BackupError::NotCancellable { job_id, status } => (
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("job {job_id} is already {status} and cannot be cancelled"),
+                "Only queued or running jobs can be cancelled.".into(),
+            ),
+            BackupError::JobNotCommitted(id) => (
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("job {id} was enqueued in this transaction and is not committed yet"),
+                "The worker only sees committed jobs: COMMIT, then call backup_ext.wait_for() in a new transaction.".into(),
+            ),
+            BackupError::WrongIsolation(level) => (
+                ERRCODE_INVALID_TRANSACTION_STATE,
+                format!("backup_ext.wait_for() cannot see progress under {level} isolation"),
+                "Call it outside an explicit transaction or under READ COMMITTED.".into(),
+            ),
+            BackupError::WaitTimedOut { job_id, status } => (
+                ERRCODE_QUERY_CANCELED,
+                format!("job {job_id} is still {status} after the wait timeout"),
+                "The job keeps going: call backup_ext.wait_for() again, or backup_ext.cancel() it.".into(),
+            ),
+            BackupError::Internal(msg) => (
+                ERRCODE_INTERNAL_ERROR,
+                format!("backup_ext catalog error: {msg}"),
+                "Check that the extension is installed in backup_ext.database and the server log for details.".into(),
+            ),
+        }
+    }
+
+    /// Raises the error as a Postgres ERROR; never returns.
+    pub fn report(self) -> ! {
+        let (code, message, hint) = self.parts();
+        ErrorReport::new(code, message, "backup_ext")
+            .set_hint(hint)
+            .report(PgLogLevel::ERROR);
+        unreachable!("ERROR reports do not return")
+    }
+}
+
+impl From<RequestError> for BackupError {
+    fn from(e: RequestError) -> Self {
+        BackupError::Request(e)
+    }
+}
+
+impl From<pgrx::spi::Error> for BackupError {
+    fn from(e: pgrx::spi::Error) -> Self {
+        BackupError::Internal(e.to_string())
+    }
+}
+
+/// Unwraps a result or raises its error.
+pub trait OrReport<T> {
+    fn or_report(self) -> T;
+}
+
+impl<T, E: Into<BackupError>> OrReport<T> for Result<T, E> {
+    fn or_report(self) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => e.into().report(),
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Every `backup_ext.*` setting: a private static, registered once in `_PG_init`, read through a
+//! typed accessor. Paths and binaries are sighup + superuser-only: an ordinary user must never be
+//! able to point the worker at another program or directory.
+
+use std::ffi::{CStr, CString};
+use std::path::{Path, PathBuf};
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+static DIRECTORY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+static BIN_DIR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+static ROLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+static MAX_PARALLEL: GucSetting<i32> = GucSetting::<i32>::new(2);
+static JOB_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(0);
+
+/// Registers the settings; called from `_PG_init` in every process that loads the library.
+pub fn register() {
+    GucRegistry::define_string_guc(
+        c"backup_ext.database",
+        c"Database that holds the backup_ext catalog and that the worker connects to.",
+        c"CREATE EXTENSION backup_ext is only allowed in this database.",
+        &DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"backup_ext.directory",
+        c"Directory that backups are written to (one folder per database).",
+        c"Empty means <data_directory>-backups, a sibling of the data directory.",
+        &DIRECTORY,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"backup_ext.bin_dir",
+        c"Directory holding pg_dump, pg_dumpall and pg_restore.",
+        c"Empty means the running server's own bin directory.",
+        &BIN_DIR,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"backup_ext.role",
+        c"Role the dump tools connect as over the local socket.",
+        c"Empty means the bootstrap superuser.",
+        &ROLE,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_int_guc(
+        c"backup_ext.max_parallel",
+        c"How many backup jobs the worker runs at once.",
+        c"",
+        &MAX_PARALLEL,
+        1,
+        64,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"backup_ext.job_timeout",
+        c"A job running longer than this is stopped and marked failed; 0 disables the limit.",
+        c"",
+        &JOB_TIMEOUT,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    // Reserve the prefix so a typo such as backup_ext.directroy is an error, not a silent no-op.
+    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"backup_ext".as_ptr()) };
+}
+
+fn string_setting(setting: &GucSetting<Option<CString>>) -> String {
+    setting
+        .get()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The catalog database (`backup_ext.database`).
+pub fn database() -> String {
+    string_setting(&DATABASE)
+}
+
+/// The backup directory, resolved against the data directory when left empty.
+pub fn directory() -> PathBuf {
+    let configured = string_setting(&DIRECTORY);
+    if !configured.is_empty() {
+        return PathBuf::from(configured);
+    }
+    let data_dir = unsafe { CStr::from_ptr(pgrx::pg_sys::DataDir) }
+        .to_string_lossy()
+        .into_owned();
+    PathBuf::from(format!("{}-backups", data_dir.trim_end_matches('/')))
+}
+
+/// Where the dump tools live: the setting, or the running server's own bin directory.
+pub fn bin_dir() -> PathBuf {
+    let configured = string_setting(&BIN_DIR);
+    if !configured.is_empty() {
+        return PathBuf::from(configured);
+    }
+    let exec = unsafe { CStr::from_ptr(pgrx::pg_sys::my_exec_path.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    Path::new(&exec)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"))
+}
+
+/// The role the tools connect as; `None` means the bootstrap superuser.
+pub fn role() -> Option<String> {
+    Some(string_setting(&ROLE)).filter(|r| !r.is_empty())
+}
+
+pub fn max_parallel() -> usize {
+    MAX_PARALLEL.get().max(1) as usize
+}
+
+/// `None` when jobs may run for ever.
+pub fn job_timeout() -> Option<std::time::Duration> {
+    let secs = JOB_TIMEOUT.get();
+    (secs > 0).then(|| std::time::Duration::from_secs(secs as u64))
+}

@@ -1,0 +1,290 @@
+//! The background worker: waits on its latch, claims queued jobs, runs up to
+//! `backup_ext.max_parallel` children, records each outcome, and cleans up after crashes.
+
+mod job;
+mod txn;
+
+use std::time::{Duration, Instant};
+
+use backup_core::Connection;
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::prelude::*;
+
+use crate::catalog::{self, Outcome};
+use crate::{settings, tools, wake};
+use job::{Context, RunningJob};
+use txn::{in_transaction, spi};
+
+/// Sleep between checks while children run: bounds cancel, timeout and progress latency.
+const BUSY_TICK: Duration = Duration::from_millis(100);
+/// Fallback poll when idle; new jobs normally wake the worker through its latch.
+const IDLE_TICK: Duration = Duration::from_secs(10);
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+pub fn register() {
+    BackgroundWorkerBuilder::new("backup_ext worker")
+        .set_type("backup_ext worker")
+        .set_library("backup_ext")
+        .set_function("backup_ext_worker_main")
+        .enable_spi_access()
+        .set_restart_time(Some(Duration::from_secs(5)))
+        .load();
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn backup_ext_worker_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let database = settings::database();
+    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    wake::publish_worker_pid();
+    log!("backup_ext worker started in database \"{database}\"");
+
+    let mut worker = Worker::default();
+    loop {
+        if BackgroundWorker::sighup_received() {
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            tools::forget_versions();
+        }
+        worker.tick();
+        let wait = if worker.running.is_empty() {
+            IDLE_TICK
+        } else {
+            BUSY_TICK
+        };
+        if !BackgroundWorker::wait_latch(Some(wait)) {
+            break;
+        }
+    }
+    worker.shutdown();
+    wake::clear_worker_pid();
+    log!("backup_ext worker stopped");
+}
+
+#[derive(Default)]
+struct Worker {
+    running: Vec<RunningJob>,
+    recovered: bool,
+    last_progress: Option<Instant>,
+}
+
+impl Worker {
+    fn tick(&mut self) {
+        match spi(catalog::extension_installed) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                warning!("backup_ext: cannot read pg_extension: {e}");
+                return;
+            }
+        }
+        if !self.recovered {
+            self.recover();
+        }
+        self.collect_finished();
+        self.handle_cancel_requests();
+        self.handle_timeouts();
+        self.publish_progress();
+        self.start_queued();
+    }
+
+    /// Jobs left `running` belong to a worker that no longer exists (crash or restart).
+    fn recover(&mut self) {
+        match spi(|| catalog::fail_interrupted_jobs("interrupted by server restart")) {
+            Ok(jobs) => {
+                for (job_id, path) in jobs {
+                    if let Some(path) = path {
+                        job::remove_leftovers(std::path::Path::new(&path));
+                    }
+                    log!("backup_ext: job {job_id} was interrupted by a restart and is marked failed");
+                }
+                self.recovered = true;
+            }
+            Err(e) => warning!("backup_ext: recovery failed, will retry: {e}"),
+        }
+    }
+
+    fn record(&self, job_id: i64, outcome: Outcome) {
+        if let Err(e) = spi(|| catalog::record_outcome(job_id, &outcome)) {
+            // The row stays `running`; recovery at the next start marks it failed.
+            warning!("backup_ext: could not record the outcome of job {job_id}: {e}");
+        }
+    }
+
+    fn take(&mut self, job_id: i64) -> Option<RunningJob> {
+        let pos = self.running.iter().position(|j| j.job_id == job_id)?;
+        Some(self.running.swap_remove(pos))
+    }
+
+    fn collect_finished(&mut self) {
+        let mut finished = Vec::new();
+        for job in &mut self.running {
+            if let Some(result) = job.run.poll() {
+                finished.push((job.job_id, result));
+            }
+        }
+        for (job_id, result) in finished {
+            self.take(job_id);
+            self.record(job_id, job::outcome_of(result));
+        }
+    }
+
+    fn stop(&mut self, job_id: i64, outcome: Outcome) {
+        if let Some(mut job) = self.take(job_id) {
+            job.run.cancel();
+            self.record(job_id, outcome);
+        }
+    }
+
+    fn handle_cancel_requests(&mut self) {
+        let ids: Vec<i64> = self.running.iter().map(|j| j.job_id).collect();
+        match spi(|| catalog::cancel_requests(&ids)) {
+            Ok(cancelled) => {
+                for job_id in cancelled {
+                    self.stop(job_id, Outcome::Cancelled("cancelled by request".into()));
+                }
+            }
+            Err(e) => warning!("backup_ext: cannot read cancel requests: {e}"),
+        }
+    }
+
+    fn handle_timeouts(&mut self) {
+        let expired: Vec<(i64, Duration)> = self
+            .running
+            .iter()
+            .filter_map(|j| {
+                let limit = j.timeout?;
+                (j.started.elapsed() > limit).then_some((j.job_id, limit))
+            })
+            .collect();
+        for (job_id, limit) in expired {
+            self.stop(
+                job_id,
+                Outcome::Failed(format!("timed out after {} s", limit.as_secs())),
+            );
+        }
+    }
+
+    fn publish_progress(&mut self) {
+        if self.running.is_empty()
+            || self
+                .last_progress
+                .is_some_and(|t| t.elapsed() < PROGRESS_EVERY)
+        {
+            return;
+        }
+        self.last_progress = Some(Instant::now());
+        let progress: Vec<(i64, i64)> = self
+            .running
+            .iter_mut()
+            .map(|j| (j.job_id, j.run.progress() as i64))
+            .collect();
+        if let Err(e) = spi(|| catalog::record_progress(&progress)) {
+            warning!("backup_ext: cannot record progress: {e}");
+        }
+    }
+
+    fn start_queued(&mut self) {
+        while self.running.len() < settings::max_parallel() {
+            let ctx = match context() {
+                Ok(ctx) => ctx,
+                Err(e) => {
+                    warning!("backup_ext: cannot start jobs: {e}");
+                    return;
+                }
+            };
+            let pid = unsafe { pg_sys::MyProcPid };
+            // Claim, plan and record the paths in one transaction, so that a crash after this
+            // point always finds the job `running` with its output path known.
+            let claimed = in_transaction(|| {
+                let Some(claimed) = catalog::claim_next_job(pid).map_err(|e| e.to_string())?
+                else {
+                    return Ok(None);
+                };
+                let plan = job::prepare(&claimed, &ctx);
+                if let Ok(plan) = &plan {
+                    let tool_version = tools::tool_version(&ctx.bin_dir, plan.tool)
+                        .map(|v| v.1)
+                        .unwrap_or_default();
+                    let server_version = catalog::server_version().map_err(|e| e.to_string())?;
+                    catalog::record_start(
+                        claimed.job_id,
+                        &plan.final_path.to_string_lossy(),
+                        &tool_version,
+                        &server_version,
+                    )
+                    .map_err(|e| e.to_string())?;
+                }
+                Ok(Some((claimed.job_id, plan)))
+            });
+            let (job_id, plan) = match claimed {
+                Ok(Some(c)) => c,
+                Ok(None) => return,
+                Err(e) => {
+                    warning!("backup_ext: cannot claim a job: {e}");
+                    return;
+                }
+            };
+            let plan = match plan {
+                Ok(plan) => plan,
+                Err(e) => {
+                    self.record(job_id, Outcome::Failed(e));
+                    continue;
+                }
+            };
+            match backup_core::DumpRun::start(plan.spec) {
+                Ok(run) => self.running.push(RunningJob {
+                    job_id,
+                    run,
+                    started: Instant::now(),
+                    timeout: ctx.job_timeout,
+                }),
+                Err(e) => {
+                    job::remove_leftovers(&plan.final_path);
+                    self.record(job_id, Outcome::Failed(format!("cannot start {}: {e}", plan.tool)));
+                }
+            }
+        }
+    }
+
+    /// SIGTERM: stop every child at once and say so in the catalog while we still can.
+    fn shutdown(&mut self) {
+        let ids: Vec<i64> = self.running.iter().map(|j| j.job_id).collect();
+        for job_id in ids {
+            self.stop(
+                job_id,
+                Outcome::Failed("interrupted by server shutdown".into()),
+            );
+        }
+    }
+}
+
+/// Reads the settings that shape a job; done per claim so that a reload applies at once.
+fn context() -> Result<Context, String> {
+    let (socket_dir, port, superuser) = spi(|| {
+        let socket = Spi::get_one::<String>("SELECT current_setting('unix_socket_directories')")?
+            .unwrap_or_default();
+        let port = Spi::get_one::<String>("SELECT current_setting('port')")?.unwrap_or_default();
+        Ok((socket, port, catalog::bootstrap_superuser()?))
+    })?;
+    let socket_dir = socket_dir
+        .split(',')
+        .map(str::trim)
+        .find(|s| !s.is_empty())
+        .ok_or("unix_socket_directories is empty: the dump tools connect over a local socket")?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("cannot read port {port:?}"))?;
+    Ok(Context {
+        bin_dir: settings::bin_dir(),
+        directory: settings::directory(),
+        connection: Connection {
+            socket_dir: socket_dir.into(),
+            port,
+            user: settings::role().unwrap_or(superuser),
+            application_name: "backup_ext".into(),
+        },
+        catalog_database: settings::database(),
+        job_timeout: settings::job_timeout(),
+    })
+}
