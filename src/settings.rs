@@ -102,7 +102,7 @@ pub fn bin_dir() -> PathBuf {
     if !configured.is_empty() {
         return PathBuf::from(configured);
     }
-    let exec = unsafe { CStr::from_ptr(pgrx::pg_sys::my_exec_path.as_ptr()) }
+    let exec = unsafe { CStr::from_ptr((&raw const pgrx::pg_sys::my_exec_path).cast()) }
         .to_string_lossy()
         .into_owned();
     Path::new(&exec)

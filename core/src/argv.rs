@@ -62,7 +62,10 @@ pub fn pg_dumpall_globals_argv(
     let mut args = vec![
         arg("--globals-only"),
         arg(format!("--dbname={}", conn.conninfo(dbname))),
-        arg(format!("--database=dbname={}", quote_conninfo_value(dbname))),
+        arg(format!(
+            "--database=dbname={}",
+            quote_conninfo_value(dbname)
+        )),
     ];
     if req.no_role_passwords {
         args.push(arg("--no-role-passwords"));
@@ -98,12 +101,19 @@ mod tests {
         }
     }
 
-    fn req(format: &str, compress: Option<&str>, jobs: Option<i32>, opts: serde_json::Value) -> DumpRequest {
+    fn req(
+        format: &str,
+        compress: Option<&str>,
+        jobs: Option<i32>,
+        opts: serde_json::Value,
+    ) -> DumpRequest {
         DumpRequest::validate(format, compress, jobs, &opts, 16).unwrap()
     }
 
     fn strs(args: &[OsString]) -> Vec<String> {
-        args.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
     }
 
     const DBNAME_ARG: &str = "--dbname=host='/run/postgresql' port='5432' user='postgres' \
@@ -179,7 +189,13 @@ mod tests {
         let (_, args) = pg_dump_argv(Path::new("/bin"), &conn(), "app", &r, None);
         assert_eq!(
             strs(&args),
-            vec![DBNAME_ARG, "--format=custom", "--compress=5", "--schema-only", "--verbose"]
+            vec![
+                DBNAME_ARG,
+                "--format=custom",
+                "--compress=5",
+                "--schema-only",
+                "--verbose"
+            ]
         );
     }
 
@@ -187,7 +203,10 @@ mod tests {
     fn directory_without_output_dir_omits_file() {
         let r = req("directory", None, None, json!({}));
         let (_, args) = pg_dump_argv(Path::new("/bin"), &conn(), "app", &r, None);
-        assert_eq!(strs(&args), vec![DBNAME_ARG, "--format=directory", "--verbose"]);
+        assert_eq!(
+            strs(&args),
+            vec![DBNAME_ARG, "--format=directory", "--verbose"]
+        );
     }
 
     #[test]

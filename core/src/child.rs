@@ -332,7 +332,10 @@ mod tests {
     #[test]
     fn describes_signals() {
         assert_eq!(describe_exit(ExitStatus::from_raw(9)), "killed by signal 9");
-        assert_eq!(describe_exit(ExitStatus::from_raw(1 << 8)), "exited with code 1");
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(1 << 8)),
+            "exited with code 1"
+        );
         assert_eq!(describe_exit(ExitStatus::from_raw(0)), "exited with code 0");
     }
 }

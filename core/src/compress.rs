@@ -225,7 +225,16 @@ mod tests {
 
     #[test]
     fn method_syntax_refused_on_15() {
-        for spec in ["gzip", "gzip:5", "lz4", "lz4:3", "zstd", "zstd:19", "none", "gzip:level=5"] {
+        for spec in [
+            "gzip",
+            "gzip:5",
+            "lz4",
+            "lz4:3",
+            "zstd",
+            "zstd:19",
+            "none",
+            "gzip:level=5",
+        ] {
             let e = err(spec, Format::Custom, 15);
             assert_eq!(e.kind, ErrorKind::FeatureNotSupported, "{spec}");
             assert!(e.message.contains(&format!("{spec:?}")), "{}", e.message);
@@ -241,9 +250,29 @@ mod tests {
     #[test]
     fn garbage_is_invalid_on_every_version() {
         let bad = [
-            "", " 5", "5 ", "fast", "10", "-1", "+5", "00", "gzip:99", "gzip:0", "gzip:",
-            "gzip:10", "lz4:13", "zstd:23", "zstd:0", "none:1", "GZIP", "brotli", "gzip:level=",
-            "gzip:level=x", "gzip:fast", ":5", "5:gzip",
+            "",
+            " 5",
+            "5 ",
+            "fast",
+            "10",
+            "-1",
+            "+5",
+            "00",
+            "gzip:99",
+            "gzip:0",
+            "gzip:",
+            "gzip:10",
+            "lz4:13",
+            "zstd:23",
+            "zstd:0",
+            "none:1",
+            "GZIP",
+            "brotli",
+            "gzip:level=",
+            "gzip:level=x",
+            "gzip:fast",
+            ":5",
+            "5:gzip",
         ];
         for spec in bad {
             for major in [15, 16] {
@@ -261,7 +290,9 @@ mod tests {
         for (spec, major) in [("5", 15), ("gzip", 16), ("zstd:3", 17)] {
             let e = err(spec, Format::Tar, major);
             assert_eq!(e.kind, ErrorKind::FeatureNotSupported);
-            assert!(e.message.contains("the tar format cannot be compressed by pg_dump"));
+            assert!(e
+                .message
+                .contains("the tar format cannot be compressed by pg_dump"));
             assert!(e.hint.contains("custom") && e.hint.contains("directory"));
         }
         assert!(!ok("0", Format::Tar, 15).compressed);

@@ -15,7 +15,12 @@ pub enum Format {
 pub const FORMAT_HINT: &str = "formats: custom, plain, directory, tar";
 
 impl Format {
-    pub const ALL: [Format; 4] = [Format::Custom, Format::Plain, Format::Directory, Format::Tar];
+    pub const ALL: [Format; 4] = [
+        Format::Custom,
+        Format::Plain,
+        Format::Directory,
+        Format::Tar,
+    ];
 
     /// Case-sensitive on purpose: the value is stored and compared as
     /// text, and accepting "Custom" would make two spellings of one format.

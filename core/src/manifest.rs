@@ -61,7 +61,11 @@ fn walk(dir: &Path) -> io::Result<Vec<(PathBuf, String)>> {
             let name = file_name.to_str().ok_or_else(|| {
                 io::Error::new(
                     ErrorKind::InvalidData,
-                    format!("file name {:?} in {} is not UTF-8", file_name, path.display()),
+                    format!(
+                        "file name {:?} in {} is not UTF-8",
+                        file_name,
+                        path.display()
+                    ),
                 )
             })?;
             let rel = format!("{prefix}{name}");
@@ -164,7 +168,10 @@ mod tests {
         let expected_text = format!("{SHA_ABC}  3  3001.dat.gz\n{SHA_X}  1  toc.dat\n");
         assert_eq!(m.to_text(), expected_text);
         assert_eq!(m.total_size, 4);
-        assert_eq!(m.sha256, hex::encode(Sha256::digest(expected_text.as_bytes())));
+        assert_eq!(
+            m.sha256,
+            hex::encode(Sha256::digest(expected_text.as_bytes()))
+        );
         assert_eq!(m.files[0].name, "3001.dat.gz");
         assert_eq!(m.files[1].sha256, SHA_X);
         assert_eq!(tree_size(dir.path()), 4);

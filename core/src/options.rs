@@ -48,7 +48,10 @@ fn json_type(v: &Value) -> &'static str {
 fn text_list(key: &str, v: &Value) -> Result<Vec<String>, RequestError> {
     let type_error = || {
         RequestError::invalid(
-            format!("options.{key} must be an array of text, got {}", json_type(v)),
+            format!(
+                "options.{key} must be an array of text, got {}",
+                json_type(v)
+            ),
             format!("example: {{\"{key}\": [\"public\"]}}"),
         )
     };
@@ -73,7 +76,10 @@ fn text_list(key: &str, v: &Value) -> Result<Vec<String>, RequestError> {
         // pg_dump receives the pattern through argv, which cannot carry NUL.
         if s.contains('\0') {
             return Err(RequestError::invalid(
-                format!("options.{key} element {i} ({}) contains a NUL byte", quoted(s)),
+                format!(
+                    "options.{key} element {i} ({}) contains a NUL byte",
+                    quoted(s)
+                ),
                 "patterns cannot contain NUL bytes",
             ));
         }
@@ -261,7 +267,9 @@ mod tests {
     #[test]
     fn wrong_types() {
         let e = DumpOptions::from_value(&json!({"tables": "t1"})).unwrap_err();
-        assert!(e.message.starts_with("options.tables must be an array of text"));
+        assert!(e
+            .message
+            .starts_with("options.tables must be an array of text"));
         let e = DumpOptions::from_value(&json!({"tables": ["a", 5]})).unwrap_err();
         assert!(e.message.contains("element 1 is number"), "{}", e.message);
         let e = DumpOptions::from_value(&json!({"schemas": [""]})).unwrap_err();
@@ -276,8 +284,8 @@ mod tests {
 
     #[test]
     fn schema_only_and_data_only_conflict() {
-        let e = DumpOptions::from_value(&json!({"schema_only": true, "data_only": true}))
-            .unwrap_err();
+        let e =
+            DumpOptions::from_value(&json!({"schema_only": true, "data_only": true})).unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidParameter);
         assert!(e.message.contains("schema_only") && e.message.contains("data_only"));
     }

@@ -125,7 +125,16 @@ mod tests {
 
     #[test]
     fn encoding_is_injective_on_tricky_pairs() {
-        let names = ["globals", "%67lobals", "a b", "a%20b", ".x", "%2Ex", "", "%00"];
+        let names = [
+            "globals",
+            "%67lobals",
+            "a b",
+            "a%20b",
+            ".x",
+            "%2Ex",
+            "",
+            "%00",
+        ];
         let folders: Vec<String> = names.iter().map(|n| database_folder(n)).collect();
         for i in 0..folders.len() {
             for j in i + 1..folders.len() {
@@ -189,7 +198,10 @@ mod tests {
         let root = Path::new("/var/backups");
         assert!(is_inside(root, Path::new("/var/backups/app/x.dump")));
         assert!(is_inside(root, Path::new("/var/backups/globals")));
-        assert!(is_inside(Path::new("/var/backups/"), Path::new("/var/backups/a")));
+        assert!(is_inside(
+            Path::new("/var/backups/"),
+            Path::new("/var/backups/a")
+        ));
         assert!(!is_inside(root, Path::new("/var/backups")));
         assert!(!is_inside(root, Path::new("/var/backups/")));
         assert!(!is_inside(root, Path::new("/var/backups/.")));
@@ -199,7 +211,10 @@ mod tests {
         assert!(!is_inside(root, Path::new("/etc/passwd")));
         assert!(!is_inside(root, Path::new("app/x.dump")));
         assert!(!is_inside(Path::new(""), Path::new("app/x.dump")));
-        assert!(!is_inside(Path::new("/var/../var/backups"), Path::new("/var/../var/backups/a")));
+        assert!(!is_inside(
+            Path::new("/var/../var/backups"),
+            Path::new("/var/../var/backups/a")
+        ));
         let folder = database_folder("../../etc");
         assert!(is_inside(root, &root.join(folder).join("x")));
     }

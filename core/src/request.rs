@@ -130,11 +130,15 @@ mod tests {
             "formats: custom, plain, directory, tar"
         );
         assert_eq!(
-            v("custom", Some("zstd"), None, json!({}), 15).unwrap_err().kind,
+            v("custom", Some("zstd"), None, json!({}), 15)
+                .unwrap_err()
+                .kind,
             ErrorKind::FeatureNotSupported
         );
         assert_eq!(
-            v("custom", None, None, json!({"bogus": 1}), 15).unwrap_err().message,
+            v("custom", None, None, json!({"bogus": 1}), 15)
+                .unwrap_err()
+                .message,
             "unknown option \"bogus\""
         );
     }
@@ -159,26 +163,59 @@ mod tests {
             assert!(e.message.contains(&n.to_string()));
             assert!(e.hint.contains("between 1 and 64"));
         }
-        assert_eq!(v("directory", None, Some(1), json!({}), 15).unwrap().jobs, Some(1));
-        assert_eq!(v("directory", None, Some(64), json!({}), 15).unwrap().jobs, Some(64));
+        assert_eq!(
+            v("directory", None, Some(1), json!({}), 15).unwrap().jobs,
+            Some(1)
+        );
+        assert_eq!(
+            v("directory", None, Some(64), json!({}), 15).unwrap().jobs,
+            Some(64)
+        );
     }
 
     #[test]
     fn suffixes_follow_compression() {
-        assert_eq!(v("plain", None, None, json!({}), 15).unwrap().file_name_suffix(), ".sql");
-        assert_eq!(v("plain", Some("0"), None, json!({}), 15).unwrap().file_name_suffix(), ".sql");
+        assert_eq!(
+            v("plain", None, None, json!({}), 15)
+                .unwrap()
+                .file_name_suffix(),
+            ".sql"
+        );
+        assert_eq!(
+            v("plain", Some("0"), None, json!({}), 15)
+                .unwrap()
+                .file_name_suffix(),
+            ".sql"
+        );
         let gz = v("plain", Some("6"), None, json!({}), 15).unwrap();
         assert!(gz.is_compressed());
         assert_eq!(gz.file_name_suffix(), ".sql.gz");
         let zst = v("plain", Some("zstd:3"), None, json!({}), 16).unwrap();
         assert_eq!(zst.file_name_suffix(), ".sql.zst");
-        assert_eq!(v("directory", Some("5"), None, json!({}), 15).unwrap().file_name_suffix(), ".dir");
-        assert_eq!(v("tar", None, None, json!({}), 15).unwrap().file_name_suffix(), ".tar");
+        assert_eq!(
+            v("directory", Some("5"), None, json!({}), 15)
+                .unwrap()
+                .file_name_suffix(),
+            ".dir"
+        );
+        assert_eq!(
+            v("tar", None, None, json!({}), 15)
+                .unwrap()
+                .file_name_suffix(),
+            ".tar"
+        );
     }
 
     #[test]
     fn stored_form_round_trips() {
-        let r = v("directory", Some("5"), Some(2), json!({"tables": ["t"]}), 15).unwrap();
+        let r = v(
+            "directory",
+            Some("5"),
+            Some(2),
+            json!({"tables": ["t"]}),
+            15,
+        )
+        .unwrap();
         let stored = r.to_json().unwrap();
         assert_eq!(stored["format"], json!("directory"));
         assert_eq!(stored["compress"]["spec"], json!("5"));

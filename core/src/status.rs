@@ -87,7 +87,9 @@ mod tests {
             let e = JobStatus::parse(bad).unwrap_err();
             assert_eq!(e.kind, ErrorKind::InvalidParameter);
             assert!(e.message.contains(&format!("{bad:?}")), "{}", e.message);
-            assert!(e.hint.contains("queued, running, succeeded, failed, cancelled"));
+            assert!(e
+                .hint
+                .contains("queued, running, succeeded, failed, cancelled"));
         }
     }
 

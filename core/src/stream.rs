@@ -196,7 +196,9 @@ mod tests {
             .unwrap();
         assert_eq!((out.size, out.sha256.as_str()), (0, SHA_EMPTY));
 
-        let data: Vec<u8> = (0..(3 * BUFFER_SIZE + 17)).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..(3 * BUFFER_SIZE + 17))
+            .map(|i| (i % 251) as u8)
+            .collect();
         let expected = hex::encode(Sha256::digest(&data));
         let p = dir.path().join("large");
         let progress = Arc::new(AtomicU64::new(0));

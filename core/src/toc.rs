@@ -265,20 +265,29 @@ mod tests {
     fn schema_entries_may_come_after_their_objects() {
         let listing = "215; 1259 16386 TABLE a b t postgres\n6; 2615 16385 SCHEMA - a b postgres\n";
         let entries = parse_toc(listing).unwrap();
-        assert_eq!(entries[0], e(215, "TABLE", Some("a b"), "t", Some("postgres")));
+        assert_eq!(
+            entries[0],
+            e(215, "TABLE", Some("a b"), "t", Some("postgres"))
+        );
     }
 
     #[test]
     fn unknown_schema_falls_back_to_first_word() {
         // pg_dump --table without the schema: no SCHEMA entry in the list.
         let entries = parse_toc("215; 1259 16386 TABLE app orders alice\n").unwrap();
-        assert_eq!(entries[0], e(215, "TABLE", Some("app"), "orders", Some("alice")));
+        assert_eq!(
+            entries[0],
+            e(215, "TABLE", Some("app"), "orders", Some("alice"))
+        );
     }
 
     #[test]
     fn unknown_kind_is_one_word() {
         let entries = parse_toc("9; 1 2 NEWTHING public x bob\n").unwrap();
-        assert_eq!(entries[0], e(9, "NEWTHING", Some("public"), "x", Some("bob")));
+        assert_eq!(
+            entries[0],
+            e(9, "NEWTHING", Some("public"), "x", Some("bob"))
+        );
     }
 
     #[test]
@@ -294,9 +303,15 @@ mod tests {
         assert_eq!(entries[0], e(3375, "ENCODING", None, "ENCODING", None));
         assert_eq!(entries[1].kind, "STDSTRINGS");
         assert_eq!(entries[2].kind, "SEARCHPATH");
-        assert_eq!(entries[3], e(3378, "DATABASE", None, "app", Some("postgres")));
+        assert_eq!(
+            entries[3],
+            e(3378, "DATABASE", None, "app", Some("postgres"))
+        );
         assert_eq!(entries[4], e(2, "EXTENSION", None, "pgcrypto", None));
-        assert_eq!(entries[5], e(4, "COMMENT", None, "EXTENSION pgcrypto", None));
+        assert_eq!(
+            entries[5],
+            e(4, "COMMENT", None, "EXTENSION pgcrypto", None)
+        );
     }
 
     #[test]

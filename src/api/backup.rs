@@ -55,13 +55,14 @@ fn backup_database(
                 .map_err(|e| {
                     RequestError::unsupported(
                         format!("cannot tell which compression pg_dump supports: {e}"),
-                        "Check backup_ext.bin_dir.".into(),
+                        "Check backup_ext.bin_dir.",
                     )
                 })
                 .or_report()
                 .0
         }
-        _ => backup_core::MIN_TOOL_MAJOR,
+        // The oldest pg_dump this extension is built for; a bare level means the same to all.
+        _ => 15,
     };
     let request =
         DumpRequest::validate(&format, compress.as_deref(), jobs, &options, tool_major).or_report();
@@ -79,7 +80,7 @@ fn backup_database(
         format: request.format.as_str(),
         compress: compress_spec.as_deref(),
         label: label.as_deref(),
-        request: serde_json::to_value(&request).unwrap_or_default(),
+        request: request.to_json().unwrap_or_default(),
     })
     .or_report();
     wake::wake_worker_on_commit();
@@ -103,7 +104,7 @@ fn backup_globals(
         format: "plain",
         compress: None,
         label: label.as_deref(),
-        request: serde_json::to_value(&request).unwrap_or_default(),
+        request: request.to_json().unwrap_or_default(),
     })
     .or_report();
     wake::wake_worker_on_commit();

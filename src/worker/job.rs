@@ -70,10 +70,9 @@ pub fn prepare(claimed: &ClaimedJob, ctx: &Context) -> Result<Plan, String> {
                 .database
                 .as_deref()
                 .ok_or("database job without a database")?;
-            let request: DumpRequest = serde_json::from_value(claimed.request.clone())
+            let request = DumpRequest::from_stored(&claimed.request)
                 .map_err(|e| format!("stored request cannot be read: {e}"))?;
-            let compressed = request.compress.as_ref().is_some_and(|c| c.compressed);
-            let suffix = request.format.file_name_suffix(compressed);
+            let suffix = request.file_name_suffix();
             (database_folder(dbname), suffix, "pg_dump", Some(request))
         }
         "globals" => (GLOBALS_FOLDER.to_string(), ".sql", "pg_dumpall", None),
@@ -103,7 +102,7 @@ pub fn prepare(claimed: &ClaimedJob, ctx: &Context) -> Result<Plan, String> {
             }
         }
         None => {
-            let request: GlobalsRequest = serde_json::from_value(claimed.request.clone())
+            let request = GlobalsRequest::from_stored(&claimed.request)
                 .map_err(|e| format!("stored request cannot be read: {e}"))?;
             let (program, args) = pg_dumpall_globals_argv(
                 &ctx.bin_dir,
