@@ -312,7 +312,10 @@ pub fn fail_interrupted_jobs(reason: &str) -> SpiResult<Vec<(i64, Option<String>
         )?;
         let mut out = Vec::new();
         for row in rows {
-            out.push((row.get::<i64>(1)?.unwrap_or_default(), row.get::<String>(2)?));
+            out.push((
+                row.get::<i64>(1)?.unwrap_or_default(),
+                row.get::<String>(2)?,
+            ));
         }
         Ok(out)
     })

@@ -24,8 +24,12 @@ pub fn tool_version(bin_dir: &Path, tool: &str) -> Result<(u32, String), String>
         .output()
         .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
     let text = String::from_utf8_lossy(&output.stdout);
-    let parsed = parse_tool_version(&text)
-        .ok_or_else(|| format!("unexpected output from {} --version: {text}", program.display()))?;
+    let parsed = parse_tool_version(&text).ok_or_else(|| {
+        format!(
+            "unexpected output from {} --version: {text}",
+            program.display()
+        )
+    })?;
     if let Ok(mut guard) = VERSIONS.lock() {
         guard
             .get_or_insert_with(HashMap::new)

@@ -201,6 +201,26 @@ pub fn stderr_tail(path: &Path, max_bytes: usize) -> String {
     }
 }
 
+/// Drops the `--verbose` progress chatter (`pg_dump: reading extensions`) from a stderr tail so
+/// that the error itself leads the message; keeps everything when nothing else is left.
+pub fn without_progress_lines(text: &str, program: &str) -> String {
+    let prefix = format!("{program}: ");
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| match line.strip_prefix(&prefix) {
+            Some(rest) => ["error:", "detail:", "hint:", "warning:", "fatal:"]
+                .iter()
+                .any(|level| rest.starts_with(level)),
+            None => true,
+        })
+        .collect();
+    if kept.iter().all(|l| l.trim().is_empty()) {
+        text.to_string()
+    } else {
+        kept.join("\n").trim().to_string()
+    }
+}
+
 pub fn describe_exit(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with code {code}"),
@@ -243,6 +263,18 @@ mod tests {
         let status = c.wait_timeout(Duration::from_secs(10)).unwrap().unwrap();
         assert_eq!(out, "abc");
         assert_eq!(describe_exit(status), "exited with code 3");
+        assert_eq!(
+            without_progress_lines(
+                "pg_dump: last built-in OID is 16383\npg_dump: reading extensions\n\
+                 pg_dump: error: no matching tables were found\npg_dump: detail: x",
+                "pg_dump"
+            ),
+            "pg_dump: error: no matching tables were found\npg_dump: detail: x"
+        );
+        assert_eq!(
+            without_progress_lines("pg_dump: reading extensions", "pg_dump"),
+            "pg_dump: reading extensions"
+        );
         assert_eq!(stderr_tail(&dir.path().join("stderr"), 100), "oops");
         assert_eq!(c.try_wait().unwrap(), Some(status));
     }

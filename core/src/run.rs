@@ -6,7 +6,7 @@
 //! `.partial` path and is renamed to the final name only after it is
 //! complete and fsynced; every other outcome removes it.
 
-use crate::child::{describe_exit, stderr_tail, ChildGuard};
+use crate::child::{describe_exit, stderr_tail, without_progress_lines, ChildGuard};
 use crate::manifest::{directory_manifest, sync_tree, tree_size, Manifest};
 use crate::stream::{publish, remove_output, StreamOutcome, StreamWriter};
 use std::ffi::OsString;
@@ -176,7 +176,10 @@ impl DumpRun {
                 if let Some(writer) = self.writer.take() {
                     let _ = writer.join();
                 }
-                let tail = stderr_tail(&self.spec.stderr_path, STDERR_TAIL_BYTES);
+                let tail = without_progress_lines(
+                    &stderr_tail(&self.spec.stderr_path, STDERR_TAIL_BYTES),
+                    &name,
+                );
                 let mut message = format!("{name} {}", describe_exit(status));
                 if !tail.is_empty() {
                     message.push_str(": ");

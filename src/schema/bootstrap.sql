@@ -111,23 +111,16 @@ END
 $fn$;
 
 CREATE FUNCTION backup_ext.job_status(job_id bigint)
-RETURNS TABLE (job_id bigint, kind text, status text, database text, label text,
-               requested_by name, requested_at timestamptz, started_at timestamptz,
-               finished_at timestamptz, bytes_written bigint, error text)
+RETURNS SETOF backup_ext.jobs
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-#variable_conflict use_column
 BEGIN
-    RETURN QUERY
-        SELECT j.job_id, j.kind, j.status, j.database, j.label, j.requested_by, j.requested_at,
-               j.started_at, j.finished_at, j.bytes_written, j.error
-          FROM backup_ext.jobs j
-         WHERE j.job_id = $1;
+    RETURN QUERY SELECT * FROM backup_ext.jobs j WHERE j.job_id = job_status.job_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'backup_ext job % does not exist', $1
+        RAISE EXCEPTION 'backup_ext job % does not exist', job_status.job_id
             USING ERRCODE = '42704',
-                  HINT = 'List jobs with: SELECT job_id, status FROM backup_ext.backups;';
+                  HINT = 'List jobs with: SELECT job_id, kind, status FROM backup_ext.jobs ORDER BY job_id DESC;';
     END IF;
 END
 $fn$;

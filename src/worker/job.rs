@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use backup_core::{
-    database_folder, partial_path, pg_dump_argv, pg_dumpall_globals_argv, remove_output,
-    backup_file_name, Connection, DumpRequest, DumpRun, GlobalsRequest, OutputKind, RunResult,
+    backup_file_name, database_folder, partial_path, pg_dump_argv, pg_dumpall_globals_argv,
+    remove_output, Connection, DumpRequest, DumpRun, GlobalsRequest, OutputKind, RunResult,
     RunSpec, GLOBALS_FOLDER,
 };
 

@@ -59,6 +59,10 @@ pub extern "C-unwind" fn backup_ext_worker_main(_arg: pg_sys::Datum) {
     worker.shutdown();
     wake::clear_worker_pid();
     log!("backup_ext worker stopped");
+    // Exit code 1 asks the postmaster to start the worker again after the restart time, so a
+    // pg_terminate_backend() restarts it instead of leaving backups unserved. During a server
+    // shutdown nothing is restarted anyway.
+    unsafe { pg_sys::proc_exit(1) };
 }
 
 #[derive(Default)]
@@ -197,8 +201,7 @@ impl Worker {
             // Claim, plan and record the paths in one transaction, so that a crash after this
             // point always finds the job `running` with its output path known.
             let claimed = in_transaction(|| {
-                let Some(claimed) = catalog::claim_next_job(pid).map_err(|e| e.to_string())?
-                else {
+                let Some(claimed) = catalog::claim_next_job(pid).map_err(|e| e.to_string())? else {
                     return Ok(None);
                 };
                 let plan = job::prepare(&claimed, &ctx);
@@ -241,7 +244,10 @@ impl Worker {
                 }),
                 Err(e) => {
                     job::remove_leftovers(&plan.final_path);
-                    self.record(job_id, Outcome::Failed(format!("cannot start {}: {e}", plan.tool)));
+                    self.record(
+                        job_id,
+                        Outcome::Failed(format!("cannot start {}: {e}", plan.tool)),
+                    );
                 }
             }
         }
