@@ -455,7 +455,7 @@ impl Cluster {
             "SELECT backup_id::bigint, job_id, kind::text, database::text, format::text,
                     status::text, label, path::text, size_bytes::bigint, sha256::text,
                     requested_by::text, started_at IS NOT NULL, finished_at IS NOT NULL,
-                    error::text
+                    error::text, server_version::text, tool_version::text
                FROM backup_ext.list_backups()
               WHERE job_id = $1",
             &[&job_id],
@@ -477,6 +477,8 @@ impl Cluster {
             started: row.get(11),
             finished: row.get(12),
             error: row.get(13),
+            server_version: row.get(14),
+            tool_version: row.get(15),
         })
         .collect()
     }
@@ -652,6 +654,8 @@ pub struct Backup {
     pub started: bool,
     pub finished: bool,
     pub error: Option<String>,
+    pub server_version: Option<String>,
+    pub tool_version: Option<String>,
 }
 
 impl Backup {

@@ -114,11 +114,20 @@ fn concurrent_requests_each_run_exactly_once() {
     }
     assert_eq!(paths.len(), 12);
     assert_eq!(labels.len(), 12);
-    // Newest first.
-    let listed: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-    let mut sorted = listed.clone();
+    // Newest first: backup ids descend. (Job ids of requests made in
+    // concurrent transactions need not be in the same order.)
+    let order: Vec<i64> = client
+        .query(
+            "SELECT backup_id::bigint FROM backup_ext.list_backups('conc_db')",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut sorted = order.clone();
     sorted.sort_by(|a, b| b.cmp(a));
-    assert_eq!(listed, sorted, "list_backups() is not newest first");
+    assert_eq!(order, sorted, "list_backups() is not newest first");
     let succeeded = client
         .query(
             "SELECT count(*) FROM backup_ext.list_backups('conc_db', 'succeeded')",

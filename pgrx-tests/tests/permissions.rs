@@ -51,7 +51,7 @@ fn only_operators_may_use_the_api() {
             "SELECT requested_by::text FROM backup_ext.job_status($1)",
             &[&job],
         )
-        .unwrap()
+        .unwrap_or_else(|e| panic!("op job_status: {}", describe(&e)))
         .get(0);
     assert_eq!(requested_by, "op");
     let rows = op
