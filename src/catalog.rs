@@ -16,6 +16,9 @@ pub struct NewBackup<'a> {
     pub compress: Option<&'a str>,
     pub label: Option<&'a str>,
     pub request: Value,
+    pub set_id: Option<i64>,
+    pub schedule: Option<&'a str>,
+    pub timeout_seconds: Option<i32>,
 }
 
 /// Inserts the job and the row that will describe its file; returns the job id.
@@ -28,19 +31,53 @@ pub fn enqueue_backup(b: &NewBackup) -> SpiResult<i64> {
             b.label.into(),
             b.format.into(),
             b.compress.into(),
+            b.set_id.into(),
+            b.schedule.into(),
+            b.timeout_seconds.into(),
         ];
         let row = client.update(
             "WITH j AS (
-                 INSERT INTO backup_ext.jobs (kind, database, request, label)
-                 VALUES ($1, $2, $3, $4)
+                 INSERT INTO backup_ext.jobs
+                        (kind, database, request, label, set_id, schedule, timeout_seconds)
+                 VALUES ($1, $2, $3, $4, $7, $8, $9)
                  RETURNING job_id, kind, database)
-             INSERT INTO backup_ext.artifacts (job_id, kind, database, format, compress)
-             SELECT job_id, kind, database, $5, $6 FROM j
+             INSERT INTO backup_ext.artifacts (backup_id, job_id, kind, database, format, compress)
+             SELECT job_id, job_id, kind, database, $5, $6 FROM j
              RETURNING job_id",
             Some(1),
             &args,
         )?;
         Ok(row.first().get_one::<i64>()?.unwrap_or_default())
+    })
+}
+
+/// Starts a backup_cluster() set.
+pub fn create_set(format: &str, label: Option<&str>, options: &Value) -> SpiResult<i64> {
+    Ok(Spi::get_one_with_args::<i64>(
+        "INSERT INTO backup_ext.backup_sets (format, label, options) VALUES ($1, $2, $3)
+         RETURNING set_id",
+        &[format.into(), label.into(), JsonB(options.clone()).into()],
+    )?
+    .unwrap_or_default())
+}
+
+/// Databases a cluster backup covers: connectable and not templates.
+pub fn dumpable_databases() -> SpiResult<Vec<String>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT datname::text FROM pg_catalog.pg_database
+              WHERE datallowconn AND NOT datistemplate AND datconnlimit <> -2
+              ORDER BY datname",
+            None,
+            &[],
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Some(name) = row.get::<String>(1)? {
+                out.push(name);
+            }
+        }
+        Ok(out)
     })
 }
 
@@ -133,8 +170,10 @@ pub struct ClaimedJob {
     pub job_id: i64,
     pub kind: String,
     pub database: Option<String>,
+    pub backup_id: Option<i64>,
     pub request: Value,
     pub started_at: String,
+    pub timeout_seconds: Option<i32>,
 }
 
 /// Claims the oldest queued job, skipping rows another session holds locked.
@@ -150,7 +189,8 @@ pub fn claim_next_job(worker_pid: i32) -> SpiResult<Option<ClaimedJob>> {
                                FOR UPDATE SKIP LOCKED
                                LIMIT 1)
           RETURNING job_id, kind, database, request,
-                    to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+                    to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    backup_id, timeout_seconds",
             None,
             &[worker_pid.into()],
         )?;
@@ -161,6 +201,8 @@ pub fn claim_next_job(worker_pid: i32) -> SpiResult<Option<ClaimedJob>> {
                 database: row.get(3)?,
                 request: row.get::<JsonB>(4)?.map(|j| j.0).unwrap_or(Value::Null),
                 started_at: row.get(5)?.unwrap_or_default(),
+                backup_id: row.get(6)?,
+                timeout_seconds: row.get(7)?,
             }));
         }
         Ok(None)
@@ -191,33 +233,43 @@ pub fn record_start(
 /// The final outcome of a job, written in its own transaction.
 pub enum Outcome {
     Succeeded {
-        size: i64,
-        sha256: String,
-        manifest: Option<Value>,
+        artifact: Option<ArtifactFacts>,
+        message: Option<String>,
     },
     Failed(String),
     Cancelled(String),
 }
 
+/// What a successful backup job learnt about the file it wrote.
+pub struct ArtifactFacts {
+    pub size: i64,
+    pub sha256: String,
+    pub manifest: Option<Value>,
+}
+
 /// Records how a job ended and tells listeners on channel `backup_ext`.
 pub fn record_outcome(job_id: i64, outcome: &Outcome) -> SpiResult<()> {
-    let (status, error) = match outcome {
-        Outcome::Succeeded { .. } => ("succeeded", None),
-        Outcome::Failed(e) => ("failed", Some(e.as_str())),
-        Outcome::Cancelled(e) => ("cancelled", Some(e.as_str())),
+    let (status, error, message) = match outcome {
+        Outcome::Succeeded { message, .. } => ("succeeded", None, message.as_deref()),
+        Outcome::Failed(e) => ("failed", Some(e.as_str()), None),
+        Outcome::Cancelled(e) => ("cancelled", Some(e.as_str()), None),
     };
     Spi::connect_mut(|client| {
         client.update(
             "UPDATE backup_ext.jobs
-                SET status = $2, finished_at = clock_timestamp(), error = $3
+                SET status = $2, finished_at = clock_timestamp(), error = $3, message = $4
               WHERE job_id = $1 AND status = 'running'",
             None,
-            &[job_id.into(), status.into(), error.into()],
+            &[job_id.into(), status.into(), error.into(), message.into()],
         )?;
         if let Outcome::Succeeded {
-            size,
-            sha256,
-            manifest,
+            artifact:
+                Some(ArtifactFacts {
+                    size,
+                    sha256,
+                    manifest,
+                }),
+            ..
         } = outcome
         {
             client.update(
@@ -236,7 +288,7 @@ pub fn record_outcome(job_id: i64, outcome: &Outcome) -> SpiResult<()> {
                 None,
                 &[job_id.into(), (*size).into()],
             )?;
-        } else {
+        } else if !matches!(outcome, Outcome::Succeeded { .. }) {
             client.update(
                 "UPDATE backup_ext.artifacts SET path = NULL WHERE job_id = $1",
                 None,
@@ -331,5 +383,109 @@ pub fn bootstrap_superuser() -> SpiResult<String> {
     Ok(
         Spi::get_one::<String>("SELECT rolname::text FROM pg_catalog.pg_roles WHERE oid = 10")?
             .unwrap_or_else(|| "postgres".into()),
+    )
+}
+
+// ---- backups read by restore, verify and inspection ---------------------------------------
+
+/// One backup as restore, verify and inspection need it.
+pub struct BackupRecord {
+    pub backup_id: i64,
+    pub kind: String,
+    pub database: Option<String>,
+    pub format: String,
+    pub compress: Option<String>,
+    pub path: Option<String>,
+    pub size_bytes: Option<i64>,
+    pub sha256: Option<String>,
+    pub status: String,
+}
+
+pub fn backup_record(backup_id: i64) -> SpiResult<Option<BackupRecord>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT backup_id, kind, database, format, compress, path, size_bytes, sha256, status
+               FROM backup_ext.backups WHERE backup_id = $1",
+            None,
+            &[backup_id.into()],
+        )?;
+        for row in rows {
+            return Ok(Some(BackupRecord {
+                backup_id: row.get(1)?.unwrap_or_default(),
+                kind: row.get(2)?.unwrap_or_default(),
+                database: row.get(3)?,
+                format: row.get(4)?.unwrap_or_default(),
+                compress: row.get(5)?,
+                path: row.get(6)?,
+                size_bytes: row.get(7)?,
+                sha256: row.get(8)?,
+                status: row.get(9)?.unwrap_or_default(),
+            }));
+        }
+        Ok(None)
+    })
+}
+
+/// What `pg_database` says about a restore target.
+pub struct DatabaseFacts {
+    pub exists: bool,
+    pub is_template: bool,
+}
+
+pub fn database_facts(name: &str) -> SpiResult<DatabaseFacts> {
+    let template = Spi::get_one_with_args::<bool>(
+        "SELECT datistemplate FROM pg_catalog.pg_database WHERE datname = $1",
+        &[name.into()],
+    )
+    .or_else(|e| match e {
+        pgrx::spi::Error::InvalidPosition => Ok(None),
+        other => Err(other),
+    })?;
+    Ok(DatabaseFacts {
+        exists: template.is_some(),
+        is_template: template.unwrap_or(false),
+    })
+}
+
+/// A restore or verify job: reads a backup, writes no artifact of its own.
+pub struct NewJob<'a> {
+    pub kind: &'a str,
+    pub database: Option<&'a str>,
+    pub backup_id: i64,
+    pub request: Value,
+}
+
+pub fn enqueue_job(job: &NewJob) -> SpiResult<i64> {
+    Ok(Spi::get_one_with_args::<i64>(
+        "INSERT INTO backup_ext.jobs (kind, database, backup_id, request)
+         VALUES ($1, $2, $3, $4) RETURNING job_id",
+        &[
+            job.kind.into(),
+            job.database.into(),
+            job.backup_id.into(),
+            JsonB(job.request.clone()).into(),
+        ],
+    )?
+    .unwrap_or_default())
+}
+
+/// Records a verification result on the backup it checked.
+pub fn record_verification(
+    backup_id: i64,
+    passed: bool,
+    message: &str,
+    table_rows: Option<Value>,
+) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE backup_ext.artifacts
+            SET verified_at = clock_timestamp(), verify_status = $2, verify_message = $3,
+                table_rows = coalesce($4, table_rows)
+          WHERE backup_id = $1",
+        &[
+            backup_id.into(),
+            (if passed { "passed" } else { "failed" }).into(),
+            message.into(),
+            table_rows.map(JsonB).into(),
+        ],
     )
 }

@@ -23,6 +23,22 @@ pub enum BackupError {
     WrongIsolation(String),
     /// `wait_for` ran out of time (57014).
     WaitTimedOut { job_id: i64, status: String },
+    /// No backup with this id (42704).
+    NoSuchBackup(i64),
+    /// The backup cannot be read in its current state (55000).
+    BackupNotUsable { backup_id: i64, status: String },
+    /// The backup's file or directory is gone (58P01).
+    BackupFileMissing { backup_id: i64, path: String },
+    /// The file no longer matches what was recorded when it was written (XX001).
+    BackupCorrupted { backup_id: i64, detail: String },
+    /// A restore target that must never be overwritten (42939).
+    ReservedTarget { name: String, why: &'static str },
+    /// `create_db => true` but the target exists (42P04).
+    DatabaseExists(String),
+    /// Not usable as a database name (42602).
+    InvalidName(String),
+    /// A tool we only read with failed (58030).
+    ToolFailed(String),
     /// A catalog query failed; carries the underlying message (XX000).
     Internal(String),
 }
@@ -72,6 +88,46 @@ impl BackupError {
                 ERRCODE_QUERY_CANCELED,
                 format!("job {job_id} is still {status} after the wait timeout"),
                 "The job keeps going: call backup_ext.wait_for() again, or backup_ext.cancel() it.".into(),
+            ),
+            BackupError::NoSuchBackup(id) => (
+                ERRCODE_UNDEFINED_OBJECT,
+                format!("backup {id} does not exist"),
+                "List backups with: SELECT backup_id, database, status FROM backup_ext.list_backups();".into(),
+            ),
+            BackupError::BackupNotUsable { backup_id, status } => (
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("backup {backup_id} is {status}, not succeeded"),
+                "Only succeeded backups can be restored, inspected or verified; pick another with backup_ext.list_backups(status => 'succeeded').".into(),
+            ),
+            BackupError::BackupFileMissing { backup_id, path } => (
+                ERRCODE_UNDEFINED_FILE,
+                format!("the file of backup {backup_id} is missing: {path}"),
+                "It was moved or deleted outside backup_ext; restore it to that path or pick another backup.".into(),
+            ),
+            BackupError::BackupCorrupted { backup_id, detail } => (
+                ERRCODE_DATA_CORRUPTED,
+                format!("backup {backup_id} no longer matches its recorded checksum: {detail}"),
+                "The file changed after it was written. Do not restore it; pick another backup, and run backup_ext.verify_backup() on the others.".into(),
+            ),
+            BackupError::ReservedTarget { name, why } => (
+                ERRCODE_RESERVED_NAME,
+                format!("cannot restore into \"{name}\": it is {why}"),
+                "Restore into a new database (create_db => true) with another name.".into(),
+            ),
+            BackupError::DatabaseExists(name) => (
+                ERRCODE_DUPLICATE_DATABASE,
+                format!("database \"{name}\" already exists"),
+                "Pick a new name, or restore into it with create_db => false (add options => '{\"clean\": true}' to replace its objects).".into(),
+            ),
+            BackupError::InvalidName(detail) => (
+                ERRCODE_INVALID_NAME,
+                detail.clone(),
+                "Database names are 1 to 63 bytes without control characters.".into(),
+            ),
+            BackupError::ToolFailed(detail) => (
+                ERRCODE_IO_ERROR,
+                detail.clone(),
+                "Check backup_ext.bin_dir and that the file is readable by the server's OS user.".into(),
             ),
             BackupError::Internal(msg) => (
                 ERRCODE_INTERNAL_ERROR,

@@ -6,6 +6,7 @@ use pgrx::prelude::*;
 mod api;
 mod catalog;
 mod error;
+mod purge;
 mod settings;
 mod tools;
 mod wake;

@@ -257,9 +257,11 @@ mod tests {
         assert_eq!(
             rows.as_deref(),
             Some(
-                "backup_ext.bin_dir=sighup,backup_ext.database=postmaster,\
-                 backup_ext.directory=sighup,backup_ext.job_timeout=sighup,\
-                 backup_ext.max_parallel=sighup,backup_ext.role=sighup"
+                "backup_ext.bin_dir=sighup,backup_ext.critical_age=sighup,\
+                 backup_ext.database=postmaster,backup_ext.directory=sighup,\
+                 backup_ext.history_days=sighup,backup_ext.job_timeout=sighup,\
+                 backup_ext.max_parallel=sighup,backup_ext.role=sighup,\
+                 backup_ext.warn_age=sighup"
             )
         );
         let got = outcome("SET backup_ext.directroy = '/tmp'");

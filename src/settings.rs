@@ -14,6 +14,9 @@ static BIN_DIR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new
 static ROLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 static MAX_PARALLEL: GucSetting<i32> = GucSetting::<i32>::new(2);
 static JOB_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(0);
+static HISTORY_DAYS: GucSetting<i32> = GucSetting::<i32>::new(90);
+static WARN_AGE: GucSetting<i32> = GucSetting::<i32>::new(26 * 3600);
+static CRITICAL_AGE: GucSetting<i32> = GucSetting::<i32>::new(50 * 3600);
 
 /// Registers the settings; called from `_PG_init` in every process that loads the library.
 pub fn register() {
@@ -65,6 +68,36 @@ pub fn register() {
         c"",
         &JOB_TIMEOUT,
         0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"backup_ext.history_days",
+        c"Job rows older than this many days are removed by purge (live backups are kept).",
+        c"",
+        &HISTORY_DAYS,
+        1,
+        36500,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"backup_ext.warn_age",
+        c"status() says warning when a database's last successful backup is older than this.",
+        c"",
+        &WARN_AGE,
+        1,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"backup_ext.critical_age",
+        c"status() says critical when a database's last successful backup is older than this.",
+        c"",
+        &CRITICAL_AGE,
+        1,
         i32::MAX,
         GucContext::Sighup,
         GucFlags::UNIT_S,
@@ -125,4 +158,8 @@ pub fn max_parallel() -> usize {
 pub fn job_timeout() -> Option<std::time::Duration> {
     let secs = JOB_TIMEOUT.get();
     (secs > 0).then(|| std::time::Duration::from_secs(secs as u64))
+}
+
+pub fn history_days() -> i32 {
+    HISTORY_DAYS.get()
 }

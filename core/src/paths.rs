@@ -61,6 +61,17 @@ pub fn partial_path(final_path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// The job id in the name of a partial output the worker made
+/// (`20261124T031500Z-job000000000042.dump.partial` → 42); `None` for any other name.
+pub fn job_id_of_partial(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".partial")?;
+    let digits = stem.split_once("-job")?.1.get(..12)?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 /// Lexical check that `p` lies strictly below `root`: no `..` components
 /// anywhere and `root` as a component-wise prefix. The root itself is not
 /// "inside", so a caller deleting what passes this check can never delete
@@ -78,6 +89,25 @@ pub fn is_inside(root: &Path, p: &Path) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn partial_names_give_their_job_id() {
+        use super::job_id_of_partial;
+        assert_eq!(
+            job_id_of_partial("20261124T031500Z-job000000000042.dump.partial"),
+            Some(42)
+        );
+        assert_eq!(
+            job_id_of_partial("20261124T031500Z-job000000000042.dir.partial"),
+            Some(42)
+        );
+        assert_eq!(
+            job_id_of_partial("20261124T031500Z-job000000000042.dump"),
+            None
+        );
+        assert_eq!(job_id_of_partial("notes-job12.partial"), None);
+        assert_eq!(job_id_of_partial("x-job+00000000042.partial"), None);
+    }
+
     use super::*;
     use chrono::TimeZone;
 

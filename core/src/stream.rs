@@ -51,6 +51,24 @@ fn restore_signal_mask(old: &libc::sigset_t) {
     }
 }
 
+/// Starts a helper thread that never has a signal delivered to it (see
+/// [`block_all_signals`]). The new thread inherits the mask, so it never
+/// runs with signals deliverable, not even before its first instruction.
+pub(crate) fn spawn_signal_free<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<JoinHandle<T>> {
+    let old = block_all_signals();
+    let spawned = std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            block_all_signals();
+            f()
+        });
+    restore_signal_mask(&old);
+    spawned
+}
+
 fn copy_and_hash(
     mut reader: impl Read,
     mut file: File,
@@ -94,17 +112,10 @@ impl StreamWriter {
             .create_new(true)
             .mode(0o600)
             .open(partial_path)?;
-        // The new thread inherits the mask, so it never runs with signals
-        // deliverable, not even before its first instruction.
-        let old = block_all_signals();
-        let spawned = std::thread::Builder::new()
-            .name("backup_ext stream".into())
-            .spawn(move || {
-                block_all_signals();
-                copy_and_hash(reader, file, &progress)
-            });
-        restore_signal_mask(&old);
-        Ok(StreamWriter { handle: spawned? })
+        let handle = spawn_signal_free("backup_ext stream", move || {
+            copy_and_hash(reader, file, &progress)
+        })?;
+        Ok(StreamWriter { handle })
     }
 
     /// Waits until the reader reaches end of file (the child closed its
@@ -127,6 +138,32 @@ fn sync_parent(path: &Path) -> io::Result<()> {
 /// Makes a finished backup visible under its final name. The rename is
 /// only durable once the directory holding it is fsynced. An existing
 /// `final_path` is never replaced.
+/// Size and SHA-256 of a file read from disk, counting into `progress` as it goes (for
+/// verification, which must read the bytes again by definition).
+pub fn hash_file_with_progress(path: &Path, progress: &AtomicU64) -> io::Result<(u64, String)> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        size += n as u64;
+        progress.store(size, Ordering::Relaxed);
+    }
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+/// Size and SHA-256 of a file.
+pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
+    hash_file_with_progress(path, &AtomicU64::new(0))
+}
+
 pub fn publish(partial: &Path, final_path: &Path) -> io::Result<()> {
     match fs::symlink_metadata(final_path) {
         Ok(_) => {
@@ -200,6 +237,12 @@ mod tests {
             .map(|i| (i % 251) as u8)
             .collect();
         let expected = hex::encode(Sha256::digest(&data));
+        let on_disk = dir.path().join("hashed");
+        std::fs::write(&on_disk, &data).unwrap();
+        assert_eq!(
+            hash_file(&on_disk).unwrap(),
+            (data.len() as u64, expected.clone())
+        );
         let p = dir.path().join("large");
         let progress = Arc::new(AtomicU64::new(0));
         let out = StreamWriter::spawn(io::Cursor::new(data.clone()), &p, progress.clone())

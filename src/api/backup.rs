@@ -1,15 +1,25 @@
-//! `backup_database()` and `backup_globals()`: validate at call time, enqueue, wake the worker.
+//! `backup_database()`, `backup_globals()` and `backup_cluster()`: validate at call time,
+//! enqueue, wake the worker. The enqueue functions are shared with the built-in scheduler.
 
 use backup_core::{DumpRequest, GlobalsRequest, RequestError};
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::catalog::{self, NewBackup};
 use crate::error::{BackupError, OrReport};
 use crate::{settings, tools, wake};
 
 const MAX_LABEL_CHARS: usize = 200;
+/// The oldest pg_dump this extension is built against; a bare `-Z` level means the same to all.
+const BASE_TOOL_MAJOR: u32 = 15;
+
+/// Where a request comes from, recorded on its job.
+#[derive(Default, Clone, Copy)]
+pub struct Origin<'a> {
+    pub set_id: Option<i64>,
+    pub schedule: Option<&'a str>,
+}
 
 fn validate_label(label: Option<&str>) -> Result<(), BackupError> {
     match label {
@@ -22,7 +32,7 @@ fn validate_label(label: Option<&str>) -> Result<(), BackupError> {
     }
 }
 
-fn require<T>(value: Option<T>, name: &str) -> T {
+pub fn require<T>(value: Option<T>, name: &str) -> T {
     value.unwrap_or_else(|| {
         BackupError::Request(RequestError::invalid(
             format!("{name} must not be NULL"),
@@ -30,6 +40,186 @@ fn require<T>(value: Option<T>, name: &str) -> T {
         ))
         .report()
     })
+}
+
+/// Takes the per-call `timeout` (an interval) out of the options; pg_dump never sees it.
+fn take_timeout(options: &mut Value) -> Option<i32> {
+    let timeout = options.as_object_mut()?.remove("timeout")?;
+    let Some(text) = timeout.as_str() else {
+        BackupError::Request(RequestError::invalid(
+            "options.timeout must be an interval given as text",
+            "For example {\"timeout\": \"2 hours\"}.",
+        ))
+        .report()
+    };
+    let seconds = Spi::get_one_with_args::<f64>(
+        "SELECT extract(epoch FROM $1::interval)::float8",
+        &[text.into()],
+    )
+    .map_err(|_| {
+        BackupError::Request(RequestError::invalid(
+            format!("options.timeout {text:?} is not an interval"),
+            "For example {\"timeout\": \"2 hours\"} or {\"timeout\": \"90 min\"}.",
+        ))
+    })
+    .or_report()
+    .unwrap_or(0.0);
+    if !(1.0..=i32::MAX as f64).contains(&seconds) {
+        BackupError::Request(RequestError::invalid(
+            format!("options.timeout {text:?} must be at least one second"),
+            "Leave it out to use backup_ext.job_timeout.",
+        ))
+        .report();
+    }
+    Some(seconds as i32)
+}
+
+fn tool_major_for(compress: Option<&str>) -> u32 {
+    match compress {
+        Some(c) if !c.bytes().all(|b| b.is_ascii_digit()) => {
+            tools::tool_version(&settings::bin_dir(), "pg_dump")
+                .map_err(|e| {
+                    RequestError::unsupported(
+                        format!("cannot tell which compression pg_dump supports: {e}"),
+                        "Check backup_ext.bin_dir.",
+                    )
+                })
+                .or_report()
+                .0
+        }
+        _ => BASE_TOOL_MAJOR,
+    }
+}
+
+fn check_database(dbname: &str) {
+    match catalog::database_allows_connections(dbname).or_report() {
+        None => BackupError::NoSuchDatabase(dbname.into()).report(),
+        Some(false) => BackupError::DatabaseNotConnectable(dbname.into()).report(),
+        Some(true) => {}
+    }
+}
+
+/// Validates and enqueues one database dump; raises on a bad request.
+pub fn enqueue_database(
+    dbname: &str,
+    format: &str,
+    compress: Option<&str>,
+    jobs: Option<i32>,
+    label: Option<&str>,
+    options: Value,
+    origin: Origin,
+) -> i64 {
+    let mut options = options;
+    validate_label(label).or_report();
+    let timeout_seconds = take_timeout(&mut options);
+    let request = DumpRequest::validate(format, compress, jobs, &options, tool_major_for(compress))
+        .or_report();
+    check_database(dbname);
+    let compress_spec = request.compress.as_ref().map(|c| c.spec.clone());
+    let job_id = catalog::enqueue_backup(&NewBackup {
+        kind: "database",
+        database: Some(dbname),
+        format: request.format.as_str(),
+        compress: compress_spec.as_deref(),
+        label,
+        request: request.to_json().unwrap_or_default(),
+        set_id: origin.set_id,
+        schedule: origin.schedule,
+        timeout_seconds,
+    })
+    .or_report();
+    wake::wake_worker_on_commit();
+    job_id
+}
+
+/// Enqueues `pg_dumpall --globals-only`.
+pub fn enqueue_globals(label: Option<&str>, no_role_passwords: bool, origin: Origin) -> i64 {
+    validate_label(label).or_report();
+    let request = GlobalsRequest { no_role_passwords };
+    let job_id = catalog::enqueue_backup(&NewBackup {
+        kind: "globals",
+        database: None,
+        format: "plain",
+        compress: None,
+        label,
+        request: request.to_json().unwrap_or_default(),
+        set_id: origin.set_id,
+        schedule: origin.schedule,
+        timeout_seconds: None,
+    })
+    .or_report();
+    wake::wake_worker_on_commit();
+    job_id
+}
+
+fn text_array(options: &Value, key: &str) -> Vec<String> {
+    match options.get(key) {
+        None => Vec::new(),
+        Some(Value::Array(items)) if items.iter().all(|i| i.is_string()) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect(),
+        Some(_) => BackupError::Request(RequestError::invalid(
+            format!("options.{key} must be an array of database names"),
+            format!("For example {{\"{key}\": [\"app\", \"reports\"]}}."),
+        ))
+        .report(),
+    }
+}
+
+/// Enqueues globals plus one dump per connectable, non-template database as one set.
+pub fn enqueue_cluster(
+    format: &str,
+    label: Option<&str>,
+    options: Value,
+    schedule: Option<&str>,
+) -> i64 {
+    const KEYS: [&str; 3] = ["include_databases", "exclude_databases", "timeout"];
+    let Some(map) = options.as_object() else {
+        BackupError::Request(RequestError::invalid(
+            "options must be a JSON object",
+            "Keys: include_databases, exclude_databases, timeout.",
+        ))
+        .report()
+    };
+    if let Some(bad) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        BackupError::Request(RequestError::invalid(
+            format!("unknown option {bad:?} for backup_cluster"),
+            "Keys: include_databases, exclude_databases, timeout.",
+        ))
+        .report();
+    }
+    let include = text_array(&options, "include_databases");
+    let exclude = text_array(&options, "exclude_databases");
+    for name in include.iter().chain(&exclude) {
+        if catalog::database_allows_connections(name)
+            .or_report()
+            .is_none()
+        {
+            BackupError::NoSuchDatabase(name.clone()).report();
+        }
+    }
+    let mut per_db = json!({});
+    if let Some(t) = map.get("timeout") {
+        per_db["timeout"] = t.clone();
+    }
+    // Validate the format once, before anything is written.
+    DumpRequest::validate(format, None, None, &json!({}), BASE_TOOL_MAJOR).or_report();
+    validate_label(label).or_report();
+
+    let set_id = catalog::create_set(format, label, &options).or_report();
+    let origin = Origin {
+        set_id: Some(set_id),
+        schedule,
+    };
+    enqueue_globals(label, false, origin);
+    for dbname in catalog::dumpable_databases().or_report() {
+        let included = include.is_empty() || include.contains(&dbname);
+        if included && !exclude.contains(&dbname) {
+            enqueue_database(&dbname, format, None, None, label, per_db.clone(), origin);
+        }
+    }
+    set_id
 }
 
 /// Enqueues a dump of one database; returns the job id at once.
@@ -43,48 +233,15 @@ fn backup_database(
     label: default!(Option<String>, "NULL"),
     options: default!(Option<JsonB>, "'{}'"),
 ) -> i64 {
-    let dbname = require(dbname, "dbname");
-    let format = require(format, "format");
-    let options = options.map(|o| o.0).unwrap_or_else(|| json!({}));
-    validate_label(label.as_deref()).or_report();
-
-    let tool_major = match compress.as_deref() {
-        // A plain level means the same thing to every pg_dump: no need to ask the tool.
-        Some(c) if !c.bytes().all(|b| b.is_ascii_digit()) => {
-            tools::tool_version(&settings::bin_dir(), "pg_dump")
-                .map_err(|e| {
-                    RequestError::unsupported(
-                        format!("cannot tell which compression pg_dump supports: {e}"),
-                        "Check backup_ext.bin_dir.",
-                    )
-                })
-                .or_report()
-                .0
-        }
-        // The oldest pg_dump this extension is built for; a bare level means the same to all.
-        _ => 15,
-    };
-    let request =
-        DumpRequest::validate(&format, compress.as_deref(), jobs, &options, tool_major).or_report();
-
-    match catalog::database_allows_connections(&dbname).or_report() {
-        None => BackupError::NoSuchDatabase(dbname).report(),
-        Some(false) => BackupError::DatabaseNotConnectable(dbname).report(),
-        Some(true) => {}
-    }
-
-    let compress_spec = request.compress.as_ref().map(|c| c.spec.clone());
-    let job_id = catalog::enqueue_backup(&NewBackup {
-        kind: "database",
-        database: Some(&dbname),
-        format: request.format.as_str(),
-        compress: compress_spec.as_deref(),
-        label: label.as_deref(),
-        request: request.to_json().unwrap_or_default(),
-    })
-    .or_report();
-    wake::wake_worker_on_commit();
-    job_id
+    enqueue_database(
+        &require(dbname, "dbname"),
+        &require(format, "format"),
+        compress.as_deref(),
+        jobs,
+        label.as_deref(),
+        options.map(|o| o.0).unwrap_or_else(|| json!({})),
+        Origin::default(),
+    )
 }
 
 /// Enqueues `pg_dumpall --globals-only` (roles and tablespaces); returns the job id.
@@ -94,19 +251,25 @@ fn backup_globals(
     label: default!(Option<String>, "NULL"),
     no_role_passwords: default!(Option<bool>, "false"),
 ) -> i64 {
-    validate_label(label.as_deref()).or_report();
-    let request = GlobalsRequest {
-        no_role_passwords: require(no_role_passwords, "no_role_passwords"),
-    };
-    let job_id = catalog::enqueue_backup(&NewBackup {
-        kind: "globals",
-        database: None,
-        format: "plain",
-        compress: None,
-        label: label.as_deref(),
-        request: request.to_json().unwrap_or_default(),
-    })
-    .or_report();
-    wake::wake_worker_on_commit();
-    job_id
+    enqueue_globals(
+        label.as_deref(),
+        require(no_role_passwords, "no_role_passwords"),
+        Origin::default(),
+    )
+}
+
+/// Backs up globals plus every connectable non-template database as one set; returns the set id.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn backup_cluster(
+    format: default!(Option<String>, "'custom'"),
+    label: default!(Option<String>, "NULL"),
+    options: default!(Option<JsonB>, "'{}'"),
+) -> i64 {
+    enqueue_cluster(
+        &require(format, "format"),
+        label.as_deref(),
+        options.map(|o| o.0).unwrap_or_else(|| json!({})),
+        None,
+    )
 }

@@ -1,4 +1,6 @@
 //! The SQL surface: small functions that validate, write the catalog and return.
 
-mod backup;
+pub mod backup;
 mod jobs;
+mod restore;
+mod retention;

@@ -18,13 +18,21 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'backup_ext_operator') THEN
         CREATE ROLE backup_ext_operator NOLOGIN;
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'backup_ext_restorer') THEN
+        CREATE ROLE backup_ext_restorer NOLOGIN;
+    END IF;
 END
 $check$;
 
 CREATE TABLE backup_ext.jobs (
     job_id           bigserial PRIMARY KEY,
-    kind             text NOT NULL CHECK (kind IN ('database', 'globals')),
+    kind             text NOT NULL CHECK (kind IN ('database', 'globals', 'restore', 'verify')),
+    -- the database dumped, restored into, or whose backup is verified
     database         text,
+    -- for restore and verify jobs: the backup they read
+    backup_id        bigint,
+    set_id           bigint,
+    schedule         text,
     request          jsonb NOT NULL DEFAULT '{}',
     label            text,
     status           text NOT NULL DEFAULT 'queued'
@@ -35,16 +43,23 @@ CREATE TABLE backup_ext.jobs (
     finished_at      timestamptz,
     worker_pid       int,
     bytes_written    bigint,
+    tables_done      int,
+    tables_total     int,
+    timeout_seconds  int,
     cancel_requested boolean NOT NULL DEFAULT false,
     error            text,
-    CHECK ((kind = 'globals') = (database IS NULL)),
+    -- what a successful job has to say (verification result, roles that already existed)
+    message          text,
+    CHECK (kind <> 'database' OR database IS NOT NULL),
+    CHECK (kind NOT IN ('restore', 'verify') OR backup_id IS NOT NULL),
     CHECK (status IN ('queued', 'running') = (finished_at IS NULL))
 );
 -- The worker's claim query and the "what is running" checks only look at unfinished jobs.
 CREATE INDEX jobs_unfinished_idx ON backup_ext.jobs (job_id) WHERE status IN ('queued', 'running');
 
 CREATE TABLE backup_ext.artifacts (
-    backup_id      bigserial PRIMARY KEY,
+    -- equal to the job id of the backup job, so both orders agree
+    backup_id      bigint PRIMARY KEY,
     job_id         bigint NOT NULL UNIQUE REFERENCES backup_ext.jobs ON DELETE CASCADE,
     kind           text NOT NULL,
     database       text,
@@ -55,15 +70,62 @@ CREATE TABLE backup_ext.artifacts (
     sha256         text,
     manifest       jsonb,
     server_version text,
-    tool_version   text
+    tool_version   text,
+    pinned         boolean NOT NULL DEFAULT false,
+    expired_at     timestamptz,
+    verified_at    timestamptz,
+    verify_status  text CHECK (verify_status IN ('passed', 'failed')),
+    verify_message text,
+    -- rows per table counted from the archive by the last test-restore verification
+    table_rows     jsonb
 );
 CREATE INDEX artifacts_database_idx ON backup_ext.artifacts (database, backup_id DESC);
+
+CREATE INDEX jobs_backup_idx ON backup_ext.jobs (backup_id) WHERE backup_id IS NOT NULL;
+CREATE INDEX jobs_set_idx ON backup_ext.jobs (set_id) WHERE set_id IS NOT NULL;
+
+-- One row per backup_cluster() call; its members are the jobs with this set_id.
+CREATE TABLE backup_ext.backup_sets (
+    set_id       bigserial PRIMARY KEY,
+    format       text NOT NULL,
+    label        text,
+    options      jsonb NOT NULL DEFAULT '{}',
+    requested_by name NOT NULL DEFAULT session_user,
+    requested_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Retention policies: database NULL is the default for every database, 'globals' for globals.
+CREATE TABLE backup_ext.retention (
+    database     text UNIQUE NULLS NOT DISTINCT,
+    keep_last    int CHECK (keep_last > 0),
+    keep_days    int CHECK (keep_days > 0),
+    keep_daily   int CHECK (keep_daily > 0),
+    keep_weekly  int CHECK (keep_weekly > 0),
+    keep_monthly int CHECK (keep_monthly > 0),
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+
+-- Built-in schedules for servers without pg_cron.
+CREATE TABLE backup_ext.schedule_entries (
+    name        text PRIMARY KEY,
+    cron        text NOT NULL,
+    command     jsonb NOT NULL,
+    created_by  name NOT NULL DEFAULT session_user,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    last_run_at timestamptz,
+    last_job_id bigint,
+    last_set_id bigint,
+    last_error  text
+);
 
 -- Keep the catalog in dumps of this database, so restoring it restores the backup history.
 SELECT pg_catalog.pg_extension_config_dump('backup_ext.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('backup_ext.jobs_job_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('backup_ext.artifacts', '');
-SELECT pg_catalog.pg_extension_config_dump('backup_ext.artifacts_backup_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('backup_ext.backup_sets', '');
+SELECT pg_catalog.pg_extension_config_dump('backup_ext.backup_sets_set_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('backup_ext.retention', '');
+SELECT pg_catalog.pg_extension_config_dump('backup_ext.schedule_entries', '');
 
 CREATE VIEW backup_ext.backups AS
 SELECT a.backup_id,
@@ -71,7 +133,7 @@ SELECT a.backup_id,
        a.kind,
        a.database,
        a.format,
-       j.status,
+       CASE WHEN a.expired_at IS NOT NULL THEN 'expired' ELSE j.status END AS status,
        j.label,
        a.path,
        a.size_bytes,
@@ -85,7 +147,13 @@ SELECT a.backup_id,
        a.tool_version,
        j.error,
        a.compress,
-       j.bytes_written
+       j.bytes_written,
+       j.set_id,
+       a.pinned,
+       a.expired_at,
+       a.verified_at,
+       a.verify_status,
+       a.verify_message
   FROM backup_ext.artifacts a
   JOIN backup_ext.jobs j ON j.job_id = a.job_id;
 
@@ -96,10 +164,10 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
     IF list_backups.status IS NOT NULL
-       AND list_backups.status NOT IN ('queued', 'running', 'succeeded', 'failed', 'cancelled') THEN
+       AND list_backups.status NOT IN ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'expired') THEN
         RAISE EXCEPTION 'unknown status "%"', list_backups.status
             USING ERRCODE = '22023',
-                  HINT = 'Statuses are: queued, running, succeeded, failed, cancelled.';
+                  HINT = 'Statuses are: queued, running, succeeded, failed, cancelled, expired.';
     END IF;
     RETURN QUERY
         SELECT b.*
@@ -123,4 +191,162 @@ BEGIN
                   HINT = 'List jobs with: SELECT job_id, kind, status FROM backup_ext.jobs ORDER BY job_id DESC;';
     END IF;
 END
+$fn$;
+
+-- A backup_cluster() set is succeeded only when every member is.
+CREATE VIEW backup_ext.sets AS
+SELECT s.set_id,
+       s.format,
+       s.label,
+       s.requested_by,
+       s.requested_at,
+       max(j.finished_at) FILTER (WHERE j.status NOT IN ('queued', 'running')) AS finished_at,
+       count(j.job_id) AS members,
+       count(j.job_id) FILTER (WHERE j.status = 'succeeded') AS succeeded,
+       count(j.job_id) FILTER (WHERE j.status IN ('failed', 'cancelled')) AS failed,
+       CASE
+           WHEN count(j.job_id) FILTER (WHERE j.status IN ('queued', 'running')) > 0 THEN 'running'
+           WHEN count(j.job_id) = count(j.job_id) FILTER (WHERE j.status = 'succeeded') THEN 'succeeded'
+           ELSE 'failed'
+       END AS status,
+       sum(a.size_bytes) AS size_bytes
+  FROM backup_ext.backup_sets s
+  LEFT JOIN backup_ext.jobs j ON j.set_id = s.set_id
+  LEFT JOIN backup_ext.artifacts a ON a.job_id = j.job_id
+ GROUP BY s.set_id;
+
+-- Running jobs with their progress.
+CREATE VIEW backup_ext.activity AS
+SELECT j.job_id,
+       j.kind,
+       j.database,
+       j.set_id,
+       j.requested_by,
+       j.started_at,
+       clock_timestamp() - j.started_at AS elapsed,
+       j.bytes_written,
+       round(j.bytes_written / greatest(extract(epoch FROM clock_timestamp() - j.started_at), 0.001))::bigint
+           AS bytes_per_second,
+       j.tables_done,
+       j.tables_total,
+       CASE WHEN j.tables_total > 0
+            THEN round(100.0 * j.tables_done / j.tables_total, 1) END AS percent_tables,
+       j.worker_pid
+  FROM backup_ext.jobs j
+ WHERE j.status = 'running';
+
+CREATE FUNCTION backup_ext.set_retention(dbname text, keep_last int DEFAULT NULL,
+                                         keep_days int DEFAULT NULL, keep_daily int DEFAULT NULL,
+                                         keep_weekly int DEFAULT NULL, keep_monthly int DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF least(keep_last, keep_days, keep_daily, keep_weekly, keep_monthly) < 1 THEN
+        RAISE EXCEPTION 'retention counts must be at least 1'
+            USING ERRCODE = '22023',
+                  HINT = 'Leave a rule NULL to disable it; the newest backup is always kept.';
+    END IF;
+    IF num_nonnulls(keep_last, keep_days, keep_daily, keep_weekly, keep_monthly) = 0 THEN
+        -- No rule at all: forget the policy (keep everything, or fall back to the default).
+        DELETE FROM backup_ext.retention r WHERE r.database IS NOT DISTINCT FROM dbname;
+        RETURN;
+    END IF;
+    INSERT INTO backup_ext.retention AS r
+           (database, keep_last, keep_days, keep_daily, keep_weekly, keep_monthly)
+    VALUES (dbname, keep_last, keep_days, keep_daily, keep_weekly, keep_monthly)
+    ON CONFLICT (database) DO UPDATE
+       SET keep_last = EXCLUDED.keep_last, keep_days = EXCLUDED.keep_days,
+           keep_daily = EXCLUDED.keep_daily, keep_weekly = EXCLUDED.keep_weekly,
+           keep_monthly = EXCLUDED.keep_monthly, updated_at = now();
+END
+$fn$;
+
+CREATE FUNCTION backup_ext.pin(backup_id bigint, pinned boolean DEFAULT true)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    UPDATE backup_ext.artifacts a SET pinned = pin.pinned WHERE a.backup_id = pin.backup_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'backup % does not exist', pin.backup_id
+            USING ERRCODE = '42704',
+                  HINT = 'List backups with: SELECT backup_id, database, status FROM backup_ext.list_backups();';
+    END IF;
+    RETURN pin.pinned;
+END
+$fn$;
+
+-- One row per database (and one for globals), also for databases never backed up.
+CREATE FUNCTION backup_ext.status()
+RETURNS TABLE (database text, last_success_at timestamptz, last_success_age interval,
+               last_size_bytes bigint, last_failure_at timestamptz, last_error text,
+               backups_kept bigint, bytes_kept numeric, status text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+WITH targets AS (
+    SELECT datname::text AS database FROM pg_database WHERE datallowconn AND NOT datistemplate
+    UNION
+    SELECT b.database FROM backup_ext.backups b WHERE b.kind = 'database' AND b.status = 'succeeded'
+    UNION
+    SELECT 'globals'
+),
+backups AS (
+    SELECT coalesce(b.database, 'globals') AS database, b.status, b.finished_at, b.size_bytes,
+           b.error, b.backup_id
+      FROM backup_ext.backups b
+),
+per_db AS (
+    SELECT t.database,
+           s.finished_at AS last_success_at,
+           s.size_bytes AS last_size_bytes,
+           f.finished_at AS last_failure_at,
+           f.error AS last_error,
+           (SELECT count(*) FROM backups k WHERE k.database = t.database AND k.status = 'succeeded') AS backups_kept,
+           (SELECT coalesce(sum(k.size_bytes), 0) FROM backups k
+             WHERE k.database = t.database AND k.status = 'succeeded') AS bytes_kept
+      FROM targets t
+      LEFT JOIN LATERAL (SELECT * FROM backups k WHERE k.database = t.database AND k.status = 'succeeded'
+                          ORDER BY k.finished_at DESC LIMIT 1) s ON true
+      LEFT JOIN LATERAL (SELECT * FROM backups k WHERE k.database = t.database AND k.status = 'failed'
+                          ORDER BY k.finished_at DESC LIMIT 1) f ON true
+)
+SELECT p.database, p.last_success_at, now() - p.last_success_at, p.last_size_bytes,
+       p.last_failure_at, p.last_error, p.backups_kept, p.bytes_kept,
+       CASE
+           WHEN p.last_success_at IS NULL THEN 'critical'
+           WHEN now() - p.last_success_at >= current_setting('backup_ext.critical_age')::interval THEN 'critical'
+           WHEN now() - p.last_success_at >= current_setting('backup_ext.warn_age')::interval THEN 'warning'
+           WHEN p.last_failure_at > p.last_success_at THEN 'warning'
+           ELSE 'ok'
+       END
+  FROM per_db p
+ ORDER BY p.database;
+$fn$;
+
+-- One line for Nagios-style checks: 'BACKUP OK - ...' / WARNING / CRITICAL.
+CREATE FUNCTION backup_ext.check_status()
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+SELECT 'BACKUP ' ||
+       CASE WHEN bool_or(s.status = 'critical') THEN 'CRITICAL'
+            WHEN bool_or(s.status = 'warning') THEN 'WARNING' ELSE 'OK' END ||
+       ' - ' ||
+       coalesce(string_agg(format('%s: %s', s.database,
+                    CASE WHEN s.last_success_at IS NULL THEN 'never backed up'
+                         ELSE 'last success ' || date_trunc('minute', s.last_success_age)::text || ' ago' END)
+                    || CASE WHEN s.last_failure_at > s.last_success_at THEN ' (failed since)' ELSE '' END,
+                    '; ' ORDER BY s.database) FILTER (WHERE s.status <> 'ok'), 'all databases backed up') ||
+       format(' | ok=%s warning=%s critical=%s',
+              count(*) FILTER (WHERE s.status = 'ok'),
+              count(*) FILTER (WHERE s.status = 'warning'),
+              count(*) FILTER (WHERE s.status = 'critical'))
+  FROM backup_ext.status() s;
 $fn$;

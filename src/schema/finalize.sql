@@ -1,14 +1,29 @@
--- Nothing is open to PUBLIC: superusers may do everything, members of backup_ext_operator may
--- request backups and read the catalog.
+-- Nothing is open to PUBLIC. Superusers may do everything; members of backup_ext_operator may
+-- request backups, inspect and verify them and read the catalog; members of
+-- backup_ext_restorer may also restore (which can create databases and overwrite data).
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA backup_ext FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA backup_ext FROM PUBLIC;
-GRANT USAGE ON SCHEMA backup_ext TO backup_ext_operator;
-GRANT SELECT ON backup_ext.jobs, backup_ext.artifacts, backup_ext.backups TO backup_ext_operator;
+GRANT USAGE ON SCHEMA backup_ext TO backup_ext_operator, backup_ext_restorer;
+GRANT SELECT ON backup_ext.jobs, backup_ext.artifacts, backup_ext.backups, backup_ext.sets,
+                backup_ext.activity, backup_ext.backup_sets, backup_ext.retention
+    TO backup_ext_operator, backup_ext_restorer;
 GRANT EXECUTE ON FUNCTION
-    backup_ext.backup_database(text, text, text, integer, text, jsonb),
-    backup_ext.backup_globals(text, boolean),
     backup_ext.list_backups(text, text),
     backup_ext.job_status(bigint),
     backup_ext.wait_for(bigint, interval),
-    backup_ext.cancel(bigint)
+    backup_ext.cancel(bigint),
+    backup_ext.backup_contents(bigint),
+    backup_ext.verify_backup(bigint, boolean),
+    backup_ext.status(),
+    backup_ext.check_status()
+TO backup_ext_operator, backup_ext_restorer;
+GRANT EXECUTE ON FUNCTION
+    backup_ext.backup_database(text, text, text, integer, text, jsonb),
+    backup_ext.backup_globals(text, boolean),
+    backup_ext.backup_cluster(text, text, jsonb),
+    backup_ext.pin(bigint, boolean)
 TO backup_ext_operator;
+-- Retention and schedules decide what gets deleted and when: superusers only.
+GRANT EXECUTE ON FUNCTION
+    backup_ext.restore_backup(bigint, text, boolean, integer, jsonb)
+TO backup_ext_restorer;

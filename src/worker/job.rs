@@ -10,7 +10,7 @@ use backup_core::{
     RunSpec, GLOBALS_FOLDER,
 };
 
-use crate::catalog::{ClaimedJob, Outcome};
+use crate::catalog::{ArtifactFacts, ClaimedJob, Outcome};
 
 /// Everything a job needs from the server's configuration, read once per loop.
 pub struct Context {
@@ -134,9 +134,12 @@ pub fn outcome_of(result: RunResult) -> Outcome {
             sha256,
             manifest,
         } => Outcome::Succeeded {
-            size: size as i64,
-            sha256,
-            manifest: manifest.and_then(|m| serde_json::to_value(m).ok()),
+            artifact: Some(ArtifactFacts {
+                size: size as i64,
+                sha256,
+                manifest: manifest.and_then(|m| serde_json::to_value(m).ok()),
+            }),
+            message: None,
         },
         RunResult::Failed { message } => Outcome::Failed(message),
     }

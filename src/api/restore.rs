@@ -1,0 +1,262 @@
+//! Restore, inspect and verify: `restore_backup()`, `backup_contents()`, `verify_backup()`.
+//! Everything a restore could trip over is checked here, before anything is enqueued, so a bad
+//! request never touches the target database.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use backup_core::{
+    directory_manifest, hash_file, parse_toc, pg_restore_list_argv, use_list_for,
+    validate_database_name, Format, RequestError, RestoreRequest, TocEntry,
+};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::json;
+
+use crate::catalog::{self, BackupRecord, NewJob};
+use crate::error::{BackupError, OrReport};
+use crate::{settings, wake};
+
+/// Files up to this size are hashed at call time, so a corrupted small backup is refused before
+/// a job exists; larger ones are hashed by the worker before it touches the target.
+const HASH_AT_CALL_TIME_BYTES: u64 = 256 * 1024 * 1024;
+
+fn succeeded_backup(backup_id: i64) -> BackupRecord {
+    let Some(rec) = catalog::backup_record(backup_id).or_report() else {
+        BackupError::NoSuchBackup(backup_id).report()
+    };
+    if rec.status != "succeeded" {
+        BackupError::BackupNotUsable {
+            backup_id,
+            status: rec.status,
+        }
+        .report();
+    }
+    rec
+}
+
+fn existing_path(rec: &BackupRecord) -> &Path {
+    let path = rec.path.as_deref().unwrap_or_default();
+    if path.is_empty() || !Path::new(path).exists() {
+        BackupError::BackupFileMissing {
+            backup_id: rec.backup_id,
+            path: path.to_string(),
+        }
+        .report();
+    }
+    Path::new(path)
+}
+
+fn archive_format(rec: &BackupRecord) -> Format {
+    Format::parse(&rec.format).or_report()
+}
+
+/// Size always; SHA-256 too when the backup is small enough to hash within the call.
+fn check_integrity(rec: &BackupRecord, path: &Path) {
+    let corrupted = |detail: String| BackupError::BackupCorrupted {
+        backup_id: rec.backup_id,
+        detail,
+    };
+    let expected_sha = rec.sha256.clone().unwrap_or_default();
+    let expected_size = rec.size_bytes.unwrap_or(-1);
+    let (size, sha) = if path.is_dir() {
+        let manifest = directory_manifest(path)
+            .map_err(|e| corrupted(format!("cannot read {}: {e}", path.display())))
+            .or_report();
+        (manifest.total_size, Some(manifest.sha256))
+    } else {
+        let size = std::fs::metadata(path)
+            .map(|m| m.len())
+            .map_err(|e| corrupted(format!("cannot read {}: {e}", path.display())))
+            .or_report();
+        let sha = (size as i64 == expected_size && size <= HASH_AT_CALL_TIME_BYTES).then(|| {
+            hash_file(path)
+                .map(|(_, sha)| sha)
+                .map_err(|e| corrupted(format!("cannot read {}: {e}", path.display())))
+                .or_report()
+        });
+        (size, sha)
+    };
+    if size as i64 != expected_size {
+        corrupted(format!(
+            "size is {size} bytes, {expected_size} were recorded"
+        ))
+        .report();
+    }
+    if let Some(sha) = sha {
+        if sha != expected_sha {
+            corrupted(format!("sha256 is {sha}, {expected_sha} was recorded")).report();
+        }
+    }
+}
+
+/// `pg_restore --list` of an archive, parsed.
+fn read_contents(rec: &BackupRecord, path: &Path) -> (String, Vec<TocEntry>) {
+    if rec.kind != "database" || archive_format(rec) == Format::Plain {
+        BackupError::Request(RequestError::unsupported(
+            format!(
+                "backup {} is a plain SQL script and has no table of contents",
+                rec.backup_id
+            ),
+            "Table-of-contents listings and toc_ids need a custom, directory or tar backup.",
+        ))
+        .report();
+    }
+    let (program, args) = pg_restore_list_argv(&settings::bin_dir(), path);
+    let output = Command::new(&program)
+        .args(&args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| BackupError::ToolFailed(format!("cannot run {}: {e}", program.display())))
+        .or_report();
+    if !output.status.success() {
+        BackupError::ToolFailed(format!(
+            "pg_restore --list could not read backup {}: {}",
+            rec.backup_id,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+        .report();
+    }
+    let listing = String::from_utf8_lossy(&output.stdout).into_owned();
+    let entries = parse_toc(&listing)
+        .map_err(|e| BackupError::ToolFailed(format!("unexpected pg_restore --list output: {e}")))
+        .or_report();
+    (listing, entries)
+}
+
+fn check_target(name: &str, create_db: bool) {
+    validate_database_name(name)
+        .map_err(|e| BackupError::InvalidName(e.message))
+        .or_report();
+    if name == settings::database() {
+        BackupError::ReservedTarget {
+            name: name.into(),
+            why: "the backup_ext catalog database (backup_ext.database)",
+        }
+        .report();
+    }
+    let facts = catalog::database_facts(name).or_report();
+    if facts.is_template {
+        BackupError::ReservedTarget {
+            name: name.into(),
+            why: "a template database",
+        }
+        .report();
+    }
+    if create_db && facts.exists {
+        BackupError::DatabaseExists(name.into()).report();
+    }
+    if !create_db && !facts.exists {
+        BackupError::NoSuchDatabase(name.into()).report();
+    }
+}
+
+/// Enqueues a restore of a backup; returns the job id.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn restore_backup(
+    backup_id: i64,
+    target_db: default!(Option<String>, "NULL"),
+    create_db: default!(Option<bool>, "true"),
+    jobs: default!(Option<i32>, "NULL"),
+    options: default!(Option<JsonB>, "'{}'"),
+) -> i64 {
+    let rec = succeeded_backup(backup_id);
+    let path = existing_path(&rec).to_path_buf();
+    let is_globals = rec.kind == "globals";
+    let create_db = create_db.unwrap_or(true) && !is_globals;
+    let options = options.map(|o| o.0).unwrap_or_else(|| json!({}));
+    let request =
+        RestoreRequest::validate(archive_format(&rec), is_globals, create_db, jobs, &options)
+            .or_report();
+
+    let target = match (is_globals, target_db) {
+        (true, None) => None,
+        (true, Some(_)) => BackupError::Request(RequestError::invalid(
+            format!(
+                "backup {backup_id} holds roles and tablespaces, which belong to the whole cluster"
+            ),
+            "Leave target_db NULL: a globals backup is replayed into the cluster.",
+        ))
+        .report(),
+        (false, None) => BackupError::Request(RequestError::invalid(
+            "target_db must be given for a database backup",
+            "Name the database to restore into, e.g. target_db => 'app_restored'.",
+        ))
+        .report(),
+        (false, Some(name)) => {
+            check_target(&name, create_db);
+            Some(name)
+        }
+    };
+
+    if !request.options.toc_ids.is_empty() {
+        let (listing, _) = read_contents(&rec, &path);
+        use_list_for(&listing, &request.options.toc_ids).or_report();
+    }
+    check_integrity(&rec, &path);
+
+    let job_id = catalog::enqueue_job(&NewJob {
+        kind: "restore",
+        database: target.as_deref(),
+        backup_id,
+        request: request.to_json().unwrap_or_default(),
+    })
+    .or_report();
+    wake::wake_worker_on_commit();
+    job_id
+}
+
+/// The archive's table of contents, parsed from `pg_restore --list`; pick entries with a WHERE
+/// and pass their ids to `restore_backup(..., options => '{"toc_ids": [...]}')`.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn backup_contents(
+    backup_id: i64,
+) -> TableIterator<
+    'static,
+    (
+        name!(toc_id, i64),
+        name!(kind, String),
+        name!(schema, Option<String>),
+        name!(name, String),
+        name!(owner, Option<String>),
+    ),
+> {
+    let rec = succeeded_backup(backup_id);
+    let path = existing_path(&rec).to_path_buf();
+    let (_, entries) = read_contents(&rec, &path);
+    TableIterator::new(
+        entries
+            .into_iter()
+            .map(|e| (e.toc_id, e.kind, e.schema, e.name, e.owner)),
+    )
+}
+
+/// Enqueues a verification: checksum (or manifest), table of contents, and with
+/// `test_restore` a restore into a scratch database whose row counts are compared with the
+/// archive's. The result is recorded on the backup.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn verify_backup(backup_id: i64, test_restore: default!(Option<bool>, "false")) -> i64 {
+    let rec = succeeded_backup(backup_id);
+    let test_restore = test_restore.unwrap_or(false);
+    if test_restore && rec.kind == "globals" {
+        BackupError::Request(RequestError::unsupported(
+            format!(
+                "backup {backup_id} holds roles, which cannot be restored into a scratch database"
+            ),
+            "Verify globals backups with test_restore => false (checksum only).",
+        ))
+        .report();
+    }
+    let job_id = catalog::enqueue_job(&NewJob {
+        kind: "verify",
+        database: rec.database.as_deref(),
+        backup_id,
+        request: json!({ "test_restore": test_restore }),
+    })
+    .or_report();
+    wake::wake_worker_on_commit();
+    job_id
+}
