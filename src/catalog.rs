@@ -257,7 +257,9 @@ pub fn record_outcome(job_id: i64, outcome: &Outcome) -> SpiResult<()> {
     Spi::connect_mut(|client| {
         client.update(
             "UPDATE backup_ext.jobs
-                SET status = $2, finished_at = clock_timestamp(), error = $3, message = $4
+                SET status = $2, finished_at = clock_timestamp(), error = $3, message = $4,
+                    tables_done = CASE WHEN $2 = 'succeeded' THEN coalesce(tables_total, tables_done)
+                                       ELSE tables_done END
               WHERE job_id = $1 AND status = 'running'",
             None,
             &[job_id.into(), status.into(), error.into(), message.into()],
@@ -308,18 +310,31 @@ pub fn record_outcome(job_id: i64, outcome: &Outcome) -> SpiResult<()> {
     })
 }
 
-/// Publishes how many bytes each running job has written so far.
-pub fn record_progress(progress: &[(i64, i64)]) -> SpiResult<()> {
+/// How far a running job has got.
+pub struct Progress {
+    pub job_id: i64,
+    pub bytes: i64,
+    pub tables_done: Option<i32>,
+    pub tables_total: Option<i32>,
+}
+
+/// Publishes how far each running job has got.
+pub fn record_progress(progress: &[Progress]) -> SpiResult<()> {
     if progress.is_empty() {
         return Ok(());
     }
-    let ids: Vec<i64> = progress.iter().map(|p| p.0).collect();
-    let bytes: Vec<i64> = progress.iter().map(|p| p.1).collect();
+    let ids: Vec<i64> = progress.iter().map(|p| p.job_id).collect();
+    let bytes: Vec<i64> = progress.iter().map(|p| p.bytes).collect();
+    let done: Vec<Option<i32>> = progress.iter().map(|p| p.tables_done).collect();
+    let total: Vec<Option<i32>> = progress.iter().map(|p| p.tables_total).collect();
     Spi::run_with_args(
-        "UPDATE backup_ext.jobs j SET bytes_written = p.bytes
-           FROM unnest($1::bigint[], $2::bigint[]) AS p(job_id, bytes)
+        "UPDATE backup_ext.jobs j
+            SET bytes_written = p.bytes, tables_done = p.done,
+                tables_total = coalesce(p.total, j.tables_total)
+           FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::int[])
+                AS p(job_id, bytes, done, total)
           WHERE j.job_id = p.job_id AND j.status = 'running'",
-        &[ids.into(), bytes.into()],
+        &[ids.into(), bytes.into(), done.into(), total.into()],
     )
 }
 

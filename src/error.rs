@@ -37,6 +37,8 @@ pub enum BackupError {
     DatabaseExists(String),
     /// Not usable as a database name (42602).
     InvalidName(String),
+    /// No schedule of this name (42704).
+    NoSuchSchedule(String),
     /// A tool we only read with failed (58030).
     ToolFailed(String),
     /// A catalog query failed; carries the underlying message (XX000).
@@ -123,6 +125,11 @@ impl BackupError {
                 ERRCODE_INVALID_NAME,
                 detail.clone(),
                 "Database names are 1 to 63 bytes without control characters.".into(),
+            ),
+            BackupError::NoSuchSchedule(name) => (
+                ERRCODE_UNDEFINED_OBJECT,
+                format!("schedule \"{name}\" does not exist"),
+                "List schedules with: SELECT name, cron FROM backup_ext.schedules;".into(),
             ),
             BackupError::ToolFailed(detail) => (
                 ERRCODE_IO_ERROR,

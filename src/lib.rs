@@ -7,6 +7,7 @@ mod api;
 mod catalog;
 mod error;
 mod purge;
+mod schedules;
 mod settings;
 mod tools;
 mod wake;

@@ -9,8 +9,18 @@ use crate::request::{DumpRequest, GlobalsRequest};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-fn arg(s: impl Into<String>) -> OsString {
+pub(crate) fn arg(s: impl Into<String>) -> OsString {
     OsString::from(s.into())
+}
+
+/// A path as a positional argument. A relative path starting with `-`
+/// would be read as an option, so such paths are anchored with `./`.
+pub(crate) fn path_arg(path: &Path) -> OsString {
+    if path.as_os_str().to_string_lossy().starts_with('-') {
+        Path::new(".").join(path).into_os_string()
+    } else {
+        path.as_os_str().to_owned()
+    }
 }
 
 /// `output_dir` is where pg_dump creates the directory-format output; it is
@@ -73,17 +83,11 @@ pub fn pg_dumpall_globals_argv(
     (bin_dir.join("pg_dumpall"), args)
 }
 
-/// A relative path starting with `-` would be read as an option, so such
-/// paths are anchored with `./`.
+/// A relative archive path starting with `-` is anchored with `./`.
 pub fn pg_restore_list_argv(bin_dir: &Path, path: &Path) -> (PathBuf, Vec<OsString>) {
-    let file = if path.as_os_str().to_string_lossy().starts_with('-') {
-        Path::new(".").join(path)
-    } else {
-        path.to_path_buf()
-    };
     (
         bin_dir.join("pg_restore"),
-        vec![arg("--list"), file.into_os_string()],
+        vec![arg("--list"), path_arg(path)],
     )
 }
 

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{self, ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// libpq variables that would override or add to the connection string
@@ -42,9 +42,30 @@ impl ChildGuard {
         stdout_piped: bool,
         stderr_file: File,
     ) -> io::Result<ChildGuard> {
+        Self::spawn_with(program, args, Stdio::null(), stdout_piped, stderr_file)
+    }
+
+    /// Like [`ChildGuard::spawn`], with a pipe to the child's stdin that
+    /// [`ChildGuard::take_stdin`] hands out.
+    pub fn spawn_piped_stdin(
+        program: &Path,
+        args: &[OsString],
+        stdout_piped: bool,
+        stderr_file: File,
+    ) -> io::Result<ChildGuard> {
+        Self::spawn_with(program, args, Stdio::piped(), stdout_piped, stderr_file)
+    }
+
+    fn spawn_with(
+        program: &Path,
+        args: &[OsString],
+        stdin: Stdio,
+        stdout_piped: bool,
+        stderr_file: File,
+    ) -> io::Result<ChildGuard> {
         let mut cmd = Command::new(program);
         cmd.args(args)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(if stdout_piped {
                 Stdio::piped()
             } else {
@@ -71,6 +92,10 @@ impl ChildGuard {
 
     pub fn take_stdout(&mut self) -> Option<ChildStdout> {
         self.child.stdout.take()
+    }
+
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.child.stdin.take()
     }
 
     /// Whether the group leader has exited, without reaping it. While the

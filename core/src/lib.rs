@@ -6,36 +6,65 @@
 //! cannot call into the server by mistake.
 
 pub mod argv;
+pub mod checked_restore;
 pub mod child;
 pub mod compress;
 pub mod conninfo;
 pub mod error;
 pub mod format;
+pub mod health;
 pub mod manifest;
 pub mod options;
 pub mod paths;
+pub mod progress;
 pub mod request;
+pub mod restore;
+pub mod restore_argv;
+pub mod restore_run;
+pub mod retention;
+pub mod rows;
 pub mod run;
+pub mod schedule;
 pub mod status;
+pub mod steps;
 pub mod stream;
 pub mod toc;
+pub mod verify_run;
 pub mod version;
 
 #[cfg(test)]
 mod test_support;
 
 pub use argv::{pg_dump_argv, pg_dumpall_globals_argv, pg_restore_list_argv};
+pub use checked_restore::CheckedRestore;
 pub use child::{describe_exit, stderr_tail, ChildGuard};
 pub use compress::{validate_compress, Compression, CompressionMethod};
 pub use conninfo::Connection;
 pub use error::{ErrorKind, RequestError};
 pub use format::Format;
+pub use health::{classify, nagios_line, Health};
 pub use manifest::{directory_manifest, sync_tree, Manifest, ManifestEntry};
 pub use options::DumpOptions;
-pub use paths::{backup_file_name, database_folder, is_inside, partial_path, GLOBALS_FOLDER};
-pub use request::{DumpRequest, GlobalsRequest};
+pub use paths::{
+    backup_file_name, database_folder, is_inside, job_id_of_partial, partial_path, GLOBALS_FOLDER,
+};
+pub use progress::{scan_new_lines, ProgressTracker};
+pub use request::{split_run_options, DumpRequest, GlobalsRequest, RUN_OPTION_KEYS};
+pub use restore::{use_list_for, RestoreOptions, RestoreRequest};
+pub use restore_argv::{
+    createdb_argv, dropdb_argv, pg_restore_argv, pg_restore_to_stdout_argv, psql_query_argv,
+    psql_script_argv, validate_database_name,
+};
+pub use restore_run::{RestorePlan, RestoreRun, RestoreStep};
+pub use retention::{plan_retention, RetainCandidate, RetentionDecision, RetentionPolicy};
+pub use rows::{compare_counts, count_copy_rows, open_plain_dump, parse_counts, row_count_query};
 pub use run::{DumpRun, OutputKind, RunResult, RunSpec};
+pub use schedule::{validate_schedule_name, CronSchedule, ScheduleCommand};
 pub use status::JobStatus;
-pub use stream::{publish, remove_output, StreamOutcome, StreamWriter};
+pub use steps::{JobResult, JobRun, ToolCommand, VerifyReport};
+pub use stream::{
+    hash_file, hash_file_with_progress, publish, remove_output, StreamOutcome, StreamWriter,
+};
 pub use toc::{parse_toc, TocEntry, TocParseError};
+pub use verify_run::{ArchiveRows, TestRestorePlan, VerifyPlan, VerifyRun};
 pub use version::parse_tool_version;

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{self, ErrorKind, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestEntry {
@@ -85,12 +86,24 @@ fn walk(dir: &Path) -> io::Result<Vec<(PathBuf, String)>> {
     Ok(out)
 }
 
-fn hash_file(path: &Path) -> io::Result<(u64, String)> {
+/// Counts hashed bytes and lets another thread stop a long hash early.
+#[derive(Debug, Default)]
+pub(crate) struct HashMeter {
+    pub bytes: AtomicU64,
+    pub stop: AtomicBool,
+}
+
+/// Size and SHA-256 of one file, adding to `meter.bytes` as it reads; ends
+/// with an `Interrupted` error once `meter.stop` is set.
+pub(crate) fn hash_file(path: &Path, meter: &HashMeter) -> io::Result<(u64, String)> {
     let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut size = 0u64;
     loop {
+        if meter.stop.load(Ordering::Relaxed) {
+            return Err(io::Error::new(ErrorKind::Interrupted, "hashing stopped"));
+        }
         let n = match file.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -99,14 +112,19 @@ fn hash_file(path: &Path) -> io::Result<(u64, String)> {
         };
         hasher.update(&buf[..n]);
         size += n as u64;
+        meter.bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
     Ok((size, hex::encode(hasher.finalize())))
 }
 
 pub fn directory_manifest(dir: &Path) -> io::Result<Manifest> {
+    directory_manifest_metered(dir, &HashMeter::default())
+}
+
+pub(crate) fn directory_manifest_metered(dir: &Path, meter: &HashMeter) -> io::Result<Manifest> {
     let mut entries = Vec::new();
     for (path, name) in walk(dir)? {
-        let (size, sha256) = hash_file(&path)?;
+        let (size, sha256) = hash_file(&path, meter)?;
         entries.push(ManifestEntry { name, size, sha256 });
     }
     Ok(Manifest::from_entries(entries))

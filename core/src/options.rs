@@ -34,7 +34,7 @@ pub const OPTIONS_HINT: &str = "option keys: schemas, exclude_schemas, tables, e
      exclude_table_data (arrays of text); schema_only, data_only, no_owner, no_privileges \
      (booleans)";
 
-fn json_type(v: &Value) -> &'static str {
+pub(crate) fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",
@@ -45,7 +45,7 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-fn text_list(key: &str, v: &Value) -> Result<Vec<String>, RequestError> {
+pub(crate) fn text_list(key: &str, v: &Value) -> Result<Vec<String>, RequestError> {
     let type_error = || {
         RequestError::invalid(
             format!(
@@ -88,7 +88,7 @@ fn text_list(key: &str, v: &Value) -> Result<Vec<String>, RequestError> {
     Ok(out)
 }
 
-fn boolean(key: &str, v: &Value) -> Result<bool, RequestError> {
+pub(crate) fn boolean(key: &str, v: &Value) -> Result<bool, RequestError> {
     v.as_bool().ok_or_else(|| {
         RequestError::invalid(
             format!("options.{key} must be a boolean, got {}", json_type(v)),

@@ -11,6 +11,23 @@ use serde_json::Value;
 
 pub const MAX_JOBS: i32 = 64;
 
+/// Option keys that steer how backup_ext runs a backup rather than what pg_dump dumps:
+/// a per-call `timeout`, and which databases a cluster backup covers.
+pub const RUN_OPTION_KEYS: [&str; 3] = ["timeout", "include_databases", "exclude_databases"];
+
+/// Splits `options` into what pg_dump gets and the run options (`RUN_OPTION_KEYS`); a
+/// non-object is returned unchanged for validation to refuse.
+pub fn split_run_options(options: &Value) -> (Value, serde_json::Map<String, Value>) {
+    let Some(map) = options.as_object() else {
+        return (options.clone(), serde_json::Map::new());
+    };
+    let (run, dump): (serde_json::Map<_, _>, serde_json::Map<_, _>) = map
+        .clone()
+        .into_iter()
+        .partition(|(k, _)| RUN_OPTION_KEYS.contains(&k.as_str()));
+    (Value::Object(dump), run)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DumpRequest {
     pub format: Format,
@@ -99,6 +116,19 @@ impl GlobalsRequest {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn run_options_are_split_from_dump_options() {
+        let (dump, run) = super::split_run_options(&serde_json::json!({
+            "timeout": "1 h", "no_owner": true, "exclude_databases": ["x"]
+        }));
+        assert_eq!(dump, serde_json::json!({"no_owner": true}));
+        assert_eq!(run.len(), 2);
+        assert!(run.contains_key("timeout") && run.contains_key("exclude_databases"));
+        let (dump, run) = super::split_run_options(&serde_json::json!([]));
+        assert_eq!(dump, serde_json::json!([]));
+        assert!(run.is_empty());
+    }
+
     use super::*;
     use crate::error::ErrorKind;
     use serde_json::json;

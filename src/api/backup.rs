@@ -1,7 +1,7 @@
 //! `backup_database()`, `backup_globals()` and `backup_cluster()`: validate at call time,
 //! enqueue, wake the worker. The enqueue functions are shared with the built-in scheduler.
 
-use backup_core::{DumpRequest, GlobalsRequest, RequestError};
+use backup_core::{split_run_options, DumpRequest, GlobalsRequest, RequestError};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
@@ -42,9 +42,9 @@ pub fn require<T>(value: Option<T>, name: &str) -> T {
     })
 }
 
-/// Takes the per-call `timeout` (an interval) out of the options; pg_dump never sees it.
-fn take_timeout(options: &mut Value) -> Option<i32> {
-    let timeout = options.as_object_mut()?.remove("timeout")?;
+/// The per-call `timeout` (an interval given as text) in seconds.
+fn timeout_seconds(run: &serde_json::Map<String, Value>) -> Option<i32> {
+    let timeout = run.get("timeout")?;
     let Some(text) = timeout.as_str() else {
         BackupError::Request(RequestError::invalid(
             "options.timeout must be an interval given as text",
@@ -109,9 +109,16 @@ pub fn enqueue_database(
     options: Value,
     origin: Origin,
 ) -> i64 {
-    let mut options = options;
     validate_label(label).or_report();
-    let timeout_seconds = take_timeout(&mut options);
+    let (options, run) = split_run_options(&options);
+    if let Some(key) = run.keys().find(|k| k.as_str() != "timeout") {
+        BackupError::Request(RequestError::invalid(
+            format!("option {key:?} only applies to backup_cluster()"),
+            "backup_database() takes the pg_dump options plus \"timeout\".",
+        ))
+        .report();
+    }
+    let timeout_seconds = timeout_seconds(&run);
     let request = DumpRequest::validate(format, compress, jobs, &options, tool_major_for(compress))
         .or_report();
     check_database(dbname);
@@ -152,8 +159,8 @@ pub fn enqueue_globals(label: Option<&str>, no_role_passwords: bool, origin: Ori
     job_id
 }
 
-fn text_array(options: &Value, key: &str) -> Vec<String> {
-    match options.get(key) {
+fn text_array(run: &serde_json::Map<String, Value>, key: &str) -> Vec<String> {
+    match run.get(key) {
         None => Vec::new(),
         Some(Value::Array(items)) if items.iter().all(|i| i.is_string()) => items
             .iter()
@@ -167,30 +174,22 @@ fn text_array(options: &Value, key: &str) -> Vec<String> {
     }
 }
 
-/// Enqueues globals plus one dump per connectable, non-template database as one set.
+/// Enqueues globals plus one dump per connectable, non-template database as one set. The
+/// options are pg_dump's (applied to every database) plus include_databases,
+/// exclude_databases and timeout.
 pub fn enqueue_cluster(
     format: &str,
     label: Option<&str>,
     options: Value,
     schedule: Option<&str>,
 ) -> i64 {
-    const KEYS: [&str; 3] = ["include_databases", "exclude_databases", "timeout"];
-    let Some(map) = options.as_object() else {
-        BackupError::Request(RequestError::invalid(
-            "options must be a JSON object",
-            "Keys: include_databases, exclude_databases, timeout.",
-        ))
-        .report()
-    };
-    if let Some(bad) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        BackupError::Request(RequestError::invalid(
-            format!("unknown option {bad:?} for backup_cluster"),
-            "Keys: include_databases, exclude_databases, timeout.",
-        ))
-        .report();
-    }
-    let include = text_array(&options, "include_databases");
-    let exclude = text_array(&options, "exclude_databases");
+    validate_label(label).or_report();
+    let (dump_options, run) = split_run_options(&options);
+    // Validate the shared part once, before anything is written.
+    DumpRequest::validate(format, None, None, &dump_options, BASE_TOOL_MAJOR).or_report();
+    timeout_seconds(&run);
+    let include = text_array(&run, "include_databases");
+    let exclude = text_array(&run, "exclude_databases");
     for name in include.iter().chain(&exclude) {
         if catalog::database_allows_connections(name)
             .or_report()
@@ -199,13 +198,10 @@ pub fn enqueue_cluster(
             BackupError::NoSuchDatabase(name.clone()).report();
         }
     }
-    let mut per_db = json!({});
-    if let Some(t) = map.get("timeout") {
-        per_db["timeout"] = t.clone();
+    let mut per_db = dump_options;
+    if let (Some(t), Some(map)) = (run.get("timeout"), per_db.as_object_mut()) {
+        map.insert("timeout".into(), t.clone());
     }
-    // Validate the format once, before anything is written.
-    DumpRequest::validate(format, None, None, &json!({}), BASE_TOOL_MAJOR).or_report();
-    validate_label(label).or_report();
 
     let set_id = catalog::create_set(format, label, &options).or_report();
     let origin = Origin {

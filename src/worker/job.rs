@@ -5,14 +5,21 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use backup_core::{
-    backup_file_name, database_folder, partial_path, pg_dump_argv, pg_dumpall_globals_argv,
-    remove_output, Connection, DumpRequest, DumpRun, GlobalsRequest, OutputKind, RunResult,
-    RunSpec, GLOBALS_FOLDER,
+    backup_file_name, createdb_argv, database_folder, dropdb_argv, partial_path, pg_dump_argv,
+    pg_dumpall_globals_argv, pg_restore_argv, pg_restore_list_argv, pg_restore_to_stdout_argv,
+    psql_query_argv, psql_script_argv, remove_output, row_count_query, use_list_for, ArchiveRows,
+    CheckedRestore, Connection, DumpRequest, DumpRun, Format, GlobalsRequest, JobResult, JobRun,
+    OutputKind, ProgressTracker, RestorePlan, RestoreRequest, RestoreRun, RestoreStep, RunResult,
+    RunSpec, TestRestorePlan, VerifyPlan, VerifyRun, GLOBALS_FOLDER,
 };
 
-use crate::catalog::{ArtifactFacts, ClaimedJob, Outcome};
+use crate::catalog::{ArtifactFacts, BackupRecord, ClaimedJob, Outcome};
 
-/// Everything a job needs from the server's configuration, read once per loop.
+/// Restores of files up to this size were hashed when they were requested; bigger ones are
+/// hashed by the worker before the target is touched.
+const HASHED_AT_CALL_TIME_BYTES: i64 = 256 * 1024 * 1024;
+
+/// Everything a job needs from the server's configuration, read once per claim.
 pub struct Context {
     pub bin_dir: PathBuf,
     pub directory: PathBuf,
@@ -21,19 +28,71 @@ pub struct Context {
     pub job_timeout: Option<Duration>,
 }
 
+/// What kind of job runs, as far as recording its outcome is concerned.
+pub enum Kind {
+    Backup { database: Option<String> },
+    Restore,
+    Verify { backup_id: i64 },
+}
+
 /// A job whose child is running.
 pub struct RunningJob {
     pub job_id: i64,
-    pub run: DumpRun,
+    pub kind: Kind,
+    pub run: Box<dyn JobRun>,
     pub started: Instant,
     pub timeout: Option<Duration>,
+    /// pg_dump's stderr, read for `--verbose` progress lines.
+    pub stderr_path: Option<PathBuf>,
+    pub stderr_offset: u64,
+    pub progress: ProgressTracker,
 }
 
-/// What `prepare` decided: the command and where its output goes.
+/// How to start a claimed job.
+pub enum Start {
+    Dump(RunSpec),
+    Restore(RestorePlan),
+    CheckedRestore(Box<VerifyPlan>, RestorePlan),
+    Verify(Box<VerifyPlan>),
+}
+
+/// What `prepare` decided for a claimed job.
 pub struct Plan {
-    pub spec: RunSpec,
-    pub final_path: PathBuf,
+    pub start: Start,
+    pub kind: Kind,
+    /// For backups: the final path, recorded before the child starts.
+    pub output: Option<PathBuf>,
     pub tool: &'static str,
+    pub stderr_path: Option<PathBuf>,
+    pub progress: ProgressTracker,
+}
+
+/// Tables whose data a whole-database dump will contain, asked of the database itself since
+/// pg_dump's verbose output never says; `None` when filters make the number uncertain.
+fn tables_to_dump(ctx: &Context, dbname: &str, request: &DumpRequest) -> Option<u64> {
+    let o = &request.options;
+    let filtered = !(o.schemas.is_empty()
+        && o.exclude_schemas.is_empty()
+        && o.tables.is_empty()
+        && o.exclude_tables.is_empty()
+        && o.exclude_table_data.is_empty());
+    if filtered || o.schema_only {
+        return None;
+    }
+    let sql = "SELECT count(*) FROM pg_catalog.pg_class c
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.relkind = 'r'
+                  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                  AND n.nspname NOT LIKE 'pg\\_toast%'
+                  AND n.nspname NOT LIKE 'pg\\_temp%'";
+    let (program, args) = psql_query_argv(&ctx.bin_dir, &ctx.connection, dbname, sql);
+    let output = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
 }
 
 fn started_at(claimed: &ClaimedJob) -> chrono::DateTime<chrono::Utc> {
@@ -51,59 +110,78 @@ fn make_private_dir(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))
 }
 
-/// Works out the command line and paths for a claimed job, creating its folder.
-pub fn prepare(claimed: &ClaimedJob, ctx: &Context) -> Result<Plan, String> {
+fn work_dir(ctx: &Context) -> Result<PathBuf, String> {
     if !ctx.directory.is_absolute() {
         return Err(format!(
             "backup_ext.directory must be an absolute path, not {:?}",
             ctx.directory
         ));
     }
-    let work_dir = ctx.directory.join(".work");
-    make_private_dir(&work_dir)?;
-    let stderr_path = work_dir.join(format!("job-{}.stderr", claimed.job_id));
-    let started = started_at(claimed);
+    let dir = ctx.directory.join(".work");
+    make_private_dir(&dir)?;
+    Ok(dir)
+}
 
-    let (folder, suffix, tool, request) = match claimed.kind.as_str() {
-        "database" => {
-            let dbname = claimed
-                .database
-                .as_deref()
-                .ok_or("database job without a database")?;
-            let request = DumpRequest::from_stored(&claimed.request)
-                .map_err(|e| format!("stored request cannot be read: {e}"))?;
+/// Works out the commands and paths for a claimed job; `backup` is the backup a restore or
+/// verify job reads.
+pub fn prepare(
+    claimed: &ClaimedJob,
+    backup: Option<&BackupRecord>,
+    ctx: &Context,
+) -> Result<Plan, String> {
+    let work_dir = work_dir(ctx)?;
+    match claimed.kind.as_str() {
+        "database" | "globals" => prepare_backup(claimed, ctx, work_dir),
+        "restore" => prepare_restore(claimed, backup.ok_or("the backup is gone")?, ctx, work_dir),
+        "verify" => prepare_verify(claimed, backup.ok_or("the backup is gone")?, ctx, work_dir),
+        other => Err(format!("unknown job kind {other:?}")),
+    }
+}
+
+fn prepare_backup(claimed: &ClaimedJob, ctx: &Context, work_dir: PathBuf) -> Result<Plan, String> {
+    let stderr_path = work_dir.join(format!("job-{}.stderr", claimed.job_id));
+    let unreadable = |e: serde_json::Error| format!("stored request cannot be read: {e}");
+    let (folder, suffix, tool, request) = match claimed.database.as_deref() {
+        Some(dbname) if claimed.kind == "database" => {
+            let request = DumpRequest::from_stored(&claimed.request).map_err(unreadable)?;
             let suffix = request.file_name_suffix();
             (database_folder(dbname), suffix, "pg_dump", Some(request))
         }
-        "globals" => (GLOBALS_FOLDER.to_string(), ".sql", "pg_dumpall", None),
-        other => return Err(format!("unknown job kind {other:?}")),
+        _ => (GLOBALS_FOLDER.to_string(), ".sql", "pg_dumpall", None),
     };
     let folder = ctx.directory.join(folder);
     make_private_dir(&folder)?;
-    let final_path = folder.join(backup_file_name(started, claimed.job_id, suffix));
+    let final_path = folder.join(backup_file_name(
+        started_at(claimed),
+        claimed.job_id,
+        suffix,
+    ));
     let partial = partial_path(&final_path);
 
+    let mut progress = ProgressTracker::default();
     let (program, args, output) = match request {
         Some(request) => {
-            let dbname = claimed.database.as_deref().unwrap_or_default();
-            if request.format.writes_to_stdout() {
-                let (program, args) =
-                    pg_dump_argv(&ctx.bin_dir, &ctx.connection, dbname, &request, None);
-                (program, args, OutputKind::Stdout { partial })
-            } else {
-                let (program, args) = pg_dump_argv(
-                    &ctx.bin_dir,
-                    &ctx.connection,
-                    dbname,
-                    &request,
-                    Some(&partial),
-                );
-                (program, args, OutputKind::Directory { partial })
+            progress = progress.with_jobs(request.jobs);
+            if let Some(total) = claimed
+                .database
+                .as_deref()
+                .and_then(|db| tables_to_dump(ctx, db, &request))
+            {
+                progress = progress.with_total(total);
             }
+            let dbname = claimed.database.as_deref().unwrap_or_default();
+            let dir_output = (!request.format.writes_to_stdout()).then_some(partial.as_path());
+            let (program, args) =
+                pg_dump_argv(&ctx.bin_dir, &ctx.connection, dbname, &request, dir_output);
+            let output = if dir_output.is_some() {
+                OutputKind::Directory { partial }
+            } else {
+                OutputKind::Stdout { partial }
+            };
+            (program, args, output)
         }
         None => {
-            let request = GlobalsRequest::from_stored(&claimed.request)
-                .map_err(|e| format!("stored request cannot be read: {e}"))?;
+            let request = GlobalsRequest::from_stored(&claimed.request).map_err(unreadable)?;
             let (program, args) = pg_dumpall_globals_argv(
                 &ctx.bin_dir,
                 &ctx.connection,
@@ -114,26 +192,222 @@ pub fn prepare(claimed: &ClaimedJob, ctx: &Context) -> Result<Plan, String> {
         }
     };
     Ok(Plan {
-        spec: RunSpec {
+        start: Start::Dump(RunSpec {
             program,
             args,
             output,
             final_path: final_path.clone(),
-            stderr_path,
+            stderr_path: stderr_path.clone(),
+        }),
+        kind: Kind::Backup {
+            database: claimed.database.clone(),
         },
-        final_path,
+        output: Some(final_path),
         tool,
+        stderr_path: (claimed.kind == "database").then_some(stderr_path),
+        progress,
     })
 }
 
-/// Turns the child's result into the catalog's outcome.
-pub fn outcome_of(result: RunResult) -> Outcome {
+fn archive(backup: &BackupRecord) -> Result<(PathBuf, Format), String> {
+    let path = backup
+        .path
+        .as_deref()
+        .map(PathBuf::from)
+        .ok_or_else(|| format!("backup {} has no file", backup.backup_id))?;
+    let format = Format::parse(&backup.format).map_err(|e| e.message)?;
+    Ok((path, format))
+}
+
+/// The restore step for an archive; writes a `-L` list next to the job's other files when
+/// `toc_ids` asks for exact entries.
+fn restore_step(
+    backup: &BackupRecord,
+    target: &str,
+    request: &RestoreRequest,
+    ctx: &Context,
+    list_file: &Path,
+) -> Result<RestoreStep, String> {
+    let (path, format) = archive(backup)?;
+    let conn = &ctx.connection;
+    if backup.kind == "globals" {
+        let argv = psql_script_argv(&ctx.bin_dir, conn, target, Some(&path), false, false);
+        return Ok(RestoreStep::Globals {
+            command: argv.into(),
+        });
+    }
+    if format == Format::Plain {
+        let single = request.options.single_transaction;
+        let compressed = backup
+            .compress
+            .as_deref()
+            .is_some_and(|c| c != "0" && c != "none");
+        return Ok(if compressed {
+            RestoreStep::PsqlStdin {
+                command: psql_script_argv(&ctx.bin_dir, conn, target, None, true, single).into(),
+                input: path,
+                compressed: true,
+            }
+        } else {
+            RestoreStep::PsqlFile(
+                psql_script_argv(&ctx.bin_dir, conn, target, Some(&path), true, single).into(),
+            )
+        });
+    }
+    let use_list = if request.options.toc_ids.is_empty() {
+        None
+    } else {
+        let (program, args) = pg_restore_list_argv(&ctx.bin_dir, &path);
+        let output = std::process::Command::new(&program)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+        if !output.status.success() {
+            return Err(format!(
+                "pg_restore --list failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        let listing = String::from_utf8_lossy(&output.stdout);
+        let list = use_list_for(&listing, &request.options.toc_ids).map_err(|e| e.message)?;
+        std::fs::write(list_file, list)
+            .map_err(|e| format!("cannot write {}: {e}", list_file.display()))?;
+        Some(list_file)
+    };
+    Ok(RestoreStep::PgRestore(
+        pg_restore_argv(&ctx.bin_dir, conn, target, &path, request, use_list).into(),
+    ))
+}
+
+fn checksum_plan(backup: &BackupRecord, work_dir: PathBuf) -> Result<VerifyPlan, String> {
+    let (path, format) = archive(backup)?;
+    Ok(VerifyPlan {
+        path,
+        format,
+        expected_sha256: backup.sha256.clone().unwrap_or_default(),
+        expected_size: backup.size_bytes.unwrap_or_default().max(0) as u64,
+        list: None,
+        test_restore: None,
+        work_dir,
+    })
+}
+
+fn prepare_restore(
+    claimed: &ClaimedJob,
+    backup: &BackupRecord,
+    ctx: &Context,
+    work_dir: PathBuf,
+) -> Result<Plan, String> {
+    let request = RestoreRequest::from_stored(&claimed.request)
+        .map_err(|e| format!("stored request cannot be read: {e}"))?;
+    // Globals are replayed through the catalog database; they belong to the cluster.
+    let target = claimed
+        .database
+        .clone()
+        .unwrap_or_else(|| ctx.catalog_database.clone());
+    let list_file = work_dir.join(format!("job-{}.list", claimed.job_id));
+    let step = restore_step(backup, &target, &request, ctx, &list_file)?;
+    let maintenance = &ctx.catalog_database;
+    let conn = &ctx.connection;
+    let plan = RestorePlan {
+        create: request
+            .create_db
+            .then(|| createdb_argv(&ctx.bin_dir, conn, maintenance, &target).into()),
+        restore: step,
+        drop_on_failure: request
+            .create_db
+            .then(|| dropdb_argv(&ctx.bin_dir, conn, maintenance, &target).into()),
+        work_dir: work_dir.clone(),
+    };
+    let start = if backup.size_bytes.unwrap_or(i64::MAX) > HASHED_AT_CALL_TIME_BYTES {
+        Start::CheckedRestore(Box::new(checksum_plan(backup, work_dir)?), plan)
+    } else {
+        Start::Restore(plan)
+    };
+    Ok(Plan {
+        start,
+        kind: Kind::Restore,
+        output: None,
+        tool: "pg_restore",
+        stderr_path: None,
+        progress: ProgressTracker::default(),
+    })
+}
+
+fn prepare_verify(
+    claimed: &ClaimedJob,
+    backup: &BackupRecord,
+    ctx: &Context,
+    work_dir: PathBuf,
+) -> Result<Plan, String> {
+    let mut plan = checksum_plan(backup, work_dir.clone())?;
+    let conn = &ctx.connection;
+    let is_archive = backup.kind == "database" && plan.format != Format::Plain;
+    if is_archive {
+        plan.list = Some(pg_restore_list_argv(&ctx.bin_dir, &plan.path).into());
+    }
+    let test_restore = claimed
+        .request
+        .get("test_restore")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    if test_restore {
+        let scratch = format!("backup_ext_verify_{}", claimed.job_id);
+        let request =
+            RestoreRequest::validate(plan.format, false, true, None, &serde_json::json!({}))
+                .map_err(|e| e.message)?;
+        let list_file = work_dir.join(format!("job-{}.list", claimed.job_id));
+        let restore = restore_step(backup, &scratch, &request, ctx, &list_file)?;
+        let maintenance = &ctx.catalog_database;
+        let compressed = backup
+            .compress
+            .as_deref()
+            .is_some_and(|c| c != "0" && c != "none");
+        plan.test_restore = Some(TestRestorePlan {
+            create: createdb_argv(&ctx.bin_dir, conn, maintenance, &scratch).into(),
+            restore,
+            archive_rows: if is_archive {
+                ArchiveRows::FromPgRestore(
+                    pg_restore_to_stdout_argv(&ctx.bin_dir, &plan.path).into(),
+                )
+            } else {
+                ArchiveRows::FromPlainFile { compressed }
+            },
+            count: psql_query_argv(&ctx.bin_dir, conn, &scratch, row_count_query()).into(),
+            drop: dropdb_argv(&ctx.bin_dir, conn, maintenance, &scratch).into(),
+        });
+    }
+    Ok(Plan {
+        start: Start::Verify(Box::new(plan)),
+        kind: Kind::Verify {
+            backup_id: backup.backup_id,
+        },
+        output: None,
+        tool: "pg_restore",
+        stderr_path: None,
+        progress: ProgressTracker::default(),
+    })
+}
+
+/// Starts the child (or first step) of a prepared job.
+pub fn start(start: Start) -> std::io::Result<Box<dyn JobRun>> {
+    Ok(match start {
+        Start::Dump(spec) => Box::new(DumpRun::start(spec)?),
+        Start::Restore(plan) => Box::new(RestoreRun::start(plan)?),
+        Start::CheckedRestore(check, plan) => Box::new(CheckedRestore::start(*check, plan)?),
+        Start::Verify(plan) => Box::new(VerifyRun::start(*plan)?),
+    })
+}
+
+/// Turns a finished job's result into the catalog's outcome.
+pub fn outcome_of(result: JobResult) -> Outcome {
     match result {
-        RunResult::Succeeded {
+        JobResult::Dump(RunResult::Succeeded {
             size,
             sha256,
             manifest,
-        } => Outcome::Succeeded {
+        }) => Outcome::Succeeded {
             artifact: Some(ArtifactFacts {
                 size: size as i64,
                 sha256,
@@ -141,7 +415,17 @@ pub fn outcome_of(result: RunResult) -> Outcome {
             }),
             message: None,
         },
-        RunResult::Failed { message } => Outcome::Failed(message),
+        JobResult::Dump(RunResult::Failed { message }) => Outcome::Failed(message),
+        JobResult::Restore { ok: true, message } => Outcome::Succeeded {
+            artifact: None,
+            message: Some(message).filter(|m| !m.is_empty()),
+        },
+        JobResult::Restore { ok: false, message } => Outcome::Failed(message),
+        JobResult::Verify(report) if report.passed => Outcome::Succeeded {
+            artifact: None,
+            message: Some(report.message),
+        },
+        JobResult::Verify(report) => Outcome::Failed(report.message),
     }
 }
 

@@ -11,8 +11,9 @@ use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags
 use pgrx::prelude::*;
 
 use crate::catalog::{self, Outcome};
-use crate::{settings, tools, wake};
-use job::{Context, RunningJob};
+use crate::purge::{self, Scope};
+use crate::{schedules, settings, tools, wake};
+use job::{Context, Kind, RunningJob};
 use txn::{in_transaction, spi};
 
 /// Sleep between checks while children run: bounds cancel, timeout and progress latency.
@@ -89,7 +90,49 @@ impl Worker {
         self.handle_cancel_requests();
         self.handle_timeouts();
         self.publish_progress();
+        self.run_schedules();
         self.start_queued();
+    }
+
+    /// Enqueues what built-in schedules say is due; skips a run whose previous one is still
+    /// going, so a schedule never overlaps itself.
+    fn run_schedules(&mut self) {
+        let now = chrono::Utc::now();
+        let entries = match spi(schedules::entries) {
+            Ok(entries) => entries,
+            Err(e) => {
+                warning!("backup_ext: cannot read schedules: {e}");
+                return;
+            }
+        };
+        for entry in entries {
+            let at = match schedules::due(&entry, now) {
+                Ok(Some(at)) => at,
+                Ok(None) => continue,
+                Err(e) => {
+                    warning!("backup_ext: schedule \"{}\": {}", entry.name, e.message);
+                    continue;
+                }
+            };
+            let started = if entry.previous_running {
+                Err("skipped: the previous run has not finished".to_string())
+            } else {
+                in_transaction(|| {
+                    let started = schedules::enqueue(&entry);
+                    schedules::record_run(&entry.name, at, started, None)
+                        .map_err(|e| e.to_string())?;
+                    Ok(started)
+                })
+            };
+            if let Err(e) = started {
+                log!("backup_ext: schedule \"{}\" did not run: {e}", entry.name);
+                if let Err(e) =
+                    spi(|| schedules::record_run(&entry.name, at, (None, None), Some(&e)))
+                {
+                    warning!("backup_ext: cannot record schedule \"{}\": {e}", entry.name);
+                }
+            }
+        }
     }
 
     /// Jobs left `running` belong to a worker that no longer exists (crash or restart).
@@ -115,6 +158,49 @@ impl Worker {
         }
     }
 
+    /// Records a finished job; a verification also lands on the backup it checked, and a
+    /// successful backup triggers its database's retention policy.
+    fn finish(&self, job: &RunningJob, result: backup_core::JobResult) {
+        let job_id = job.job_id;
+        if let (Kind::Verify { backup_id }, backup_core::JobResult::Verify(report)) =
+            (&job.kind, &result)
+        {
+            let rows = report
+                .archive_rows
+                .as_ref()
+                .and_then(|r| serde_json::to_value(r).ok());
+            if let Err(e) = spi(|| {
+                catalog::record_verification(*backup_id, report.passed, &report.message, rows)
+            }) {
+                warning!(
+                    "backup_ext: could not record the verification of backup {backup_id}: {e}"
+                );
+            }
+        }
+        let outcome = job::outcome_of(result);
+        let succeeded = matches!(outcome, Outcome::Succeeded { .. });
+        self.record(job_id, outcome);
+        if let (true, Kind::Backup { database }) = (succeeded, &job.kind) {
+            let scope = match database {
+                Some(db) => Scope::Database(db),
+                None => Scope::Globals,
+            };
+            match spi(|| purge::purge(scope, false)) {
+                Ok(purged) => {
+                    for p in purged {
+                        log!(
+                            "backup_ext: purged backup {} ({}): {}",
+                            p.backup_id.unwrap_or_default(),
+                            p.path.unwrap_or_default(),
+                            p.reason
+                        );
+                    }
+                }
+                Err(e) => warning!("backup_ext: retention after job {job_id} failed: {e}"),
+            }
+        }
+    }
+
     fn take(&mut self, job_id: i64) -> Option<RunningJob> {
         let pos = self.running.iter().position(|j| j.job_id == job_id)?;
         Some(self.running.swap_remove(pos))
@@ -128,8 +214,9 @@ impl Worker {
             }
         }
         for (job_id, result) in finished {
-            self.take(job_id);
-            self.record(job_id, job::outcome_of(result));
+            if let Some(job) = self.take(job_id) {
+                self.finish(&job, result);
+            }
         }
     }
 
@@ -178,10 +265,25 @@ impl Worker {
             return;
         }
         self.last_progress = Some(Instant::now());
-        let progress: Vec<(i64, i64)> = self
+        let progress: Vec<catalog::Progress> = self
             .running
             .iter_mut()
-            .map(|j| (j.job_id, j.run.progress() as i64))
+            .map(|j| {
+                if let Some(path) = &j.stderr_path {
+                    // Best effort: a missed line only makes the share of tables lag.
+                    let _ =
+                        backup_core::scan_new_lines(path, &mut j.stderr_offset, &mut j.progress);
+                }
+                catalog::Progress {
+                    job_id: j.job_id,
+                    bytes: j.run.progress() as i64,
+                    tables_done: j
+                        .stderr_path
+                        .as_ref()
+                        .map(|_| j.progress.tables_done() as i32),
+                    tables_total: j.progress.tables_total().map(|t| t as i32),
+                }
+            })
             .collect();
         if let Err(e) = spi(|| catalog::record_progress(&progress)) {
             warning!("backup_ext: cannot record progress: {e}");
@@ -198,29 +300,43 @@ impl Worker {
                 }
             };
             let pid = unsafe { pg_sys::MyProcPid };
-            // Claim, plan and record the paths in one transaction, so that a crash after this
-            // point always finds the job `running` with its output path known.
+            // Claim, plan and record the output path in one transaction, so that a crash after
+            // this point always finds the job `running` with its output known.
             let claimed = in_transaction(|| {
-                let Some(claimed) = catalog::claim_next_job(pid).map_err(|e| e.to_string())? else {
+                let err = |e: pgrx::spi::Error| e.to_string();
+                let Some(claimed) = catalog::claim_next_job(pid).map_err(err)? else {
                     return Ok(None);
                 };
-                let plan = job::prepare(&claimed, &ctx);
-                if let Ok(plan) = &plan {
-                    let tool_version = tools::tool_version(&ctx.bin_dir, plan.tool)
+                let backup = match claimed.backup_id {
+                    Some(id) => catalog::backup_record(id).map_err(err)?,
+                    None => None,
+                };
+                let plan = job::prepare(&claimed, backup.as_ref(), &ctx);
+                if let Ok(job::Plan {
+                    output: Some(output),
+                    tool,
+                    ..
+                }) = &plan
+                {
+                    let tool_version = tools::tool_version(&ctx.bin_dir, tool)
                         .map(|v| v.1)
                         .unwrap_or_default();
-                    let server_version = catalog::server_version().map_err(|e| e.to_string())?;
+                    let server_version = catalog::server_version().map_err(err)?;
                     catalog::record_start(
                         claimed.job_id,
-                        &plan.final_path.to_string_lossy(),
+                        &output.to_string_lossy(),
                         &tool_version,
                         &server_version,
                     )
-                    .map_err(|e| e.to_string())?;
+                    .map_err(err)?;
                 }
-                Ok(Some((claimed.job_id, plan)))
+                let timeout = claimed
+                    .timeout_seconds
+                    .map(|s| Duration::from_secs(s.max(1) as u64))
+                    .or(ctx.job_timeout);
+                Ok(Some((claimed.job_id, timeout, plan)))
             });
-            let (job_id, plan) = match claimed {
+            let (job_id, timeout, plan) = match claimed {
                 Ok(Some(c)) => c,
                 Ok(None) => return,
                 Err(e) => {
@@ -235,15 +351,22 @@ impl Worker {
                     continue;
                 }
             };
-            match backup_core::DumpRun::start(plan.spec) {
+            let output = plan.output.clone();
+            match job::start(plan.start) {
                 Ok(run) => self.running.push(RunningJob {
                     job_id,
+                    kind: plan.kind,
                     run,
                     started: Instant::now(),
-                    timeout: ctx.job_timeout,
+                    timeout,
+                    stderr_path: plan.stderr_path,
+                    stderr_offset: 0,
+                    progress: plan.progress,
                 }),
                 Err(e) => {
-                    job::remove_leftovers(&plan.final_path);
+                    if let Some(output) = output {
+                        job::remove_leftovers(&output);
+                    }
                     self.record(
                         job_id,
                         Outcome::Failed(format!("cannot start {}: {e}", plan.tool)),

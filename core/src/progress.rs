@@ -1,0 +1,411 @@
+//! Progress of a running pg_dump, read from its `--verbose` stderr.
+//!
+//! What pg_dump 15 prints, per output format:
+//!
+//! * custom, tar and directory without `--jobs`: one
+//!   `pg_dump: dumping contents of table "schema.name"` line as it starts to
+//!   copy each table's data, one table after the other. A table is finished
+//!   when the next line of any kind appears, or when pg_dump exits.
+//! * plain: the same lines, each preceded by
+//!   `pg_dump: processing data for table "schema.name"`.
+//! * tar also prints `processing data for table` lines for every table in a
+//!   second, short pass that assembles the archive; those are not counted
+//!   again.
+//! * directory with `--jobs` > 1: each worker prints `dumping contents of
+//!   table` when it starts a table, and the leader prints
+//!   `pg_dump: finished item 3376 TABLE DATA t` when it is done (the table
+//!   name there lacks its schema, so the item number identifies it).
+//!
+//! No verbose line announces how many tables there will be: "reading
+//! user-defined tables" comes without a count. The caller sets the total
+//! with [`ProgressTracker::with_total`], e.g. from the catalog's count of
+//! ordinary tables and partitions (relkind 'r', unlogged ones included) that
+//! the dump's filters select. Views, sequences, partitioned parents and
+//! materialized views have no "dumping contents" line.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+
+const PREFIX: &str = "pg_dump: ";
+const DUMPING: &str = "dumping contents of table \"";
+const FINISHED: &str = "finished item ";
+const TABLE_DATA: &str = "TABLE DATA ";
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProgressTracker {
+    total: Option<u64>,
+    parallel: bool,
+    /// Tables whose data pg_dump has started to dump.
+    started: HashSet<String>,
+    /// Dump ids of finished TABLE DATA items (parallel dumps only).
+    finished_items: HashSet<u64>,
+    /// Whether the last line fed started a table that is still being dumped.
+    last_line_started_table: bool,
+    exited: bool,
+}
+
+impl ProgressTracker {
+    /// The number of tables whose data the dump will contain, which the
+    /// verbose output does not tell.
+    pub fn with_total(mut self, n: u64) -> Self {
+        self.total = Some(n);
+        self
+    }
+
+    /// The dump's `jobs`: with more than one, pg_dump works on several tables
+    /// at once and only its "finished item" lines say which are done.
+    pub fn with_jobs(mut self, jobs: Option<u32>) -> Self {
+        self.parallel = jobs.is_some_and(|j| j > 1);
+        self
+    }
+
+    pub fn feed_line(&mut self, line: &str) {
+        let line = line.trim_end_matches(['\n', '\r']);
+        let msg = line.strip_prefix(PREFIX).unwrap_or(line);
+        if let Some(rest) = msg.strip_prefix(DUMPING) {
+            // The name is printed unquoted inside the quotes, so a name
+            // containing a double quote still ends at the last one.
+            let name = rest.strip_suffix('"').unwrap_or(rest);
+            self.started.insert(name.to_string());
+            self.last_line_started_table = true;
+            return;
+        }
+        self.last_line_started_table = false;
+        if let Some(rest) = msg.strip_prefix(FINISHED) {
+            if let Some((id, tail)) = rest.split_once(' ') {
+                if let (Ok(id), true) = (id.parse::<u64>(), tail.starts_with(TABLE_DATA)) {
+                    // Seeing one means the dump is parallel whatever we were told.
+                    self.parallel = true;
+                    self.finished_items.insert(id);
+                }
+            }
+        }
+    }
+
+    /// Call when pg_dump has exited successfully: the table it was working on
+    /// last is then done too.
+    pub fn finish(&mut self) {
+        self.exited = true;
+        self.last_line_started_table = false;
+    }
+
+    pub fn tables_done(&self) -> u64 {
+        let started = self.started.len() as u64;
+        let finished = self.finished_items.len() as u64;
+        match (self.parallel, self.exited) {
+            (true, false) => finished,
+            (true, true) => started.max(finished),
+            (false, _) => started.saturating_sub(u64::from(self.last_line_started_table)),
+        }
+    }
+
+    /// The total given with [`ProgressTracker::with_total`], raised to the
+    /// number of tables seen if the dump turned out to have more (a table
+    /// created after the count was taken), so the fraction never exceeds 1.
+    pub fn tables_total(&self) -> Option<u64> {
+        self.total
+            .map(|t| t.max(self.started.len() as u64).max(self.tables_done()))
+    }
+
+    /// Done / total between 0 and 1, or None without a total or when there
+    /// is no table data to dump at all.
+    pub fn fraction(&self) -> Option<f64> {
+        let total = self.tables_total()?;
+        if total == 0 {
+            return None;
+        }
+        Some(self.tables_done() as f64 / total as f64)
+    }
+}
+
+/// Feeds `tracker` the complete lines appended to `path` since `offset`,
+/// and moves `offset` past them. A partial last line is left for the next
+/// call. If the file is shorter than `offset` (it was replaced), it is read
+/// again from the start; counting is by table, so lines seen twice do not
+/// count twice.
+pub fn scan_new_lines(
+    path: &Path,
+    offset: &mut u64,
+    tracker: &mut ProgressTracker,
+) -> io::Result<()> {
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    if len < *offset {
+        *offset = 0;
+    }
+    if len == *offset {
+        return Ok(());
+    }
+    file.seek(SeekFrom::Start(*offset))?;
+    let mut reader = BufReader::new(file.take(len - *offset));
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf)?;
+        if n == 0 || buf.last() != Some(&b'\n') {
+            break;
+        }
+        tracker.feed_line(&String::from_utf8_lossy(&buf));
+        *offset += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::TempDir;
+    use std::io::Write;
+
+    /// pg_dump 15 --verbose -Fc on a database with tables t (1000 rows),
+    /// empty_t, s.u, "we ird", unlogged ul, partitioned part with one
+    /// partition part_1, a view, a materialized view, a sequence and a
+    /// large object. Six tables have data.
+    const CUSTOM: &str = r#"pg_dump: last built-in OID is 16383
+pg_dump: reading extensions
+pg_dump: identifying extension members
+pg_dump: reading schemas
+pg_dump: reading user-defined tables
+pg_dump: reading dependency data
+pg_dump: saving encoding = UTF8
+pg_dump: saving standard_conforming_strings = on
+pg_dump: saving search_path = 
+pg_dump: saving database definition
+pg_dump: dumping contents of table "public.empty_t"
+pg_dump: dumping contents of table "public.part_1"
+pg_dump: dumping contents of table "public.t"
+pg_dump: dumping contents of table "public.ul"
+pg_dump: dumping contents of table "public.we ird"
+pg_dump: dumping contents of table "s.u"
+pg_dump: saving large objects
+"#;
+
+    /// The same database, -Fp: the tail after the schema.
+    const PLAIN: &str = r#"pg_dump: creating TABLE "s.u"
+pg_dump: creating TABLE ATTACH "public.part_1"
+pg_dump: executing BLOB 16419
+pg_dump: processing data for table "public.empty_t"
+pg_dump: dumping contents of table "public.empty_t"
+pg_dump: processing data for table "public.part_1"
+pg_dump: dumping contents of table "public.part_1"
+pg_dump: processing data for table "public.t"
+pg_dump: dumping contents of table "public.t"
+pg_dump: processing data for table "public.ul"
+pg_dump: dumping contents of table "public.ul"
+pg_dump: processing data for table "public.we ird"
+pg_dump: dumping contents of table "public.we ird"
+pg_dump: processing data for table "s.u"
+pg_dump: dumping contents of table "s.u"
+pg_dump: executing SEQUENCE SET seq1
+pg_dump: processing BLOBS
+pg_dump: saving large objects
+pg_dump: creating MATERIALIZED VIEW DATA "public.mv"
+"#;
+
+    /// -Ft: data first, then a second pass that writes the archive.
+    const TAR: &str = r#"pg_dump: saving database definition
+pg_dump: dumping contents of table "public.empty_t"
+pg_dump: dumping contents of table "public.part_1"
+pg_dump: dumping contents of table "public.t"
+pg_dump: dumping contents of table "public.ul"
+pg_dump: dumping contents of table "public.we ird"
+pg_dump: dumping contents of table "s.u"
+pg_dump: saving large objects
+pg_dump: dropping DATABASE app
+pg_dump: creating DATABASE "app"
+pg_dump: connecting to new database "app"
+pg_dump: creating TABLE "public.t"
+pg_dump: processing data for table "public.empty_t"
+pg_dump: processing data for table "public.part_1"
+pg_dump: processing data for table "public.t"
+pg_dump: processing data for table "public.ul"
+pg_dump: processing data for table "public.we ird"
+pg_dump: processing data for table "s.u"
+pg_dump: executing SEQUENCE SET seq1
+pg_dump: processing BLOBS
+pg_dump: creating MATERIALIZED VIEW DATA "public.mv"
+"#;
+
+    /// -Fd -j2.
+    const PARALLEL: &str = r#"pg_dump: saving database definition
+pg_dump: saving large objects
+pg_dump: dumping contents of table "public.t"
+pg_dump: finished item 3385 BLOBS BLOBS
+pg_dump: finished item 3376 TABLE DATA t
+pg_dump: dumping contents of table "s.u"
+pg_dump: dumping contents of table "public.empty_t"
+pg_dump: finished item 3378 TABLE DATA u
+pg_dump: finished item 3377 TABLE DATA empty_t
+pg_dump: dumping contents of table "public.part_1"
+pg_dump: dumping contents of table "public.ul"
+pg_dump: finished item 3381 TABLE DATA part_1
+pg_dump: finished item 3382 TABLE DATA ul
+pg_dump: dumping contents of table "public.we ird"
+pg_dump: finished item 3383 TABLE DATA we ird
+"#;
+
+    fn feed(tracker: &mut ProgressTracker, text: &str) -> Vec<u64> {
+        text.lines()
+            .map(|l| {
+                tracker.feed_line(l);
+                tracker.tables_done()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sequential_counts_a_table_when_the_next_line_arrives() {
+        let mut p = ProgressTracker::default().with_total(6);
+        assert_eq!(p.tables_done(), 0);
+        assert_eq!(p.fraction(), Some(0.0));
+        let done = feed(&mut p, CUSTOM);
+        // Through "saving database definition": nothing; then each
+        // "dumping contents" line finishes the table before it.
+        assert_eq!(&done[..10], &[0; 10]);
+        assert_eq!(&done[10..], &[0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(p.tables_total(), Some(6));
+        assert_eq!(p.fraction(), Some(1.0));
+    }
+
+    #[test]
+    fn last_table_is_done_when_pg_dump_exits() {
+        let mut p = ProgressTracker::default().with_total(2);
+        p.feed_line("pg_dump: dumping contents of table \"public.a\"\n");
+        p.feed_line("pg_dump: dumping contents of table \"public.b\"\r\n");
+        assert_eq!(p.tables_done(), 1);
+        assert_eq!(p.fraction(), Some(0.5));
+        p.finish();
+        assert_eq!(p.tables_done(), 2);
+        assert_eq!(p.fraction(), Some(1.0));
+    }
+
+    #[test]
+    fn plain_output() {
+        let mut p = ProgressTracker::default().with_total(6);
+        let done = feed(&mut p, PLAIN);
+        assert_eq!(done[4], 0, "dumping empty_t");
+        assert_eq!(done[5], 1, "processing part_1 means empty_t is done");
+        assert_eq!(done[14], 5, "dumping s.u");
+        assert_eq!(*done.last().unwrap(), 6);
+    }
+
+    #[test]
+    fn tar_second_pass_does_not_count_twice() {
+        let mut p = ProgressTracker::default().with_total(6);
+        let done = feed(&mut p, TAR);
+        assert_eq!(done[6], 5);
+        assert_eq!(done[7], 6);
+        assert!(done[7..].iter().all(|&d| d == 6));
+        assert_eq!(p.fraction(), Some(1.0));
+    }
+
+    #[test]
+    fn parallel_counts_finished_items() {
+        let mut p = ProgressTracker::default().with_total(6).with_jobs(Some(2));
+        let done = feed(&mut p, PARALLEL);
+        assert_eq!(done, vec![0, 0, 0, 0, 1, 1, 1, 2, 3, 3, 3, 4, 5, 5, 6]);
+        assert_eq!(p.fraction(), Some(1.0));
+    }
+
+    #[test]
+    fn parallel_is_detected_without_being_told() {
+        let mut p = ProgressTracker::default().with_total(6);
+        let done = feed(&mut p, PARALLEL);
+        // Before the first "finished item" line the count is a guess...
+        assert_eq!(done[3], 1);
+        // ...afterwards it follows the finished items.
+        assert_eq!(&done[4..], &[1, 1, 1, 2, 3, 3, 3, 4, 5, 5, 6]);
+    }
+
+    #[test]
+    fn jobs_of_one_is_sequential() {
+        let p = ProgressTracker::default().with_jobs(Some(1));
+        assert!(!p.parallel);
+        assert!(ProgressTracker::default().with_jobs(Some(3)).parallel);
+        assert!(!ProgressTracker::default().with_jobs(None).parallel);
+    }
+
+    #[test]
+    fn totals() {
+        let mut p = ProgressTracker::default();
+        feed(&mut p, CUSTOM);
+        assert_eq!(p.tables_total(), None);
+        assert_eq!(p.fraction(), None);
+        assert_eq!(p.tables_done(), 6);
+
+        // A total that is too small is raised to what was seen.
+        let mut p = ProgressTracker::default().with_total(4);
+        feed(&mut p, CUSTOM);
+        assert_eq!(p.tables_total(), Some(6));
+        assert_eq!(p.fraction(), Some(1.0));
+
+        let p = ProgressTracker::default().with_total(0);
+        assert_eq!(p.fraction(), None);
+    }
+
+    #[test]
+    fn odd_lines() {
+        let mut p = ProgressTracker::default().with_total(3);
+        // Quotes in names, lines without the prefix, errors, junk.
+        p.feed_line("pg_dump: dumping contents of table \"public.a\"b\"");
+        p.feed_line("dumping contents of table \"public.c\"");
+        p.feed_line("pg_dump: error: Dumping the contents of table \"x\" failed");
+        p.feed_line("pg_dump: finished item x TABLE DATA y");
+        p.feed_line("pg_dump: finished item 12");
+        p.feed_line("");
+        assert_eq!(p.tables_done(), 2);
+        assert!(!p.parallel);
+        assert!(p.started.contains("public.a\"b"));
+        // The same table twice counts once.
+        p.feed_line("pg_dump: dumping contents of table \"public.c\"");
+        p.feed_line("pg_dump: saving large objects");
+        assert_eq!(p.tables_done(), 2);
+    }
+
+    #[test]
+    fn scan_reads_only_complete_new_lines() {
+        let dir = TempDir::new("progress");
+        let path = dir.path().join("stderr");
+        let mut f = File::create(&path).unwrap();
+        let mut offset = 0;
+        let mut p = ProgressTracker::default().with_total(6);
+
+        scan_new_lines(&path, &mut offset, &mut p).unwrap();
+        assert_eq!(offset, 0);
+
+        let (head, tail) = CUSTOM.split_at(CUSTOM.find("public.t\"").unwrap());
+        f.write_all(head.as_bytes()).unwrap();
+        scan_new_lines(&path, &mut offset, &mut p).unwrap();
+        // The partial line "...table \"" is not consumed yet.
+        let consumed = head.rfind('\n').unwrap() as u64 + 1;
+        assert_eq!(offset, consumed);
+        assert_eq!(p.tables_done(), 1);
+
+        f.write_all(tail.as_bytes()).unwrap();
+        scan_new_lines(&path, &mut offset, &mut p).unwrap();
+        assert_eq!(offset, CUSTOM.len() as u64);
+        assert_eq!(p.tables_done(), 6);
+
+        // Nothing new: nothing changes.
+        scan_new_lines(&path, &mut offset, &mut p).unwrap();
+        assert_eq!(offset, CUSTOM.len() as u64);
+
+        // Replaced by a shorter file: read again from the start.
+        let mut f = File::create(&path).unwrap();
+        f.write_all(b"pg_dump: dumping contents of table \"x.y\"\n")
+            .unwrap();
+        scan_new_lines(&path, &mut offset, &mut p).unwrap();
+        assert_eq!(offset, 41);
+        assert_eq!(p.started.len(), 7);
+
+        // Invalid UTF-8 does not stop the scan.
+        f.write_all(b"pg_dump: \xff\xfe\n").unwrap();
+        scan_new_lines(&path, &mut offset, &mut p).unwrap();
+        assert_eq!(offset, 41 + 12);
+
+        let missing = dir.path().join("missing");
+        assert!(scan_new_lines(&missing, &mut offset, &mut p).is_err());
+    }
+}

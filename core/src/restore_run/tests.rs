@@ -1,0 +1,207 @@
+//! RestoreRun driven by shell scripts standing in for the tools; marker
+//! files show which steps ran.
+
+use super::*;
+use crate::test_support::{fake_tool, poll_job, TempDir};
+use std::fs;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+struct Tools {
+    dir: TempDir,
+    work: PathBuf,
+}
+
+impl Tools {
+    fn new() -> Tools {
+        let dir = TempDir::new("restore_run");
+        let work = dir.path().join("work");
+        fs::create_dir(&work).unwrap();
+        Tools { dir, work }
+    }
+
+    fn marker(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn touching(&self, tool: &str, marker: &str, extra: &str) -> ToolCommand {
+        let body = format!("touch '{}'\n{extra}", self.marker(marker).display());
+        fake_tool(&self.dir, tool, &body)
+    }
+
+    fn plan(&self, create: bool, restore: RestoreStep) -> RestorePlan {
+        RestorePlan {
+            create: create.then(|| self.touching("createdb", "created", "")),
+            restore,
+            drop_on_failure: Some(self.touching("dropdb", "dropped", "")),
+            work_dir: self.work.clone(),
+        }
+    }
+
+    fn work_is_empty(&self) -> bool {
+        fs::read_dir(&self.work).unwrap().next().is_none()
+    }
+}
+
+fn restore_result(r: JobResult) -> (bool, String) {
+    match r {
+        JobResult::Restore { ok, message } => (ok, message),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn create_then_restore() {
+    let t = Tools::new();
+    let restore = RestoreStep::PgRestore(t.touching("pg_restore", "restored", ""));
+    let mut run = RestoreRun::start(t.plan(true, restore)).unwrap();
+    let (ok, message) = restore_result(poll_job(&mut run));
+    assert!(ok);
+    assert_eq!(message, "pg_restore finished");
+    assert!(t.marker("created").exists() && t.marker("restored").exists());
+    assert!(!t.marker("dropped").exists());
+    assert!(run.poll().is_none());
+    assert!(t.work_is_empty());
+}
+
+#[test]
+fn failed_restore_drops_the_new_database() {
+    let t = Tools::new();
+    let restore = RestoreStep::PgRestore(fake_tool(
+        &t.dir,
+        "pg_restore",
+        "echo 'pg_restore: processing item 3' >&2\n\
+         echo 'pg_restore: error: could not execute query: ERROR:  x' >&2\nexit 1",
+    ));
+    let mut run = RestoreRun::start(t.plan(true, restore)).unwrap();
+    let (ok, message) = restore_result(poll_job(&mut run));
+    assert!(!ok);
+    assert_eq!(
+        message,
+        "pg_restore exited with code 1: pg_restore: error: could not execute query: ERROR:  x"
+    );
+    assert!(t.marker("dropped").exists());
+    assert!(t.work_is_empty());
+}
+
+#[test]
+fn failed_createdb_drops_nothing() {
+    let t = Tools::new();
+    let mut plan = t.plan(
+        false,
+        RestoreStep::PgRestore(t.touching("pg_restore", "restored", "")),
+    );
+    plan.create = Some(fake_tool(
+        &t.dir,
+        "createdb",
+        "echo 'createdb: error: database \"x\" already exists' >&2; exit 1",
+    ));
+    let mut run = RestoreRun::start(plan).unwrap();
+    let (ok, message) = restore_result(poll_job(&mut run));
+    assert!(!ok);
+    assert!(message.starts_with("createdb exited with code 1: createdb: error"));
+    assert!(!t.marker("restored").exists() && !t.marker("dropped").exists());
+}
+
+#[test]
+fn drop_failure_is_reported_too() {
+    let t = Tools::new();
+    let mut plan = t.plan(
+        false,
+        RestoreStep::PsqlFile(fake_tool(&t.dir, "psql", "exit 3")),
+    );
+    plan.drop_on_failure = Some(fake_tool(&t.dir, "dropdb", "echo nope >&2; exit 1"));
+    let mut run = RestoreRun::start(plan).unwrap();
+    let (ok, message) = restore_result(poll_job(&mut run));
+    assert!(!ok);
+    assert_eq!(
+        message,
+        "psql exited with code 3; dropping the database afterwards failed too: \
+         dropdb exited with code 1: nope"
+    );
+}
+
+#[test]
+fn cancel_stops_the_restore_and_drops() {
+    let t = Tools::new();
+    let restore = RestoreStep::PgRestore(t.touching("pg_restore", "restored", "sleep 30"));
+    let mut run = RestoreRun::start(t.plan(true, restore)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !t.marker("restored").exists() {
+        assert!(run.poll().is_none());
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let started = Instant::now();
+    run.cancel();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(t.marker("dropped").exists());
+    assert!(run.poll().is_none());
+    assert!(t.work_is_empty());
+}
+
+#[test]
+fn psql_stdin_streams_gunzipped_input() {
+    let t = Tools::new();
+    let input = t.dir.path().join("dump.sql.gz");
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(b"CREATE TABLE t ();\n").unwrap();
+    fs::write(&input, e.finish().unwrap()).unwrap();
+    let got = t.marker("got");
+    let psql = fake_tool(&t.dir, "psql", &format!("cat > '{}'", got.display()));
+    let restore = RestoreStep::PsqlStdin {
+        command: psql,
+        input: input.clone(),
+        compressed: true,
+    };
+    let mut run = RestoreRun::start(t.plan(false, restore)).unwrap();
+    assert!(restore_result(poll_job(&mut run)).0);
+    assert_eq!(fs::read(&got).unwrap(), b"CREATE TABLE t ();\n");
+    assert_eq!(run.progress(), fs::metadata(&input).unwrap().len());
+}
+
+#[test]
+fn globals_tolerate_existing_roles_only() {
+    let t = Tools::new();
+    let errors = "echo 'psql:<stdin>:16: ERROR:  role \"postgres\" already exists' >&2\n\
+                  echo 'psql:<stdin>:18: ERROR:  role \"app\" already exists' >&2";
+    let command = fake_tool(&t.dir, "psql", errors);
+    let mut plan = t.plan(false, RestoreStep::Globals { command });
+    plan.drop_on_failure = None;
+    let mut run = RestoreRun::start(plan).unwrap();
+    let (ok, message) = restore_result(poll_job(&mut run));
+    assert!(ok);
+    assert_eq!(
+        message,
+        "2 roles already existed: ERROR:  role \"postgres\" already exists; \
+         ERROR:  role \"app\" already exists"
+    );
+
+    let command = fake_tool(
+        &t.dir,
+        "psql",
+        &format!("{errors}\necho 'psql:<stdin>:20: ERROR:  permission denied' >&2"),
+    );
+    let mut plan = t.plan(false, RestoreStep::Globals { command });
+    plan.drop_on_failure = None;
+    let mut run = RestoreRun::start(plan).unwrap();
+    let (ok, message) = restore_result(poll_job(&mut run));
+    assert!(!ok);
+    assert_eq!(message, "psql reported 1 error: ERROR:  permission denied");
+    assert!(!t.marker("dropped").exists());
+    assert_eq!(
+        globals_outcome(&["ERROR:  tablespace \"x\" already exists".into()]),
+        Ok("1 object already existed: ERROR:  tablespace \"x\" already exists".into())
+    );
+}
+
+#[test]
+fn missing_program_fails_to_start() {
+    let t = Tools::new();
+    let restore = RestoreStep::PgRestore(ToolCommand {
+        program: t.dir.path().join("missing"),
+        args: vec![],
+    });
+    assert!(RestoreRun::start(t.plan(false, restore)).is_err());
+    assert!(t.work_is_empty());
+}
