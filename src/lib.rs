@@ -9,6 +9,7 @@ mod error;
 mod purge;
 mod schedules;
 mod settings;
+mod subxact;
 mod tools;
 mod wake;
 mod worker;

@@ -268,4 +268,125 @@ mod tests {
         // The prefix is reserved, so a typo is an error rather than a silent placeholder.
         assert!(got.starts_with("42602|"), "{got}");
     }
+
+    #[pg_test]
+    fn refuses_bad_operations_requests() {
+        assert_refused(
+            "SELECT backup_ext.backup_database('pgrx_tests', options => '{\"exclude_databases\": [\"x\"]}')",
+            "22023",
+        );
+        assert_refused(
+            "SELECT backup_ext.backup_database('pgrx_tests', options => '{\"timeout\": \"soon\"}')",
+            "22023",
+        );
+        assert_refused(
+            "SELECT backup_ext.backup_database('pgrx_tests', options => '{\"timeout\": 5}')",
+            "22023",
+        );
+        assert_refused(
+            "SELECT backup_ext.backup_cluster(options => '{\"include_databases\": [\"nope\"]}')",
+            "3D000",
+        );
+        assert_refused(
+            "SELECT backup_ext.backup_cluster(options => '{\"databases\": []}')",
+            "22023",
+        );
+        assert_refused("SELECT backup_ext.backup_cluster('zip')", "22023");
+        assert_refused(
+            "SELECT backup_ext.set_retention('pgrx_tests', keep_last => 0)",
+            "22023",
+        );
+        assert_refused("SELECT backup_ext.pin(987654)", "42704");
+        assert_refused(
+            "SELECT backup_ext.schedule('n', '61 * * * *', '{\"backup\": \"globals\"}')",
+            "22023",
+        );
+        assert_refused(
+            "SELECT backup_ext.schedule('n', '* * * *', '{\"backup\": \"globals\"}')",
+            "22023",
+        );
+        assert_refused(
+            "SELECT backup_ext.schedule('n', '0 3 * * *', '{\"backup\": \"everything\"}')",
+            "22023",
+        );
+        assert_refused("SELECT backup_ext.unschedule('no such schedule')", "42704");
+        assert_refused("SELECT backup_ext.restore_backup(987654, 'x')", "42704");
+        assert_refused("SELECT * FROM backup_ext.backup_contents(987654)", "42704");
+        assert_refused("SELECT backup_ext.verify_backup(987654)", "42704");
+    }
+
+    #[pg_test]
+    fn cluster_backup_enqueues_globals_and_every_connectable_database() {
+        Spi::run("SELECT backup_ext.set_retention(NULL, keep_last => 3)").unwrap();
+        let set_id = Spi::get_one::<i64>("SELECT backup_ext.backup_cluster(label => 'all')")
+            .unwrap()
+            .unwrap();
+        let members = Spi::get_one_with_args::<String>(
+            "SELECT string_agg(kind || ':' || coalesce(database, '-'), ',' ORDER BY kind, database)
+               FROM backup_ext.jobs WHERE set_id = $1",
+            &[set_id.into()],
+        )
+        .unwrap();
+        let expected = Spi::get_one::<String>(
+            "SELECT 'database:' || string_agg(datname, ',database:' ORDER BY datname) || ',globals:-'
+               FROM pg_database WHERE datallowconn AND NOT datistemplate",
+        )
+        .unwrap();
+        assert_eq!(members, expected);
+        let status = Spi::get_one_with_args::<String>(
+            "SELECT status FROM backup_ext.sets WHERE set_id = $1",
+            &[set_id.into()],
+        )
+        .unwrap();
+        assert_eq!(status.as_deref(), Some("running"));
+        // A set of queued jobs is followed like any job; a queued one can be cancelled.
+        let first = Spi::get_one_with_args::<i64>(
+            "SELECT min(job_id) FROM backup_ext.jobs WHERE set_id = $1",
+            &[set_id.into()],
+        )
+        .unwrap()
+        .unwrap();
+        Spi::run_with_args("SELECT backup_ext.cancel($1)", &[first.into()]).unwrap();
+    }
+
+    #[pg_test]
+    fn schedules_are_listed_with_their_next_run() {
+        let next = Spi::get_one::<bool>(
+            "SELECT backup_ext.schedule('nightly', '0 3 * * *', '{\"backup\": \"globals\"}')
+                    > now()",
+        )
+        .unwrap();
+        assert_eq!(next, Some(true));
+        let row = Spi::get_one::<String>(
+            "SELECT name || ' ' || cron || ' ' || to_char(next_run_at AT TIME ZONE 'UTC', 'HH24:MI')
+               FROM backup_ext.schedules",
+        )
+        .unwrap();
+        assert_eq!(row.as_deref(), Some("nightly 0 3 * * * 03:00"));
+        // Same name again replaces it.
+        Spi::run(
+            "SELECT backup_ext.schedule('nightly', '30 4 * * 1', '{\"backup\": \"cluster\"}')",
+        )
+        .unwrap();
+        let count = Spi::get_one::<i64>("SELECT count(*) FROM backup_ext.schedules").unwrap();
+        assert_eq!(count, Some(1));
+        assert_eq!(
+            Spi::get_one::<bool>("SELECT backup_ext.unschedule('nightly')").unwrap(),
+            Some(true)
+        );
+    }
+
+    #[pg_test]
+    fn status_covers_databases_never_backed_up() {
+        let row = Spi::get_one::<String>(
+            "SELECT status || ':' || backups_kept FROM backup_ext.status() WHERE database = 'pgrx_tests'",
+        )
+        .unwrap();
+        assert_eq!(row.as_deref(), Some("critical:0"));
+        let line = Spi::get_one::<String>("SELECT backup_ext.check_status()")
+            .unwrap()
+            .unwrap();
+        assert!(line.starts_with("BACKUP CRITICAL - "), "{line}");
+        assert!(line.contains("pgrx_tests: never backed up"), "{line}");
+    }
 }

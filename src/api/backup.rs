@@ -52,18 +52,20 @@ fn timeout_seconds(run: &serde_json::Map<String, Value>) -> Option<i32> {
         ))
         .report()
     };
-    let seconds = Spi::get_one_with_args::<f64>(
-        "SELECT extract(epoch FROM $1::interval)::float8",
-        &[text.into()],
-    )
-    .map_err(|_| {
+    let seconds = crate::subxact::try_or_none(|| {
+        Spi::get_one_with_args::<f64>(
+            "SELECT extract(epoch FROM $1::interval)::float8",
+            &[text.into()],
+        )
+    })
+    .and_then(|r| r.ok().flatten())
+    .unwrap_or_else(|| {
         BackupError::Request(RequestError::invalid(
             format!("options.timeout {text:?} is not an interval"),
             "For example {\"timeout\": \"2 hours\"} or {\"timeout\": \"90 min\"}.",
         ))
-    })
-    .or_report()
-    .unwrap_or(0.0);
+        .report()
+    });
     if !(1.0..=i32::MAX as f64).contains(&seconds) {
         BackupError::Request(RequestError::invalid(
             format!("options.timeout {text:?} must be at least one second"),
