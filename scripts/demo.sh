@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job, end to end on a throwaway cluster: build and install backup_ext, start a
 # PostgreSQL 15 cluster with it preloaded, create a sample database, ask for a custom-format
-# backup and a globals backup from SQL, wait for them, list them, restore the dump with
-# pg_restore -j 2 and compare row counts.
+# backup and a globals backup from SQL, list them, look inside the dump, verify it with a test
+# restore, restore it with restore_backup(jobs => 2) and compare row counts, then back up the
+# whole cluster as one set and show status().
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/cluster.sh
@@ -55,9 +56,19 @@ echo "sha256sum: $(sha256sum "$DUMP_PATH" | cut -c1-64)"
 echo "catalog  : $(psql_ postgres -At -c "SELECT sha256 FROM backup_ext.backups WHERE job_id = $DUMP_JOB")"
 
 echo
-echo "== restoring into shop_restored with pg_restore -j 2"
-psql_ postgres -q -c "CREATE DATABASE shop_restored"
-runuser -u postgres -- "$PGBIN/pg_restore" -j 2 -h "$DIR/socket" -p "$PORT" -d shop_restored "$DUMP_PATH"
+echo "== what is inside: backup_ext.backup_contents($DUMP_JOB), tables only"
+psql_ postgres -c "SELECT toc_id, kind, schema, name FROM backup_ext.backup_contents($DUMP_JOB)
+                    WHERE kind = 'TABLE' ORDER BY name"
+
+echo "== verify_backup($DUMP_JOB, test_restore => true)"
+VERIFY_JOB=$(psql_ postgres -At -c "SELECT backup_ext.verify_backup($DUMP_JOB, test_restore => true)")
+psql_ postgres -At -c "SELECT 'job $VERIFY_JOB: ' || backup_ext.wait_for($VERIFY_JOB, '10 min')"
+psql_ postgres -c "SELECT backup_id, verify_status, verify_message FROM backup_ext.backups
+                    WHERE backup_id = $DUMP_JOB"
+
+echo "== restore_backup($DUMP_JOB, 'shop_restored', jobs => 2)"
+RESTORE_JOB=$(psql_ postgres -At -c "SELECT backup_ext.restore_backup($DUMP_JOB, 'shop_restored', jobs => 2)")
+psql_ postgres -At -c "SELECT 'job $RESTORE_JOB: ' || backup_ext.wait_for($RESTORE_JOB, '10 min')"
 
 COUNTS="SELECT c.relname || '=' || (xpath('/row/n/text()',
                  query_to_xml(format('SELECT count(*) AS n FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text
@@ -73,6 +84,19 @@ else
     echo "row counts DIFFER" >&2
     exit 1
 fi
+
+echo
+echo "== backup_cluster(): globals plus every database, as one set"
+SET_ID=$(psql_ postgres -At -c "SELECT backup_ext.backup_cluster(label => 'demo-cluster')")
+for job in $(psql_ postgres -At -c "SELECT job_id FROM backup_ext.jobs WHERE set_id = $SET_ID"); do
+    psql_ postgres -At -c "SELECT backup_ext.wait_for($job, '10 min')" >/dev/null
+done
+psql_ postgres -c "SELECT set_id, members, succeeded, failed, status, pg_size_pretty(size_bytes) AS size
+                     FROM backup_ext.sets WHERE set_id = $SET_ID"
+echo "== SELECT * FROM backup_ext.status()"
+psql_ postgres -c "SELECT database, last_success_at, last_size_bytes, backups_kept, status
+                     FROM backup_ext.status()"
+psql_ postgres -At -c "SELECT backup_ext.check_status()"
 
 echo
 echo "== the cluster is still running"
