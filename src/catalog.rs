@@ -107,7 +107,7 @@ pub fn job_state(job_id: i64) -> SpiResult<Option<JobState>> {
             None,
             &[job_id.into()],
         )?;
-        for row in rows {
+        if let Some(row) = rows.into_iter().next() {
             let status: String = row.get(1)?.unwrap_or_default();
             let xmin: i64 = row.get(2)?.unwrap_or_default();
             return Ok(Some(JobState {
@@ -194,7 +194,7 @@ pub fn claim_next_job(worker_pid: i32) -> SpiResult<Option<ClaimedJob>> {
             None,
             &[worker_pid.into()],
         )?;
-        for row in rows {
+        if let Some(row) = rows.into_iter().next() {
             return Ok(Some(ClaimedJob {
                 job_id: row.get(1)?.unwrap_or_default(),
                 kind: row.get(2)?.unwrap_or_default(),
@@ -360,30 +360,50 @@ pub fn cancel_requests(running: &[i64]) -> SpiResult<Vec<i64>> {
     })
 }
 
-/// Marks every job left running by an earlier worker as failed; returns their output paths so
-/// the caller can remove what they left behind.
-pub fn fail_interrupted_jobs(reason: &str) -> SpiResult<Vec<(i64, Option<String>)>> {
+/// A job an earlier worker left `running`.
+pub struct Interrupted {
+    pub job_id: i64,
+    pub kind: String,
+    pub database: Option<String>,
+    pub request: Value,
+    pub path: Option<String>,
+}
+
+/// Marks every job left running by an earlier worker as failed; returns them so the caller can
+/// remove what they left behind (partial files, half-restored or scratch databases).
+pub fn fail_interrupted_jobs(reason: &str) -> SpiResult<Vec<Interrupted>> {
     Spi::connect_mut(|client| {
         let rows = client.update(
-            "WITH failed AS (
-                 UPDATE backup_ext.jobs
-                    SET status = 'failed', finished_at = clock_timestamp(), error = $1
-                  WHERE status = 'running'
-              RETURNING job_id)
-             UPDATE backup_ext.artifacts a SET path = NULL
-               FROM failed f, backup_ext.artifacts old
-              WHERE a.job_id = f.job_id AND old.job_id = a.job_id
-          RETURNING a.job_id, old.path",
+            "SELECT j.job_id, j.kind, j.database, j.request, a.path
+               FROM backup_ext.jobs j LEFT JOIN backup_ext.artifacts a ON a.job_id = j.job_id
+              WHERE j.status = 'running'
+                FOR UPDATE OF j",
             None,
-            &[reason.into()],
+            &[],
         )?;
         let mut out = Vec::new();
         for row in rows {
-            out.push((
-                row.get::<i64>(1)?.unwrap_or_default(),
-                row.get::<String>(2)?,
-            ));
+            out.push(Interrupted {
+                job_id: row.get(1)?.unwrap_or_default(),
+                kind: row.get(2)?.unwrap_or_default(),
+                database: row.get(3)?,
+                request: row.get::<JsonB>(4)?.map(|j| j.0).unwrap_or(Value::Null),
+                path: row.get(5)?,
+            });
         }
+        let ids: Vec<i64> = out.iter().map(|i| i.job_id).collect();
+        client.update(
+            "UPDATE backup_ext.jobs
+                SET status = 'failed', finished_at = clock_timestamp(), error = $1
+              WHERE job_id = ANY($2)",
+            None,
+            &[reason.into(), ids.clone().into()],
+        )?;
+        client.update(
+            "UPDATE backup_ext.artifacts SET path = NULL WHERE job_id = ANY($1)",
+            None,
+            &[ids.into()],
+        )?;
         Ok(out)
     })
 }
@@ -424,7 +444,7 @@ pub fn backup_record(backup_id: i64) -> SpiResult<Option<BackupRecord>> {
             None,
             &[backup_id.into()],
         )?;
-        for row in rows {
+        if let Some(row) = rows.into_iter().next() {
             return Ok(Some(BackupRecord {
                 backup_id: row.get(1)?.unwrap_or_default(),
                 kind: row.get(2)?.unwrap_or_default(),

@@ -209,6 +209,8 @@ fn restore_backup(
 
 /// The archive's table of contents, parsed from `pg_restore --list`; pick entries with a WHERE
 /// and pass their ids to `restore_backup(..., options => '{"toc_ids": [...]}')`.
+// The row type must be spelled out for the SQL generator.
+#[allow(clippy::type_complexity)]
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn backup_contents(

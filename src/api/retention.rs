@@ -7,6 +7,8 @@ use crate::purge::{self, Scope};
 
 /// Deletes the backups no retention rule keeps (or lists them, with `dry_run`), removes
 /// leftovers of failed jobs and forgets history older than `backup_ext.history_days`.
+// The row type must be spelled out for the SQL generator.
+#[allow(clippy::type_complexity)]
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn purge(

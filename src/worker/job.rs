@@ -353,7 +353,7 @@ fn prepare_verify(
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
     if test_restore {
-        let scratch = format!("backup_ext_verify_{}", claimed.job_id);
+        let scratch = scratch_database(claimed.job_id);
         let request =
             RestoreRequest::validate(plan.format, false, true, None, &serde_json::json!({}))
                 .map_err(|e| e.message)?;
@@ -388,6 +388,42 @@ fn prepare_verify(
         stderr_path: None,
         progress: ProgressTracker::default(),
     })
+}
+
+/// The scratch database of a verification, by job id.
+pub fn scratch_database(job_id: i64) -> String {
+    format!("backup_ext_verify_{job_id}")
+}
+
+/// A database an interrupted job may have half made: the target of a restore that was to
+/// create it, or a verification's scratch database.
+pub fn database_left_behind(job: &crate::catalog::Interrupted) -> Option<String> {
+    let flag = |k: &str| {
+        job.request
+            .get(k)
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false)
+    };
+    match job.kind.as_str() {
+        "restore" if flag("create_db") => job.database.clone(),
+        "verify" if flag("test_restore") => Some(scratch_database(job.job_id)),
+        _ => None,
+    }
+}
+
+/// Drops a database with `dropdb --if-exists --force`, waiting for it.
+pub fn drop_database(ctx: &Context, name: &str) -> Result<(), String> {
+    let (program, args) = dropdb_argv(&ctx.bin_dir, &ctx.connection, &ctx.catalog_database, name);
+    let output = std::process::Command::new(&program)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+    }
 }
 
 /// Starts the child (or first step) of a prepared job.

@@ -139,11 +139,26 @@ impl Worker {
     fn recover(&mut self) {
         match spi(|| catalog::fail_interrupted_jobs("interrupted by server restart")) {
             Ok(jobs) => {
-                for (job_id, path) in jobs {
-                    if let Some(path) = path {
-                        job::remove_leftovers(std::path::Path::new(&path));
+                for interrupted in jobs {
+                    if let Some(path) = &interrupted.path {
+                        job::remove_leftovers(std::path::Path::new(path));
                     }
-                    log!("backup_ext: job {job_id} was interrupted by a restart and is marked failed");
+                    if let Some(db) = job::database_left_behind(&interrupted) {
+                        match context().and_then(|ctx| job::drop_database(&ctx, &db)) {
+                            Ok(()) => log!(
+                                "backup_ext: dropped database \"{db}\" left by interrupted job {}",
+                                interrupted.job_id
+                            ),
+                            Err(e) => warning!(
+                                "backup_ext: could not drop database \"{db}\" left by job {}: {e}",
+                                interrupted.job_id
+                            ),
+                        }
+                    }
+                    log!(
+                        "backup_ext: job {} was interrupted by a restart and is marked failed",
+                        interrupted.job_id
+                    );
                 }
                 self.recovered = true;
             }
