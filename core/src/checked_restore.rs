@@ -72,3 +72,67 @@ impl JobRun for CheckedRestore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Format;
+    use crate::restore_run::RestoreStep;
+    use crate::test_support::{fake_tool, poll_job, TempDir};
+
+    const SHA_ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    fn setup(dir: &TempDir, sha: &str) -> (VerifyPlan, RestorePlan) {
+        let archive = dir.path().join("a.dump");
+        std::fs::write(&archive, b"abc").unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        let marker = dir.path().join("restored");
+        let restore = fake_tool(dir, "pg_restore", &format!("touch '{}'", marker.display()));
+        let check = VerifyPlan {
+            path: archive,
+            format: Format::Custom,
+            expected_sha256: sha.into(),
+            expected_size: 3,
+            list: None,
+            test_restore: None,
+            work_dir: work.clone(),
+        };
+        let plan = RestorePlan {
+            create: None,
+            restore: RestoreStep::PgRestore(restore),
+            drop_on_failure: None,
+            work_dir: work,
+        };
+        (check, plan)
+    }
+
+    #[test]
+    fn restores_after_the_checksum_matches() {
+        let dir = TempDir::new("checked-ok");
+        let (check, plan) = setup(&dir, SHA_ABC);
+        let mut run = CheckedRestore::start(check, plan).unwrap();
+        let JobResult::Restore { ok, message } = poll_job(&mut run) else {
+            panic!("not a restore result");
+        };
+        assert!(ok, "{message}");
+        assert!(dir.path().join("restored").exists());
+    }
+
+    #[test]
+    fn never_touches_the_target_when_the_checksum_differs() {
+        let dir = TempDir::new("checked-bad");
+        let (check, plan) = setup(&dir, &"0".repeat(64));
+        let mut run = CheckedRestore::start(check, plan).unwrap();
+        let JobResult::Restore { ok, message } = poll_job(&mut run) else {
+            panic!("not a restore result");
+        };
+        assert!(!ok);
+        assert!(
+            message.starts_with("refused before touching the target: "),
+            "{message}"
+        );
+        assert!(message.contains("sha256"), "{message}");
+        assert!(!dir.path().join("restored").exists());
+    }
+}
