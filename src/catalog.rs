@@ -482,6 +482,16 @@ pub fn database_facts(name: &str) -> SpiResult<DatabaseFacts> {
     })
 }
 
+/// An unfinished restore into `database`, if any: two restores into one database would trip
+/// over each other.
+pub fn unfinished_restore_into(database: &str) -> SpiResult<Option<i64>> {
+    Spi::get_one_with_args::<i64>(
+        "SELECT min(job_id) FROM backup_ext.jobs
+          WHERE kind = 'restore' AND database = $1 AND status IN ('queued', 'running')",
+        &[database.into()],
+    )
+}
+
 /// A restore or verify job: reads a backup, writes no artifact of its own.
 pub struct NewJob<'a> {
     pub kind: &'a str,

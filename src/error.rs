@@ -33,6 +33,8 @@ pub enum BackupError {
     BackupCorrupted { backup_id: i64, detail: String },
     /// A restore target that must never be overwritten (42939).
     ReservedTarget { name: String, why: &'static str },
+    /// Another restore into the same database is queued or running (55006).
+    TargetBusy { name: String, job_id: i64 },
     /// `create_db => true` but the target exists (42P04).
     DatabaseExists(String),
     /// Not usable as a database name (42602).
@@ -115,6 +117,11 @@ impl BackupError {
                 ERRCODE_RESERVED_NAME,
                 format!("cannot restore into \"{name}\": it is {why}"),
                 "Restore into a new database (create_db => true) with another name.".into(),
+            ),
+            BackupError::TargetBusy { name, job_id } => (
+                ERRCODE_OBJECT_IN_USE,
+                format!("restore job {job_id} into \"{name}\" is already queued or running"),
+                format!("Wait for it with SELECT backup_ext.wait_for({job_id}); or cancel it first."),
             ),
             BackupError::DatabaseExists(name) => (
                 ERRCODE_DUPLICATE_DATABASE,

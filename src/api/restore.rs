@@ -135,6 +135,13 @@ fn check_target(name: &str, create_db: bool) {
         }
         .report();
     }
+    if let Some(job_id) = catalog::unfinished_restore_into(name).or_report() {
+        BackupError::TargetBusy {
+            name: name.into(),
+            job_id,
+        }
+        .report();
+    }
     let facts = catalog::database_facts(name).or_report();
     if facts.is_template {
         BackupError::ReservedTarget {
