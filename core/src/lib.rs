@@ -48,7 +48,7 @@ pub use options::DumpOptions;
 pub use paths::{
     backup_file_name, database_folder, is_inside, job_id_of_partial, partial_path, GLOBALS_FOLDER,
 };
-pub use progress::{scan_new_lines, ProgressTracker};
+pub use progress::{count_in_background, scan_new_lines, ProgressTracker};
 pub use request::{split_run_options, DumpRequest, GlobalsRequest, RUN_OPTION_KEYS};
 pub use restore::{use_list_for, RestoreOptions, RestoreRequest};
 pub use restore_argv::{

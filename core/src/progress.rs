@@ -409,3 +409,53 @@ pg_dump: finished item 3383 TABLE DATA we ird
         assert!(scan_new_lines(&missing, &mut offset, &mut p).is_err());
     }
 }
+
+/// Runs a query tool (e.g. psql counting the tables a dump will contain) on a signal-free
+/// thread and hands back the number it prints, so the worker never waits for it.
+pub fn count_in_background(
+    command: crate::steps::ToolCommand,
+) -> std::sync::mpsc::Receiver<Option<u64>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = crate::stream::spawn_signal_free("backup_ext-count", move || {
+        let counted = std::process::Command::new(&command.program)
+            .args(&command.args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok());
+        let _ = tx.send(counted);
+    });
+    // Without a thread the channel is closed, which callers read as "unknown".
+    drop(spawned);
+    rx
+}
+
+#[cfg(test)]
+mod background_count_tests {
+    use super::count_in_background;
+    use crate::steps::ToolCommand;
+
+    #[test]
+    fn counts_what_the_tool_prints() {
+        let cmd = ToolCommand {
+            program: "/bin/echo".into(),
+            args: vec!["42".into()],
+        };
+        let rx = count_in_background(cmd);
+        assert_eq!(
+            rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap(),
+            Some(42)
+        );
+        let cmd = ToolCommand {
+            program: "/bin/false".into(),
+            args: vec![],
+        };
+        let rx = count_in_background(cmd);
+        assert_eq!(
+            rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap(),
+            None
+        );
+    }
+}

@@ -10,7 +10,9 @@ use crate::error::{BackupError, OrReport};
 use crate::wake;
 
 const FINAL_STATUSES: [&str; 3] = ["succeeded", "failed", "cancelled"];
-const POLL: Duration = Duration::from_millis(50);
+/// A primary-key lookup per poll is cheap; a short poll keeps what callers observe close to
+/// the recorded finish time.
+const POLL: Duration = Duration::from_millis(10);
 
 fn interval_to_duration(interval: &Interval) -> Duration {
     let secs: f64 = Spi::get_one_with_args::<f64>(

@@ -80,9 +80,14 @@ CREATE TABLE backup_ext.artifacts (
     table_rows     jsonb
 );
 CREATE INDEX artifacts_database_idx ON backup_ext.artifacts (database, backup_id DESC);
+-- Live backups (size_bytes is only ever set on success) per database, for status().
+CREATE INDEX artifacts_live_idx ON backup_ext.artifacts (kind, (coalesce(database, '')))
+    INCLUDE (size_bytes) WHERE size_bytes IS NOT NULL AND expired_at IS NULL;
 
 CREATE INDEX jobs_backup_idx ON backup_ext.jobs (backup_id) WHERE backup_id IS NOT NULL;
 CREATE INDEX jobs_set_idx ON backup_ext.jobs (set_id) WHERE set_id IS NOT NULL;
+-- Last success and last failure per database, for status().
+CREATE INDEX jobs_outcome_idx ON backup_ext.jobs (kind, (coalesce(database, '')), status, finished_at DESC);
 
 -- One row per backup_cluster() call; its members are the jobs with this set_id.
 CREATE TABLE backup_ext.backup_sets (
@@ -157,25 +162,35 @@ SELECT a.backup_id,
   FROM backup_ext.artifacts a
   JOIN backup_ext.jobs j ON j.job_id = a.job_id;
 
-CREATE FUNCTION backup_ext.list_backups(dbname text DEFAULT NULL, status text DEFAULT NULL)
-RETURNS SETOF backup_ext.backups
-LANGUAGE plpgsql STABLE
+-- Raises for an unknown status; IMMUTABLE so that with a constant argument the planner folds it
+-- (and so raises) once, at plan time.
+CREATE FUNCTION backup_ext.checked_status(status text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    IF list_backups.status IS NOT NULL
-       AND list_backups.status NOT IN ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'expired') THEN
-        RAISE EXCEPTION 'unknown status "%"', list_backups.status
+    IF status IS NOT NULL
+       AND status NOT IN ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'expired') THEN
+        RAISE EXCEPTION 'unknown status "%"', status
             USING ERRCODE = '22023',
                   HINT = 'Statuses are: queued, running, succeeded, failed, cancelled, expired.';
     END IF;
-    RETURN QUERY
-        SELECT b.*
-          FROM backup_ext.backups b
-         WHERE (list_backups.dbname IS NULL OR b.database = list_backups.dbname)
-           AND (list_backups.status IS NULL OR b.status = list_backups.status)
-         ORDER BY b.backup_id DESC;
+    RETURN status;
 END
+$fn$;
+
+-- A plain SQL function, so the planner inlines it: LIMIT and WHERE clauses of the caller reach
+-- the indexes instead of filtering a materialized result.
+CREATE FUNCTION backup_ext.list_backups(dbname text DEFAULT NULL, status text DEFAULT NULL)
+RETURNS SETOF backup_ext.backups
+LANGUAGE sql STABLE
+AS $fn$
+    SELECT b.*
+      FROM backup_ext.backups b
+     WHERE ($1 IS NULL OR b.database = $1)
+       AND (backup_ext.checked_status($2) IS NULL OR b.status = backup_ext.checked_status($2))
+     ORDER BY b.backup_id DESC
 $fn$;
 
 CREATE FUNCTION backup_ext.job_status(job_id bigint)
@@ -281,7 +296,8 @@ BEGIN
 END
 $fn$;
 
--- One row per database (and one for globals), also for databases never backed up.
+-- One row per database (and one for globals), also for databases never backed up. Each
+-- figure is an index lookup, so the cost does not grow with the length of the history.
 CREATE FUNCTION backup_ext.status()
 RETURNS TABLE (database text, last_success_at timestamptz, last_success_age interval,
                last_size_bytes bigint, last_failure_at timestamptz, last_error text,
@@ -289,35 +305,48 @@ RETURNS TABLE (database text, last_success_at timestamptz, last_success_age inte
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-WITH targets AS (
-    SELECT datname::text AS database FROM pg_database WHERE datallowconn AND NOT datistemplate
-    UNION
-    SELECT b.database FROM backup_ext.backups b WHERE b.kind = 'database' AND b.status = 'succeeded'
-    UNION
-    SELECT 'globals'
+WITH RECURSIVE live(name) AS (
+    -- databases with live backups (also dropped ones), by skipping through the index
+    SELECT min(coalesce(a.database, '')) FROM backup_ext.artifacts a
+     WHERE a.kind = 'database' AND a.size_bytes IS NOT NULL AND a.expired_at IS NULL
+    UNION ALL
+    SELECT (SELECT min(coalesce(a.database, '')) FROM backup_ext.artifacts a
+             WHERE a.kind = 'database' AND a.size_bytes IS NOT NULL AND a.expired_at IS NULL
+               AND coalesce(a.database, '') > live.name)
+      FROM live WHERE live.name IS NOT NULL
 ),
-backups AS (
-    SELECT coalesce(b.database, 'globals') AS database, b.status, b.finished_at, b.size_bytes,
-           b.error, b.backup_id
-      FROM backup_ext.backups b
+targets(kind, name) AS (
+    SELECT 'database', datname::text FROM pg_database WHERE datallowconn AND NOT datistemplate
+    UNION
+    SELECT 'database', name FROM live WHERE name IS NOT NULL
+    UNION
+    SELECT 'globals', ''
 ),
 per_db AS (
-    SELECT t.database,
-           s.finished_at AS last_success_at,
-           s.size_bytes AS last_size_bytes,
-           f.finished_at AS last_failure_at,
-           f.error AS last_error,
-           (SELECT count(*) FROM backups k WHERE k.database = t.database AND k.status = 'succeeded') AS backups_kept,
-           (SELECT coalesce(sum(k.size_bytes), 0) FROM backups k
-             WHERE k.database = t.database AND k.status = 'succeeded') AS bytes_kept
+    SELECT CASE WHEN t.kind = 'globals' THEN 'globals' ELSE t.name END AS database,
+           s.finished_at AS last_success_at, s.size_bytes AS last_size_bytes,
+           f.finished_at AS last_failure_at, f.error AS last_error,
+           k.kept, k.bytes
       FROM targets t
-      LEFT JOIN LATERAL (SELECT * FROM backups k WHERE k.database = t.database AND k.status = 'succeeded'
-                          ORDER BY k.finished_at DESC LIMIT 1) s ON true
-      LEFT JOIN LATERAL (SELECT * FROM backups k WHERE k.database = t.database AND k.status = 'failed'
-                          ORDER BY k.finished_at DESC LIMIT 1) f ON true
+      LEFT JOIN LATERAL (
+          SELECT j.finished_at, a.size_bytes
+            FROM backup_ext.jobs j JOIN backup_ext.artifacts a ON a.job_id = j.job_id
+           WHERE j.kind = t.kind AND coalesce(j.database, '') = t.name AND j.status = 'succeeded'
+             AND a.expired_at IS NULL
+           ORDER BY j.finished_at DESC LIMIT 1) s ON true
+      LEFT JOIN LATERAL (
+          SELECT j.finished_at, j.error
+            FROM backup_ext.jobs j
+           WHERE j.kind = t.kind AND coalesce(j.database, '') = t.name AND j.status = 'failed'
+           ORDER BY j.finished_at DESC LIMIT 1) f ON true
+      LEFT JOIN LATERAL (
+          SELECT count(*) AS kept, coalesce(sum(a.size_bytes), 0) AS bytes
+            FROM backup_ext.artifacts a
+           WHERE a.kind = t.kind AND coalesce(a.database, '') = t.name
+             AND a.size_bytes IS NOT NULL AND a.expired_at IS NULL) k ON true
 )
 SELECT p.database, p.last_success_at, now() - p.last_success_at, p.last_size_bytes,
-       p.last_failure_at, p.last_error, p.backups_kept, p.bytes_kept,
+       p.last_failure_at, p.last_error, p.kept, p.bytes,
        CASE
            WHEN p.last_success_at IS NULL THEN 'critical'
            WHEN now() - p.last_success_at >= current_setting('backup_ext.critical_age')::interval THEN 'critical'

@@ -27,6 +27,7 @@ GRANT SELECT ON backup_ext.jobs, backup_ext.artifacts, backup_ext.backups, backu
     TO backup_ext_operator, backup_ext_restorer;
 GRANT EXECUTE ON FUNCTION
     backup_ext.list_backups(text, text),
+    backup_ext.checked_status(text),
     backup_ext.job_status(bigint),
     backup_ext.wait_for(bigint, interval),
     backup_ext.cancel(bigint),

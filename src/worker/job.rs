@@ -2,15 +2,17 @@
 //! result to the catalog outcome. The tool handling itself lives in `backup_core`.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use backup_core::{
-    backup_file_name, createdb_argv, database_folder, dropdb_argv, partial_path, pg_dump_argv,
-    pg_dumpall_globals_argv, pg_restore_argv, pg_restore_list_argv, pg_restore_to_stdout_argv,
-    psql_query_argv, psql_script_argv, remove_output, row_count_query, use_list_for, ArchiveRows,
-    CheckedRestore, Connection, DumpRequest, DumpRun, Format, GlobalsRequest, JobResult, JobRun,
-    OutputKind, ProgressTracker, RestorePlan, RestoreRequest, RestoreRun, RestoreStep, RunResult,
-    RunSpec, TestRestorePlan, VerifyPlan, VerifyRun, GLOBALS_FOLDER,
+    backup_file_name, count_in_background, createdb_argv, database_folder, dropdb_argv,
+    partial_path, pg_dump_argv, pg_dumpall_globals_argv, pg_restore_argv, pg_restore_list_argv,
+    pg_restore_to_stdout_argv, psql_query_argv, psql_script_argv, remove_output, row_count_query,
+    use_list_for, ArchiveRows, CheckedRestore, Connection, DumpRequest, DumpRun, Format,
+    GlobalsRequest, JobResult, JobRun, OutputKind, ProgressTracker, RestorePlan, RestoreRequest,
+    RestoreRun, RestoreStep, RunResult, RunSpec, TestRestorePlan, VerifyPlan, VerifyRun,
+    GLOBALS_FOLDER,
 };
 
 use crate::catalog::{ArtifactFacts, BackupRecord, ClaimedJob, Outcome};
@@ -46,6 +48,7 @@ pub struct RunningJob {
     pub stderr_path: Option<PathBuf>,
     pub stderr_offset: u64,
     pub progress: ProgressTracker,
+    pub tables_total: Option<Receiver<Option<u64>>>,
 }
 
 /// How to start a claimed job.
@@ -65,11 +68,17 @@ pub struct Plan {
     pub tool: &'static str,
     pub stderr_path: Option<PathBuf>,
     pub progress: ProgressTracker,
+    /// The number of tables the dump will contain, once counted.
+    pub tables_total: Option<Receiver<Option<u64>>>,
 }
 
-/// Tables whose data a whole-database dump will contain, asked of the database itself since
-/// pg_dump's verbose output never says; `None` when filters make the number uncertain.
-fn tables_to_dump(ctx: &Context, dbname: &str, request: &DumpRequest) -> Option<u64> {
+/// Counts, in the background, the tables whose data a whole-database dump will contain
+/// (pg_dump's verbose output never says); `None` when filters make the number uncertain.
+fn count_tables_to_dump(
+    ctx: &Context,
+    dbname: &str,
+    request: &DumpRequest,
+) -> Option<Receiver<Option<u64>>> {
     let o = &request.options;
     let filtered = !(o.schemas.is_empty()
         && o.exclude_schemas.is_empty()
@@ -85,14 +94,9 @@ fn tables_to_dump(ctx: &Context, dbname: &str, request: &DumpRequest) -> Option<
                   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
                   AND n.nspname NOT LIKE 'pg\\_toast%'
                   AND n.nspname NOT LIKE 'pg\\_temp%'";
-    let (program, args) = psql_query_argv(&ctx.bin_dir, &ctx.connection, dbname, sql);
-    let output = std::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+    Some(count_in_background(
+        psql_query_argv(&ctx.bin_dir, &ctx.connection, dbname, sql).into(),
+    ))
 }
 
 fn started_at(claimed: &ClaimedJob) -> chrono::DateTime<chrono::Utc> {
@@ -159,16 +163,14 @@ fn prepare_backup(claimed: &ClaimedJob, ctx: &Context, work_dir: PathBuf) -> Res
     let partial = partial_path(&final_path);
 
     let mut progress = ProgressTracker::default();
+    let mut tables_total = None;
     let (program, args, output) = match request {
         Some(request) => {
             progress = progress.with_jobs(request.jobs);
-            if let Some(total) = claimed
+            tables_total = claimed
                 .database
                 .as_deref()
-                .and_then(|db| tables_to_dump(ctx, db, &request))
-            {
-                progress = progress.with_total(total);
-            }
+                .and_then(|db| count_tables_to_dump(ctx, db, &request));
             let dbname = claimed.database.as_deref().unwrap_or_default();
             let dir_output = (!request.format.writes_to_stdout()).then_some(partial.as_path());
             let (program, args) =
@@ -206,6 +208,7 @@ fn prepare_backup(claimed: &ClaimedJob, ctx: &Context, work_dir: PathBuf) -> Res
         tool,
         stderr_path: (claimed.kind == "database").then_some(stderr_path),
         progress,
+        tables_total,
     })
 }
 
@@ -332,6 +335,7 @@ fn prepare_restore(
         tool: "pg_restore",
         stderr_path: None,
         progress: ProgressTracker::default(),
+        tables_total: None,
     })
 }
 
@@ -387,6 +391,7 @@ fn prepare_verify(
         tool: "pg_restore",
         stderr_path: None,
         progress: ProgressTracker::default(),
+        tables_total: None,
     })
 }
 

@@ -16,7 +16,8 @@ use crate::{schedules, settings, tools, wake};
 use job::{Context, Kind, RunningJob};
 use txn::{in_transaction, spi};
 
-/// Sleep between checks while children run: bounds cancel, timeout and progress latency.
+/// Sleep between checks while children run: bounds cancel, timeout and progress latency. A
+/// child's exit wakes the worker at once through SIGCHLD.
 const BUSY_TICK: Duration = Duration::from_millis(100);
 /// Fallback poll when idle; new jobs normally wake the worker through its latch.
 const IDLE_TICK: Duration = Duration::from_secs(10);
@@ -35,7 +36,10 @@ pub fn register() {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn backup_ext_worker_main(_arg: pg_sys::Datum) {
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    // SIGCHLD sets the latch, so a finished child is recorded at once rather than at the next tick.
+    BackgroundWorker::attach_signal_handlers(
+        SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM | SignalWakeFlags::SIGCHLD,
+    );
     let database = settings::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     wake::publish_worker_pid();
@@ -175,8 +179,15 @@ impl Worker {
 
     /// Records a finished job; a verification also lands on the backup it checked, and a
     /// successful backup triggers its database's retention policy.
-    fn finish(&self, job: &RunningJob, result: backup_core::JobResult) {
+    fn finish(&self, job: &mut RunningJob, result: backup_core::JobResult) {
         let job_id = job.job_id;
+        if job.stderr_path.is_some() {
+            // The last lines (and the table count, if it has arrived: never waited for).
+            let progress = progress_of(job);
+            if let Err(e) = spi(|| catalog::record_progress(&[progress])) {
+                warning!("backup_ext: cannot record progress: {e}");
+            }
+        }
         if let (Kind::Verify { backup_id }, backup_core::JobResult::Verify(report)) =
             (&job.kind, &result)
         {
@@ -229,8 +240,8 @@ impl Worker {
             }
         }
         for (job_id, result) in finished {
-            if let Some(job) = self.take(job_id) {
-                self.finish(&job, result);
+            if let Some(mut job) = self.take(job_id) {
+                self.finish(&mut job, result);
             }
         }
     }
@@ -284,6 +295,12 @@ impl Worker {
             .running
             .iter_mut()
             .map(|j| {
+                if let Some(total) = j.tables_total.as_ref().and_then(|rx| rx.try_recv().ok()) {
+                    j.tables_total = None;
+                    if let Some(n) = total {
+                        j.progress = std::mem::take(&mut j.progress).with_total(n);
+                    }
+                }
                 if let Some(path) = &j.stderr_path {
                     // Best effort: a missed line only makes the share of tables lag.
                     let _ =
@@ -377,6 +394,7 @@ impl Worker {
                     stderr_path: plan.stderr_path,
                     stderr_offset: 0,
                     progress: plan.progress,
+                    tables_total: plan.tables_total,
                 }),
                 Err(e) => {
                     if let Some(output) = output {
@@ -400,6 +418,29 @@ impl Worker {
                 Outcome::Failed("interrupted by server shutdown".into()),
             );
         }
+    }
+}
+
+/// How far a job has got: bytes from its run, tables from pg_dump's verbose lines.
+fn progress_of(j: &mut RunningJob) -> catalog::Progress {
+    if let Some(total) = j.tables_total.as_ref().and_then(|rx| rx.try_recv().ok()) {
+        j.tables_total = None;
+        if let Some(n) = total {
+            j.progress = std::mem::take(&mut j.progress).with_total(n);
+        }
+    }
+    if let Some(path) = &j.stderr_path {
+        // Best effort: a missed line only makes the share of tables lag.
+        let _ = backup_core::scan_new_lines(path, &mut j.stderr_offset, &mut j.progress);
+    }
+    catalog::Progress {
+        job_id: j.job_id,
+        bytes: j.run.progress() as i64,
+        tables_done: j
+            .stderr_path
+            .as_ref()
+            .map(|_| j.progress.tables_done() as i32),
+        tables_total: j.progress.tables_total().map(|t| t as i32),
     }
 }
 
