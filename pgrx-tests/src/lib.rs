@@ -1058,3 +1058,30 @@ fn sweep_stale_dirs(scratch: &Path) {
         let _ = fs::remove_dir_all(entry.path());
     }
 }
+
+// ---------------------------------------------------------------------------
+// Files the server must be able to delete
+
+impl Cluster {
+    /// Writes `contents` to `path` as if the server had written it: missing
+    /// parent directories are created (mode 0700) and the directories and
+    /// the file end up owned by the postgres user.
+    pub fn write_server_file(&self, path: &Path, contents: &[u8]) {
+        let (uid, gid) = pg_user_ids();
+        let parent = path.parent().expect("path has a parent");
+        let mut missing = Vec::new();
+        let mut cur = parent;
+        while !cur.exists() {
+            missing.push(cur.to_path_buf());
+            cur = cur.parent().expect("existing ancestor");
+        }
+        for dir in missing.iter().rev() {
+            fs::create_dir(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).expect("chmod");
+            chown(dir, uid, gid);
+        }
+        fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("chmod");
+        chown(path, uid, gid);
+    }
+}
