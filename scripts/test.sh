@@ -9,19 +9,34 @@ bash scripts/setup.sh
 
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 PGRX_TEST_DIR=/tmp/backup_ext-pgrx-tests
+LOG=$(mktemp /tmp/backup_ext-test-XXXXXX.log)
+trap 'rm -f "$LOG"' EXIT
+
+# Runs a test command, keeping its output for the summary at the end.
+run_tests() {
+    "$@" 2>&1 | tee -a "$LOG"
+    return "${PIPESTATUS[0]}"
+}
 
 echo "== format and lint"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 
 echo "== unit tests (no PostgreSQL)"
-cargo test -p backup_core
+run_tests cargo test -p backup_core --tests
 
 echo "== in-server tests (cargo pgrx test)"
 mkdir -p "$PGRX_TEST_DIR"
 chown postgres:postgres "$PGRX_TEST_DIR"
-cargo pgrx test pg15 --runas postgres --pgdata "$PGRX_TEST_DIR/pgdata"
+run_tests cargo pgrx test pg15 --runas postgres --pgdata "$PGRX_TEST_DIR/pgdata"
 
 echo "== end-to-end tests (real clusters, worker, pg_dump)"
 cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null
-cargo test -p backup_ext_e2e -- --test-threads=2
+run_tests cargo test -p backup_ext_e2e --tests -- --test-threads=2
+
+# One closing line over every tier.
+sed 's/\x1b\[[0-9;]*m//g' "$LOG" | awk '
+    /^test result:/ { for (i = 1; i <= NF; i++) {
+        if ($(i+1) ~ /^passed/) passed += $i; if ($(i+1) ~ /^failed/) failed += $i;
+        if ($(i+1) ~ /^ignored/) ignored += $i } }
+    END { printf "all tiers: %d passed, %d failed, %d skipped\n", passed, failed, ignored }'

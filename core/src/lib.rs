@@ -62,9 +62,7 @@ pub use run::{DumpRun, OutputKind, RunResult, RunSpec};
 pub use schedule::{validate_schedule_name, CronSchedule, ScheduleCommand};
 pub use status::JobStatus;
 pub use steps::{JobResult, JobRun, ToolCommand, VerifyReport};
-pub use stream::{
-    hash_file, hash_file_with_progress, publish, remove_output, StreamOutcome, StreamWriter,
-};
+pub use stream::{hash_file, publish, remove_output, StreamOutcome, StreamWriter};
 pub use toc::{parse_toc, TocEntry, TocParseError};
 pub use verify_run::{ArchiveRows, TestRestorePlan, VerifyPlan, VerifyRun};
 pub use version::parse_tool_version;

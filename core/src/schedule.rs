@@ -15,6 +15,7 @@ use crate::restore_argv::validate_database_name;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
+use crate::options::json_type;
 use serde_json::{Map, Value};
 
 pub const CRON_HINT: &str = "use 5 fields, minute hour day-of-month month day-of-week, in UTC: \
@@ -350,16 +351,6 @@ const KINDS_HINT: &str = "\"backup\" is one of: database, globals, cluster";
 /// The format used when a command does not name one, as for backup_database().
 const DEFAULT_FORMAT: &str = "custom";
 
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
 
 /// An optional key: absent and JSON null both mean "use the default".
 fn present<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {

@@ -138,30 +138,9 @@ fn sync_parent(path: &Path) -> io::Result<()> {
 /// Makes a finished backup visible under its final name. The rename is
 /// only durable once the directory holding it is fsynced. An existing
 /// `final_path` is never replaced.
-/// Size and SHA-256 of a file read from disk, counting into `progress` as it goes (for
-/// verification, which must read the bytes again by definition).
-pub fn hash_file_with_progress(path: &Path, progress: &AtomicU64) -> io::Result<(u64, String)> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        size += n as u64;
-        progress.store(size, Ordering::Relaxed);
-    }
-    Ok((size, hex::encode(hasher.finalize())))
-}
-
-/// Size and SHA-256 of a file.
+/// Size and SHA-256 of a file read from disk (verification must read the bytes again).
 pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
-    hash_file_with_progress(path, &AtomicU64::new(0))
+    crate::manifest::hash_file(path, &crate::manifest::HashMeter::default())
 }
 
 pub fn publish(partial: &Path, final_path: &Path) -> io::Result<()> {

@@ -291,32 +291,7 @@ impl Worker {
             return;
         }
         self.last_progress = Some(Instant::now());
-        let progress: Vec<catalog::Progress> = self
-            .running
-            .iter_mut()
-            .map(|j| {
-                if let Some(total) = j.tables_total.as_ref().and_then(|rx| rx.try_recv().ok()) {
-                    j.tables_total = None;
-                    if let Some(n) = total {
-                        j.progress = std::mem::take(&mut j.progress).with_total(n);
-                    }
-                }
-                if let Some(path) = &j.stderr_path {
-                    // Best effort: a missed line only makes the share of tables lag.
-                    let _ =
-                        backup_core::scan_new_lines(path, &mut j.stderr_offset, &mut j.progress);
-                }
-                catalog::Progress {
-                    job_id: j.job_id,
-                    bytes: j.run.progress() as i64,
-                    tables_done: j
-                        .stderr_path
-                        .as_ref()
-                        .map(|_| j.progress.tables_done() as i32),
-                    tables_total: j.progress.tables_total().map(|t| t as i32),
-                }
-            })
-            .collect();
+        let progress: Vec<catalog::Progress> = self.running.iter_mut().map(progress_of).collect();
         if let Err(e) = spi(|| catalog::record_progress(&progress)) {
             warning!("backup_ext: cannot record progress: {e}");
         }
