@@ -39,4 +39,4 @@ sed 's/\x1b\[[0-9;]*m//g' "$LOG" | awk '
     /^test result:/ { for (i = 1; i <= NF; i++) {
         if ($(i+1) ~ /^passed/) passed += $i; if ($(i+1) ~ /^failed/) failed += $i;
         if ($(i+1) ~ /^ignored/) ignored += $i } }
-    END { printf "all tiers: %d passed, %d failed, %d skipped\n", passed, failed, ignored }'
+    END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, ignored }'
