@@ -90,8 +90,12 @@ impl ChildGuard {
         self.child.id()
     }
 
+    /// The child's stdout, with the pipe enlarged so that the tool writes (and the reader
+    /// wakes) in large chunks instead of the default 64 KiB.
     pub fn take_stdout(&mut self) -> Option<ChildStdout> {
-        self.child.stdout.take()
+        let stdout = self.child.stdout.take()?;
+        enlarge_pipe(&stdout);
+        Some(stdout)
     }
 
     pub fn take_stdin(&mut self) -> Option<ChildStdin> {
@@ -200,6 +204,14 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Pipe capacity asked for; 1 MiB is the default limit for unprivileged processes.
+const PIPE_BYTES: libc::c_int = 1 << 20;
+
+fn enlarge_pipe(fd: &impl std::os::unix::io::AsRawFd) {
+    // Best effort: a smaller pipe only costs more wake-ups.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
+}
+
 /// The end of a stderr log for an error message: at most `max_bytes`,
 /// starting on a character boundary, invalid UTF-8 replaced, trimmed.
 pub fn stderr_tail(path: &Path, max_bytes: usize) -> String {
@@ -283,7 +295,16 @@ mod tests {
         let dir = TempDir::new("child");
         let mut c = sh("printf abc; echo oops >&2; exit 3", true, &dir);
         let mut out = String::new();
-        c.take_stdout().unwrap().read_to_string(&mut out).unwrap();
+        let stdout = c.take_stdout().unwrap();
+        let size = unsafe {
+            libc::fcntl(
+                std::os::unix::io::AsRawFd::as_raw_fd(&stdout),
+                libc::F_GETPIPE_SZ,
+            )
+        };
+        assert_eq!(size, PIPE_BYTES);
+        let mut stdout = stdout;
+        stdout.read_to_string(&mut out).unwrap();
         assert!(c.take_stdout().is_none());
         let status = c.wait_timeout(Duration::from_secs(10)).unwrap().unwrap();
         assert_eq!(out, "abc");

@@ -9,13 +9,13 @@
 //! (neither is `*`), a day matching either one matches.
 
 use crate::error::{quoted, RequestError};
+use crate::options::json_type;
 use crate::options::DumpOptions;
 use crate::request::{DumpRequest, GlobalsRequest};
 use crate::restore_argv::validate_database_name;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
-use crate::options::json_type;
 use serde_json::{Map, Value};
 
 pub const CRON_HINT: &str = "use 5 fields, minute hour day-of-month month day-of-week, in UTC: \
@@ -350,7 +350,6 @@ const CLUSTER_KEYS: [&str; 4] = ["backup", "format", "label", "options"];
 const KINDS_HINT: &str = "\"backup\" is one of: database, globals, cluster";
 /// The format used when a command does not name one, as for backup_database().
 const DEFAULT_FORMAT: &str = "custom";
-
 
 /// An optional key: absent and JSON null both mean "use the default".
 fn present<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {

@@ -10,9 +10,15 @@ use crate::error::{BackupError, OrReport};
 use crate::wake;
 
 const FINAL_STATUSES: [&str; 3] = ["succeeded", "failed", "cancelled"];
-/// A primary-key lookup per poll is cheap; a short poll keeps what callers observe close to
-/// the recorded finish time.
-const POLL: Duration = Duration::from_millis(10);
+/// How long to sleep between looks at the job: a primary-key lookup is cheap, so poll tightly
+/// while short jobs are likely to finish, and back off for long ones.
+fn poll_interval(waited: Duration) -> Duration {
+    match waited.as_secs() {
+        0 => Duration::from_millis(1),
+        1..=59 => Duration::from_millis(10),
+        _ => Duration::from_millis(50),
+    }
+}
 
 fn interval_to_duration(interval: &Interval) -> Duration {
     let secs: f64 = Spi::get_one_with_args::<f64>(
@@ -70,7 +76,9 @@ fn wait_for(job_id: i64, timeout: default!(Option<Interval>, "'1 hour'")) -> Str
             }
             .report();
         }
-        sleep_interruptibly(POLL.min(limit.saturating_sub(start.elapsed())));
+        sleep_interruptibly(
+            poll_interval(start.elapsed()).min(limit.saturating_sub(start.elapsed())),
+        );
     }
 }
 

@@ -82,7 +82,7 @@ CREATE TABLE backup_ext.artifacts (
 CREATE INDEX artifacts_database_idx ON backup_ext.artifacts (database, backup_id DESC);
 -- Live backups (size_bytes is only ever set on success) per database, for status().
 CREATE INDEX artifacts_live_idx ON backup_ext.artifacts (kind, (coalesce(database, '')))
-    INCLUDE (size_bytes) WHERE size_bytes IS NOT NULL AND expired_at IS NULL;
+    INCLUDE (size_bytes, database) WHERE size_bytes IS NOT NULL AND expired_at IS NULL;
 
 CREATE INDEX jobs_backup_idx ON backup_ext.jobs (backup_id) WHERE backup_id IS NOT NULL;
 CREATE INDEX jobs_set_idx ON backup_ext.jobs (set_id) WHERE set_id IS NOT NULL;
@@ -316,7 +316,8 @@ WITH RECURSIVE live(name) AS (
       FROM live WHERE live.name IS NOT NULL
 ),
 targets(kind, name) AS (
-    SELECT 'database', datname::text FROM pg_database WHERE datallowconn AND NOT datistemplate
+    -- datname is of type name (collation "C"); the indexes use the default collation.
+    SELECT 'database', datname::text COLLATE "default" FROM pg_database WHERE datallowconn AND NOT datistemplate
     UNION
     SELECT 'database', name FROM live WHERE name IS NOT NULL
     UNION

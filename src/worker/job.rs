@@ -6,13 +6,12 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use backup_core::{
-    backup_file_name, count_in_background, createdb_argv, database_folder, dropdb_argv,
-    partial_path, pg_dump_argv, pg_dumpall_globals_argv, pg_restore_argv, pg_restore_list_argv,
-    pg_restore_to_stdout_argv, psql_query_argv, psql_script_argv, remove_output, row_count_query,
-    use_list_for, ArchiveRows, CheckedRestore, Connection, DumpRequest, DumpRun, Format,
-    GlobalsRequest, JobResult, JobRun, OutputKind, ProgressTracker, RestorePlan, RestoreRequest,
-    RestoreRun, RestoreStep, RunResult, RunSpec, TestRestorePlan, VerifyPlan, VerifyRun,
-    GLOBALS_FOLDER,
+    backup_file_name, createdb_argv, database_folder, dropdb_argv, partial_path, pg_dump_argv,
+    pg_dumpall_globals_argv, pg_restore_argv, pg_restore_list_argv, pg_restore_to_stdout_argv,
+    psql_query_argv, psql_script_argv, remove_output, row_count_query, use_list_for, ArchiveRows,
+    CheckedRestore, Connection, DumpRequest, DumpRun, Format, GlobalsRequest, JobResult, JobRun,
+    OutputKind, ProgressTracker, RestorePlan, RestoreRequest, RestoreRun, RestoreStep, RunResult,
+    RunSpec, TestRestorePlan, ToolCommand, VerifyPlan, VerifyRun, GLOBALS_FOLDER,
 };
 
 use crate::catalog::{ArtifactFacts, BackupRecord, ClaimedJob, Outcome};
@@ -48,6 +47,9 @@ pub struct RunningJob {
     pub stderr_path: Option<PathBuf>,
     pub stderr_offset: u64,
     pub progress: ProgressTracker,
+    /// Counted only for jobs still running after a second: short dumps need no progress, and
+    /// the extra connection would cost them time.
+    pub table_count: Option<ToolCommand>,
     pub tables_total: Option<Receiver<Option<u64>>>,
 }
 
@@ -68,17 +70,13 @@ pub struct Plan {
     pub tool: &'static str,
     pub stderr_path: Option<PathBuf>,
     pub progress: ProgressTracker,
-    /// The number of tables the dump will contain, once counted.
-    pub tables_total: Option<Receiver<Option<u64>>>,
+    /// How to count the tables the dump will contain.
+    pub table_count: Option<ToolCommand>,
 }
 
-/// Counts, in the background, the tables whose data a whole-database dump will contain
-/// (pg_dump's verbose output never says); `None` when filters make the number uncertain.
-fn count_tables_to_dump(
-    ctx: &Context,
-    dbname: &str,
-    request: &DumpRequest,
-) -> Option<Receiver<Option<u64>>> {
+/// The query that counts the tables whose data a whole-database dump will contain (pg_dump's
+/// verbose output never says); `None` when filters make the number uncertain.
+fn table_count_command(ctx: &Context, dbname: &str, request: &DumpRequest) -> Option<ToolCommand> {
     let o = &request.options;
     let filtered = !(o.schemas.is_empty()
         && o.exclude_schemas.is_empty()
@@ -94,9 +92,7 @@ fn count_tables_to_dump(
                   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
                   AND n.nspname NOT LIKE 'pg\\_toast%'
                   AND n.nspname NOT LIKE 'pg\\_temp%'";
-    Some(count_in_background(
-        psql_query_argv(&ctx.bin_dir, &ctx.connection, dbname, sql).into(),
-    ))
+    Some(psql_query_argv(&ctx.bin_dir, &ctx.connection, dbname, sql).into())
 }
 
 fn started_at(claimed: &ClaimedJob) -> chrono::DateTime<chrono::Utc> {
@@ -163,14 +159,14 @@ fn prepare_backup(claimed: &ClaimedJob, ctx: &Context, work_dir: PathBuf) -> Res
     let partial = partial_path(&final_path);
 
     let mut progress = ProgressTracker::default();
-    let mut tables_total = None;
+    let mut table_count = None;
     let (program, args, output) = match request {
         Some(request) => {
             progress = progress.with_jobs(request.jobs);
-            tables_total = claimed
+            table_count = claimed
                 .database
                 .as_deref()
-                .and_then(|db| count_tables_to_dump(ctx, db, &request));
+                .and_then(|db| table_count_command(ctx, db, &request));
             let dbname = claimed.database.as_deref().unwrap_or_default();
             let dir_output = (!request.format.writes_to_stdout()).then_some(partial.as_path());
             let (program, args) =
@@ -208,7 +204,7 @@ fn prepare_backup(claimed: &ClaimedJob, ctx: &Context, work_dir: PathBuf) -> Res
         tool,
         stderr_path: (claimed.kind == "database").then_some(stderr_path),
         progress,
-        tables_total,
+        table_count,
     })
 }
 
@@ -335,7 +331,7 @@ fn prepare_restore(
         tool: "pg_restore",
         stderr_path: None,
         progress: ProgressTracker::default(),
-        tables_total: None,
+        table_count: None,
     })
 }
 
@@ -391,7 +387,7 @@ fn prepare_verify(
         tool: "pg_restore",
         stderr_path: None,
         progress: ProgressTracker::default(),
-        tables_total: None,
+        table_count: None,
     })
 }
 

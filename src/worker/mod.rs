@@ -369,7 +369,8 @@ impl Worker {
                     stderr_path: plan.stderr_path,
                     stderr_offset: 0,
                     progress: plan.progress,
-                    tables_total: plan.tables_total,
+                    table_count: plan.table_count,
+                    tables_total: None,
                 }),
                 Err(e) => {
                     if let Some(output) = output {
@@ -398,6 +399,11 @@ impl Worker {
 
 /// How far a job has got: bytes from its run, tables from pg_dump's verbose lines.
 fn progress_of(j: &mut RunningJob) -> catalog::Progress {
+    if j.started.elapsed() >= PROGRESS_EVERY {
+        if let Some(cmd) = j.table_count.take() {
+            j.tables_total = Some(backup_core::count_in_background(cmd));
+        }
+    }
     if let Some(total) = j.tables_total.as_ref().and_then(|rx| rx.try_recv().ok()) {
         j.tables_total = None;
         if let Some(n) = total {

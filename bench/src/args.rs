@@ -1,0 +1,127 @@
+//! Command-line flags: the usage text, the defaults and their parsing.
+
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use crate::{Context, Res};
+
+const DEFAULT_SCALE: u32 = 50;
+
+const USAGE: &str = "\
+backup_ext_bench: backup_ext against pg_dump / pg_dumpall / pg_restore run directly
+
+usage: backup_ext_bench [options]
+
+  --dir DIR            cluster directory made by cluster_start (socket in DIR/socket,
+                       scratch files in DIR/scratch)          [/tmp/backup_ext-bench]
+  --port PORT          cluster port                           [54339]
+  --scale N            pgbench scale of the big database      [$BENCH_SCALE or 50]
+  --runs N             runs per side of every case            [3]
+  --small-tables N     tables in the many-tables database     [500]
+  --small-dbs N        databases in the cluster case          [20]
+  --enqueue-calls N    backup_database() calls timed          [1000]
+  --pickup-jobs N      jobs for the pickup latency            [50]
+  --catalog-rows N     catalog rows for the read timings      [100000]
+  --catalog-runs N     runs of each catalog query             [20]
+  --pgbin DIR          PostgreSQL binaries                    [/usr/lib/postgresql/15/bin]
+  --out DIR            where <date>.md and <date>.png go      [bench/results]
+  --font FILE          TrueType font for the chart            [a DejaVu/Liberation font]
+";
+
+pub(crate) struct Args {
+    pub(crate) dir: PathBuf,
+    pub(crate) port: u16,
+    pub(crate) scale: u32,
+    pub(crate) runs: usize,
+    pub(crate) small_tables: usize,
+    pub(crate) small_dbs: usize,
+    pub(crate) enqueue_calls: usize,
+    pub(crate) pickup_jobs: usize,
+    pub(crate) catalog_rows: usize,
+    pub(crate) catalog_runs: usize,
+    pub(crate) pgbin: PathBuf,
+    pub(crate) out: PathBuf,
+    pub(crate) font: Option<PathBuf>,
+}
+
+fn number<T: FromStr>(flag: &str, value: &str) -> Res<T>
+where
+    T::Err: Display,
+{
+    value
+        .parse()
+        .context(|| format!("{flag} expects a number, got {value:?}"))
+}
+
+pub(crate) fn parse_args() -> Res<Args> {
+    let scale = match std::env::var("BENCH_SCALE") {
+        Ok(v) if !v.is_empty() => number("BENCH_SCALE", &v)?,
+        _ => DEFAULT_SCALE,
+    };
+    let mut a = Args {
+        dir: PathBuf::from("/tmp/backup_ext-bench"),
+        port: 54339,
+        scale,
+        runs: 3,
+        small_tables: 500,
+        small_dbs: 20,
+        enqueue_calls: 1000,
+        pickup_jobs: 50,
+        catalog_rows: 100_000,
+        catalog_runs: 20,
+        pgbin: PathBuf::from("/usr/lib/postgresql/15/bin"),
+        out: Path::new(env!("CARGO_MANIFEST_DIR")).join("results"),
+        font: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        if arg == "--help" || arg == "-h" {
+            print!("{USAGE}");
+            std::process::exit(0);
+        }
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || -> Res<String> {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{flag} needs a value; see --help").into())
+        };
+        match flag.as_str() {
+            "--dir" => a.dir = PathBuf::from(value()?),
+            "--port" => a.port = number(&flag, &value()?)?,
+            "--scale" => a.scale = number(&flag, &value()?)?,
+            "--runs" => a.runs = number(&flag, &value()?)?,
+            "--small-tables" => a.small_tables = number(&flag, &value()?)?,
+            "--small-dbs" => a.small_dbs = number(&flag, &value()?)?,
+            "--enqueue-calls" => a.enqueue_calls = number(&flag, &value()?)?,
+            "--pickup-jobs" => a.pickup_jobs = number(&flag, &value()?)?,
+            "--catalog-rows" => a.catalog_rows = number(&flag, &value()?)?,
+            "--catalog-runs" => a.catalog_runs = number(&flag, &value()?)?,
+            "--pgbin" => a.pgbin = PathBuf::from(value()?),
+            "--out" => a.out = PathBuf::from(value()?),
+            "--font" => a.font = Some(PathBuf::from(value()?)),
+            _ => return Err(format!("unknown argument {arg:?}; see --help").into()),
+        }
+    }
+    let positive = [
+        ("--scale", a.scale as usize),
+        ("--runs", a.runs),
+        ("--small-tables", a.small_tables),
+        ("--small-dbs", a.small_dbs),
+        ("--enqueue-calls", a.enqueue_calls),
+        ("--pickup-jobs", a.pickup_jobs),
+        ("--catalog-rows", a.catalog_rows),
+        ("--catalog-runs", a.catalog_runs),
+    ];
+    if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
+        return Err(format!("{flag} must be at least 1").into());
+    }
+    if a.catalog_rows > i32::MAX as usize {
+        return Err("--catalog-rows is too large".into());
+    }
+    Ok(a)
+}
