@@ -12,7 +12,6 @@ pub mod compress;
 pub mod conninfo;
 pub mod error;
 pub mod format;
-pub mod health;
 pub mod manifest;
 pub mod options;
 pub mod paths;
@@ -42,7 +41,6 @@ pub use compress::{validate_compress, Compression, CompressionMethod};
 pub use conninfo::Connection;
 pub use error::{ErrorKind, RequestError};
 pub use format::Format;
-pub use health::{classify, nagios_line, Health};
 pub use manifest::{directory_manifest, sync_tree, Manifest, ManifestEntry};
 pub use options::DumpOptions;
 pub use paths::{

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use backup_core::JobStatus;
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
 
@@ -9,7 +10,6 @@ use crate::catalog;
 use crate::error::{BackupError, OrReport};
 use crate::wake;
 
-const FINAL_STATUSES: [&str; 3] = ["succeeded", "failed", "cancelled"];
 /// How long to sleep between looks at the job: a primary-key lookup is cheap, so poll tightly
 /// while short jobs are likely to finish, and back off for long ones.
 fn poll_interval(waited: Duration) -> Duration {
@@ -63,7 +63,7 @@ fn wait_for(job_id: i64, timeout: default!(Option<Interval>, "'1 hour'")) -> Str
         let Some(state) = catalog::job_state(job_id).or_report() else {
             BackupError::NoSuchJob(job_id).report();
         };
-        if FINAL_STATUSES.contains(&state.status.as_str()) {
+        if JobStatus::parse(&state.status).is_ok_and(JobStatus::is_final) {
             return state.status;
         }
         if unsafe { pg_sys::TransactionIdIsCurrentTransactionId(state.xmin.into()) } {

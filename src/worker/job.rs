@@ -6,12 +6,13 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use backup_core::{
-    backup_file_name, createdb_argv, database_folder, dropdb_argv, partial_path, pg_dump_argv,
-    pg_dumpall_globals_argv, pg_restore_argv, pg_restore_list_argv, pg_restore_to_stdout_argv,
-    psql_query_argv, psql_script_argv, remove_output, row_count_query, use_list_for, ArchiveRows,
-    CheckedRestore, Connection, DumpRequest, DumpRun, Format, GlobalsRequest, JobResult, JobRun,
-    OutputKind, ProgressTracker, RestorePlan, RestoreRequest, RestoreRun, RestoreStep, RunResult,
-    RunSpec, TestRestorePlan, ToolCommand, VerifyPlan, VerifyRun, GLOBALS_FOLDER,
+    backup_file_name, createdb_argv, database_folder, dropdb_argv, is_inside, partial_path,
+    pg_dump_argv, pg_dumpall_globals_argv, pg_restore_argv, pg_restore_list_argv,
+    pg_restore_to_stdout_argv, psql_query_argv, psql_script_argv, remove_output, row_count_query,
+    use_list_for, ArchiveRows, CheckedRestore, Connection, DumpRequest, DumpRun, Format,
+    GlobalsRequest, JobResult, JobRun, OutputKind, ProgressTracker, RestorePlan, RestoreRequest,
+    RestoreRun, RestoreStep, RunResult, RunSpec, TestRestorePlan, ToolCommand, VerifyPlan,
+    VerifyRun, GLOBALS_FOLDER,
 };
 
 use crate::catalog::{ArtifactFacts, BackupRecord, ClaimedJob, Outcome};
@@ -156,6 +157,14 @@ fn prepare_backup(claimed: &ClaimedJob, ctx: &Context, work_dir: PathBuf) -> Res
         claimed.job_id,
         suffix,
     ));
+    // Folder names are percent-encoded, so this holds for every database name; checked anyway
+    // because a path that left the directory would be written and later purged.
+    if !is_inside(&ctx.directory, &final_path) {
+        return Err(format!(
+            "refusing to write {} outside backup_ext.directory",
+            final_path.display()
+        ));
+    }
     let partial = partial_path(&final_path);
 
     let mut progress = ProgressTracker::default();
