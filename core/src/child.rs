@@ -29,6 +29,15 @@ pub const REMOVED_ENV: [&str; 8] = [
 
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
+static WAIT_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Something the process must keep doing while it waits for a child. The worker must answer
+/// the server's signal barriers: a DROP DATABASE run by the child waits for every backend,
+/// the waiting worker included, to absorb one.
+pub fn set_wait_hook(hook: fn()) {
+    let _ = WAIT_HOOK.set(hook);
+}
+
 pub struct ChildGuard {
     child: Child,
     pgid: libc::pid_t,
@@ -176,6 +185,9 @@ impl ChildGuard {
             }
             if Instant::now() >= deadline {
                 return Ok(None);
+            }
+            if let Some(hook) = WAIT_HOOK.get() {
+                hook();
             }
             std::thread::sleep(POLL_INTERVAL);
         }

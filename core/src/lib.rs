@@ -36,7 +36,7 @@ mod test_support;
 
 pub use argv::{pg_dump_argv, pg_dumpall_globals_argv, pg_restore_list_argv};
 pub use checked_restore::CheckedRestore;
-pub use child::{describe_exit, stderr_tail, ChildGuard};
+pub use child::{describe_exit, set_wait_hook, stderr_tail, ChildGuard};
 pub use compress::{validate_compress, Compression, CompressionMethod};
 pub use conninfo::Connection;
 pub use error::{ErrorKind, RequestError};
@@ -59,7 +59,7 @@ pub use rows::{compare_counts, count_copy_rows, open_plain_dump, parse_counts, r
 pub use run::{DumpRun, OutputKind, RunResult, RunSpec};
 pub use schedule::{validate_schedule_name, CronSchedule, ScheduleCommand};
 pub use status::JobStatus;
-pub use steps::{JobResult, JobRun, ToolCommand, VerifyReport};
+pub use steps::{run_tool, JobResult, JobRun, ToolCommand, VerifyReport, CLEANUP_TIMEOUT};
 pub use stream::{hash_file, publish, remove_output, StreamOutcome, StreamWriter};
 pub use toc::{parse_toc, TocEntry, TocParseError};
 pub use verify_run::{ArchiveRows, TestRestorePlan, VerifyPlan, VerifyRun};

@@ -176,6 +176,17 @@ impl StepEnd {
     }
 }
 
+/// Runs a tool to its end (at most `timeout`) for a short chore such as a dropdb; waiting goes
+/// through the wait hook (see `child::set_wait_hook`).
+pub fn run_tool(cmd: &ToolCommand, work_dir: &Path, timeout: Duration) -> Result<(), String> {
+    let end = Step::run_sync(cmd, work_dir, timeout);
+    if end.ok() {
+        Ok(())
+    } else {
+        Err(end.failure())
+    }
+}
+
 static STEP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// One running tool. Dropping it kills the child's process group.

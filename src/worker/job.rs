@@ -9,10 +9,10 @@ use backup_core::{
     backup_file_name, createdb_argv, database_folder, dropdb_argv, is_inside, partial_path,
     pg_dump_argv, pg_dumpall_globals_argv, pg_restore_argv, pg_restore_list_argv,
     pg_restore_to_stdout_argv, psql_query_argv, psql_script_argv, remove_output, row_count_query,
-    use_list_for, ArchiveRows, CheckedRestore, Connection, DumpRequest, DumpRun, Format,
+    run_tool, use_list_for, ArchiveRows, CheckedRestore, Connection, DumpRequest, DumpRun, Format,
     GlobalsRequest, JobResult, JobRun, OutputKind, ProgressTracker, RestorePlan, RestoreRequest,
     RestoreRun, RestoreStep, RunResult, RunSpec, TestRestorePlan, ToolCommand, VerifyPlan,
-    VerifyRun, GLOBALS_FOLDER,
+    VerifyRun, CLEANUP_TIMEOUT, GLOBALS_FOLDER,
 };
 
 use crate::catalog::{ArtifactFacts, BackupRecord, ClaimedJob, Outcome};
@@ -423,17 +423,8 @@ pub fn database_left_behind(job: &crate::catalog::Interrupted) -> Option<String>
 
 /// Drops a database with `dropdb --if-exists --force`, waiting for it.
 pub fn drop_database(ctx: &Context, name: &str) -> Result<(), String> {
-    let (program, args) = dropdb_argv(&ctx.bin_dir, &ctx.connection, &ctx.catalog_database, name);
-    let output = std::process::Command::new(&program)
-        .args(&args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
-    }
+    let cmd = dropdb_argv(&ctx.bin_dir, &ctx.connection, &ctx.catalog_database, name).into();
+    run_tool(&cmd, &ctx.directory.join(".work"), CLEANUP_TIMEOUT)
 }
 
 /// Starts the child (or first step) of a prepared job.

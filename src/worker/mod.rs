@@ -42,6 +42,8 @@ pub extern "C-unwind" fn backup_ext_worker_main(_arg: pg_sys::Datum) {
     );
     let database = settings::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    let _ = WORKER_THREAD.set(std::thread::current().id());
+    backup_core::set_wait_hook(absorb_signal_barriers);
     wake::publish_worker_pid();
     log!("backup_ext worker started in database \"{database}\"");
 
@@ -396,6 +398,22 @@ impl Worker {
         }
     }
 }
+
+/// While the worker waits for a child (cancelling a restore runs dropdb), it must answer the
+/// signal barriers that DROP DATABASE sends to every backend, or the two would wait for each
+/// other. Only on the worker's own thread: barriers belong to the backend.
+fn absorb_signal_barriers() {
+    if WORKER_THREAD.get() != Some(&std::thread::current().id()) {
+        return;
+    }
+    unsafe {
+        if pg_sys::ProcSignalBarrierPending != 0 {
+            pg_sys::ProcessProcSignalBarrier();
+        }
+    }
+}
+
+static WORKER_THREAD: std::sync::OnceLock<std::thread::ThreadId> = std::sync::OnceLock::new();
 
 /// How far a job has got: bytes from its run, tables from pg_dump's verbose lines.
 fn progress_of(j: &mut RunningJob) -> catalog::Progress {
