@@ -315,6 +315,34 @@ impl Cluster {
         }
     }
 
+    /// `pg_ctl restart -m fast`: a clean shutdown (SIGTERM to every backend and the worker) and
+    /// start with the same options; returns how long the shutdown-and-start took.
+    pub fn restart_fast(&self) -> Duration {
+        let started = std::time::Instant::now();
+        let out = self.pg_ctl(&[
+            "restart",
+            "-D",
+            path_str(&self.data),
+            "-l",
+            path_str(&self.log),
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            "120",
+            "-o",
+            &self.server_options,
+        ]);
+        if !out.status.success() {
+            panic!(
+                "pg_ctl restart failed: {}\n--- server log ---\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.log_tail(60)
+            );
+        }
+        started.elapsed()
+    }
+
     /// Stops the server (fast mode); safe to call more than once.
     pub fn stop(&self) {
         if self.stopped.swap(true, Ordering::SeqCst) {

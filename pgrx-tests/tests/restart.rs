@@ -94,3 +94,30 @@ fn running_job_fails_as_interrupted_and_queue_survives_restart() {
     let again = c.enqueue("SELECT backup_ext.backup_database('restart_db')");
     assert_eq!(c.wait_final(again, SMALL_JOB), "succeeded");
 }
+
+#[test]
+fn fast_shutdown_stops_a_running_dump_at_once_and_says_so() {
+    let c = Cluster::start("shutdown");
+    c.create_sample_db("shutdown_db");
+    let mut holder = c.client("shutdown_db");
+    holder
+        .batch_execute("BEGIN; LOCK TABLE t1 IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let job = c.enqueue("SELECT backup_ext.backup_database('shutdown_db')");
+    c.wait_for_status(job, &["running"], SMALL_JOB);
+    c.wait_until("a .partial file to appear", SMALL_JOB, || {
+        !partials_under(&c.backups).is_empty()
+    });
+
+    // The worker reacts to SIGTERM by stopping pg_dump's process group; a worker that did not
+    // would hold the shutdown up until pg_dump gave up on the lock.
+    let took = c.restart_fast();
+    assert!(took < Duration::from_secs(10), "fast restart took {took:?}");
+    assert_eq!(c.wait_final(job, SMALL_JOB), "failed");
+    assert_eq!(
+        c.job(job).error.as_deref(),
+        Some("interrupted by server shutdown")
+    );
+    assert!(partials_under(&c.backups).is_empty());
+    assert!(c.dump_processes().is_empty());
+}
