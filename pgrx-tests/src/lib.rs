@@ -292,33 +292,18 @@ impl Cluster {
     /// `pg_ctl restart -m immediate`: the server crashes on purpose and
     /// comes back after recovery with the same options.
     pub fn restart_immediate(&self) {
-        let out = self.pg_ctl(&[
-            "restart",
-            "-D",
-            path_str(&self.data),
-            "-l",
-            path_str(&self.log),
-            "-m",
-            "immediate",
-            "-w",
-            "-t",
-            "120",
-            "-o",
-            &self.server_options,
-        ]);
-        if !out.status.success() {
-            panic!(
-                "pg_ctl restart failed: {}\n--- server log ---\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                self.log_tail(60)
-            );
-        }
+        self.restart("immediate");
     }
 
     /// `pg_ctl restart -m fast`: a clean shutdown (SIGTERM to every backend and the worker) and
     /// start with the same options; returns how long the shutdown-and-start took.
     pub fn restart_fast(&self) -> Duration {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
+        self.restart("fast");
+        started.elapsed()
+    }
+
+    fn restart(&self, mode: &str) {
         let out = self.pg_ctl(&[
             "restart",
             "-D",
@@ -326,7 +311,7 @@ impl Cluster {
             "-l",
             path_str(&self.log),
             "-m",
-            "fast",
+            mode,
             "-w",
             "-t",
             "120",
@@ -340,7 +325,6 @@ impl Cluster {
                 self.log_tail(60)
             );
         }
-        started.elapsed()
     }
 
     /// Stops the server (fast mode); safe to call more than once.

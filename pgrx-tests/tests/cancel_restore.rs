@@ -44,13 +44,18 @@ fn cancel_and_time(c: &Cluster, job: i64) -> Duration {
     start.elapsed()
 }
 
-#[test]
-fn cancelled_restore_and_verification_drop_their_databases_at_once() {
-    let c = Cluster::start("cancel-restore");
+/// A cluster with a backup of a database big enough for its restore to take a few seconds.
+fn cluster_with_backup(name: &str) -> (Cluster, i64) {
+    let c = Cluster::start(name);
     c.create_pgbench_db("src", 20);
     let backup = c.enqueue("SELECT backup_ext.backup_database('src')");
     assert_eq!(c.wait_final(backup, BIG), "succeeded");
+    (c, backup)
+}
 
+#[test]
+fn cancelled_restore_and_verification_drop_their_databases_at_once() {
+    let (c, backup) = cluster_with_backup("cancel-restore");
     let restore = start_and_wait_for_database(
         &c,
         &format!("SELECT backup_ext.restore_backup({backup}, 'restored')"),
@@ -79,10 +84,7 @@ fn cancelled_restore_and_verification_drop_their_databases_at_once() {
 
 #[test]
 fn restart_during_a_restore_drops_the_half_made_database() {
-    let c = Cluster::start("restart-restore");
-    c.create_pgbench_db("src", 20);
-    let backup = c.enqueue("SELECT backup_ext.backup_database('src')");
-    assert_eq!(c.wait_final(backup, BIG), "succeeded");
+    let (c, backup) = cluster_with_backup("restart-restore");
     let restore = start_and_wait_for_database(
         &c,
         &format!("SELECT backup_ext.restore_backup({backup}, 'restored')"),
