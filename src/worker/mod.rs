@@ -77,6 +77,7 @@ struct Worker {
     running: Vec<RunningJob>,
     recovered: bool,
     last_progress: Option<Instant>,
+    last_schedule_check: Option<Instant>,
 }
 
 impl Worker {
@@ -103,6 +104,14 @@ impl Worker {
     /// Enqueues what built-in schedules say is due; skips a run whose previous one is still
     /// going, so a schedule never overlaps itself.
     fn run_schedules(&mut self) {
+        // Cron has minute resolution: once a second is plenty, however busy the loop is.
+        if self
+            .last_schedule_check
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_schedule_check = Some(Instant::now());
         let now = chrono::Utc::now();
         let entries = match spi(schedules::entries) {
             Ok(entries) => entries,
