@@ -41,7 +41,7 @@ pub use compress::{validate_compress, Compression, CompressionMethod};
 pub use conninfo::Connection;
 pub use error::{ErrorKind, RequestError};
 pub use format::Format;
-pub use manifest::{directory_manifest, sync_tree, Manifest, ManifestEntry};
+pub use manifest::{directory_manifest, sync_tree, tree_size, Manifest, ManifestEntry};
 pub use options::DumpOptions;
 pub use paths::{
     backup_file_name, database_folder, is_inside, job_id_of_partial, partial_path, GLOBALS_FOLDER,

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use backup_core::{
-    directory_manifest, hash_file, parse_toc, pg_restore_list_argv, use_list_for,
+    directory_manifest, hash_file, parse_toc, pg_restore_list_argv, tree_size, use_list_for,
     validate_database_name, Format, RequestError, RestoreRequest, TocEntry,
 };
 use pgrx::prelude::*;
@@ -59,24 +59,30 @@ fn check_integrity(rec: &BackupRecord, path: &Path) {
     };
     let expected_sha = rec.sha256.clone().unwrap_or_default();
     let expected_size = rec.size_bytes.unwrap_or(-1);
-    let (size, sha) = if path.is_dir() {
-        let manifest = directory_manifest(path)
-            .map_err(|e| corrupted(format!("cannot read {}: {e}", path.display())))
-            .or_report();
-        (manifest.total_size, Some(manifest.sha256))
+    let unreadable = |e: std::io::Error| corrupted(format!("cannot read {}: {e}", path.display()));
+    let size = if path.is_dir() {
+        tree_size(path)
     } else {
-        let size = std::fs::metadata(path)
+        std::fs::metadata(path)
             .map(|m| m.len())
-            .map_err(|e| corrupted(format!("cannot read {}: {e}", path.display())))
-            .or_report();
-        let sha = (size as i64 == expected_size && size <= HASH_AT_CALL_TIME_BYTES).then(|| {
+            .map_err(unreadable)
+            .or_report()
+    };
+    // Hash only what can be hashed within the call; the worker checks bigger backups before it
+    // touches the target.
+    let sha = (size as i64 == expected_size && size <= HASH_AT_CALL_TIME_BYTES).then(|| {
+        if path.is_dir() {
+            directory_manifest(path)
+                .map(|m| m.sha256)
+                .map_err(unreadable)
+                .or_report()
+        } else {
             hash_file(path)
                 .map(|(_, sha)| sha)
-                .map_err(|e| corrupted(format!("cannot read {}: {e}", path.display())))
+                .map_err(unreadable)
                 .or_report()
-        });
-        (size, sha)
-    };
+        }
+    });
     if size as i64 != expected_size {
         corrupted(format!(
             "size is {size} bytes, {expected_size} were recorded"
