@@ -498,17 +498,19 @@ pub struct NewJob<'a> {
     pub database: Option<&'a str>,
     pub backup_id: i64,
     pub request: Value,
+    pub timeout_seconds: Option<i32>,
 }
 
 pub fn enqueue_job(job: &NewJob) -> SpiResult<i64> {
     Ok(Spi::get_one_with_args::<i64>(
-        "INSERT INTO backup_ext.jobs (kind, database, backup_id, request)
-         VALUES ($1, $2, $3, $4) RETURNING job_id",
+        "INSERT INTO backup_ext.jobs (kind, database, backup_id, request, timeout_seconds)
+         VALUES ($1, $2, $3, $4, $5) RETURNING job_id",
         &[
             job.kind.into(),
             job.database.into(),
             job.backup_id.into(),
             JsonB(job.request.clone()).into(),
+            job.timeout_seconds.into(),
         ],
     )?
     .unwrap_or_default())

@@ -43,7 +43,7 @@ pub fn require<T>(value: Option<T>, name: &str) -> T {
 }
 
 /// The per-call `timeout` (an interval given as text) in seconds.
-fn timeout_seconds(run: &serde_json::Map<String, Value>) -> Option<i32> {
+pub(crate) fn timeout_seconds(run: &serde_json::Map<String, Value>) -> Option<i32> {
     let timeout = run.get("timeout")?;
     let Some(text) = timeout.as_str() else {
         BackupError::Request(RequestError::invalid(

@@ -6,13 +6,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use backup_core::{
-    directory_manifest, hash_file, parse_toc, pg_restore_list_argv, tree_size, use_list_for,
-    validate_database_name, Format, RequestError, RestoreRequest, TocEntry,
+    directory_manifest, hash_file, parse_toc, pg_restore_list_argv, split_run_options, tree_size,
+    use_list_for, validate_database_name, Format, RequestError, RestoreRequest, TocEntry,
 };
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::json;
 
+use crate::api::backup::timeout_seconds;
 use crate::catalog::{self, BackupRecord, NewJob};
 use crate::error::{BackupError, OrReport};
 use crate::{settings, wake};
@@ -179,6 +180,15 @@ fn restore_backup(
     let is_globals = rec.kind == "globals";
     let create_db = create_db.unwrap_or(true) && !is_globals;
     let options = options.map(|o| o.0).unwrap_or_else(|| json!({}));
+    let (options, run) = split_run_options(&options);
+    if let Some(key) = run.keys().find(|k| k.as_str() != "timeout") {
+        BackupError::Request(RequestError::invalid(
+            format!("option {key:?} does not apply to restore_backup()"),
+            "restore_backup() takes the pg_restore options plus \"timeout\".",
+        ))
+        .report();
+    }
+    let timeout_seconds = timeout_seconds(&run);
     let request =
         RestoreRequest::validate(archive_format(&rec), is_globals, create_db, jobs, &options)
             .or_report();
@@ -214,6 +224,7 @@ fn restore_backup(
         database: target.as_deref(),
         backup_id,
         request: request.to_json().unwrap_or_default(),
+        timeout_seconds,
     })
     .or_report();
     wake::wake_worker_on_commit();
@@ -270,6 +281,7 @@ fn verify_backup(backup_id: i64, test_restore: default!(Option<bool>, "false")) 
         database: rec.database.as_deref(),
         backup_id,
         request: json!({ "test_restore": test_restore }),
+        timeout_seconds: None,
     })
     .or_report();
     wake::wake_worker_on_commit();
