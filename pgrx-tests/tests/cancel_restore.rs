@@ -100,3 +100,28 @@ fn restart_during_a_restore_drops_the_half_made_database() {
         !database_exists(&c, "restored")
     });
 }
+
+#[test]
+fn a_restore_that_runs_out_of_time_fails_and_drops_its_database() {
+    let (c, backup) = cluster_with_backup("timeout-restore");
+    let mut client = c.client("postgres");
+    let err = client
+        .query_one(
+            &format!(
+                "SELECT backup_ext.restore_backup({backup}, 'late', options => '{{\"timeout\": \"soon\"}}')"
+            ),
+            &[],
+        )
+        .expect_err("a timeout that is not an interval must be refused");
+    assert_eq!(err.code().map(|s| s.code()), Some("22023"), "{err:?}");
+
+    let job = c.enqueue(&format!(
+        "SELECT backup_ext.restore_backup({backup}, 'late', options => '{{\"timeout\": \"1 second\"}}')"
+    ));
+    assert_eq!(c.wait_final(job, BIG), "failed");
+    assert_eq!(c.job(job).error.as_deref(), Some("timed out after 1 s"));
+    assert!(
+        !database_exists(&c, "late"),
+        "the timed-out restore left its database"
+    );
+}
