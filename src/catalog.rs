@@ -18,6 +18,7 @@ pub struct NewBackup<'a> {
     pub request: Value,
     pub set_id: Option<i64>,
     pub schedule: Option<&'a str>,
+    pub run_as: Option<&'a str>,
     pub timeout_seconds: Option<i32>,
 }
 
@@ -34,12 +35,14 @@ pub fn enqueue_backup(b: &NewBackup) -> SpiResult<i64> {
             b.set_id.into(),
             b.schedule.into(),
             b.timeout_seconds.into(),
+            b.run_as.into(),
         ];
         let row = client.update(
             "WITH j AS (
                  INSERT INTO backup_ext.jobs
-                        (kind, database, request, label, set_id, schedule, timeout_seconds)
-                 VALUES ($1, $2, $3, $4, $7, $8, $9)
+                        (kind, database, request, label, set_id, schedule, timeout_seconds,
+                         run_as)
+                 VALUES ($1, $2, $3, $4, $7, $8, $9, $10)
                  RETURNING job_id, kind, database)
              INSERT INTO backup_ext.artifacts (backup_id, job_id, kind, database, format, compress)
              SELECT job_id, job_id, kind, database, $5, $6 FROM j
@@ -93,17 +96,20 @@ pub fn database_allows_connections(name: &str) -> SpiResult<Option<bool>> {
     })
 }
 
-/// A job's status and whether this very transaction inserted it.
+/// A job's status, whether this very transaction inserted it, and whom it is for.
 pub struct JobState {
     pub status: String,
     pub xmin: u32,
+    pub database: Option<String>,
+    pub run_as: Option<String>,
 }
 
 /// Reads a job with a fresh snapshot (each non-read-only SPI call takes one).
 pub fn job_state(job_id: i64) -> SpiResult<Option<JobState>> {
     Spi::connect_mut(|client| {
         let rows = client.update(
-            "SELECT status, xmin::text::bigint FROM backup_ext.jobs WHERE job_id = $1",
+            "SELECT status, xmin::text::bigint, database, coalesce(run_as, requested_by)::text
+               FROM backup_ext.jobs WHERE job_id = $1",
             None,
             &[job_id.into()],
         )?;
@@ -113,18 +119,36 @@ pub fn job_state(job_id: i64) -> SpiResult<Option<JobState>> {
             return Ok(Some(JobState {
                 status,
                 xmin: xmin as u32,
+                database: row.get(3)?,
+                run_as: row.get(4)?,
             }));
         }
         Ok(None)
     })
 }
 
-/// Cancels a queued job outright, or flags a running one for the worker; returns the status
-/// the job had (None when it does not exist).
+/// Cancels a queued job outright, or files a cancel request for a running one; returns the
+/// status the job had (None when it does not exist).
+///
+/// A running job's row is never locked here: the worker updates it (progress, outcome), and
+/// a caller who keeps this transaction open must not make it wait. Only a queued row is
+/// updated, which the worker's claim skips while it is locked.
 pub fn request_cancel(job_id: i64) -> SpiResult<Option<String>> {
     Spi::connect_mut(|client| {
+        let cancelled = client.update(
+            "UPDATE backup_ext.jobs
+                SET status = 'cancelled', finished_at = now(),
+                    error = 'cancelled before it started'
+              WHERE job_id = $1 AND status = 'queued'
+          RETURNING job_id",
+            None,
+            &[job_id.into()],
+        )?;
+        if !cancelled.is_empty() {
+            return Ok(Some("queued".to_string()));
+        }
         let rows = client.update(
-            "SELECT status FROM backup_ext.jobs WHERE job_id = $1 FOR UPDATE",
+            "SELECT status FROM backup_ext.jobs WHERE job_id = $1",
             None,
             &[job_id.into()],
         )?;
@@ -132,25 +156,13 @@ pub fn request_cancel(job_id: i64) -> SpiResult<Option<String>> {
             return Ok(None);
         };
         let status = status?.unwrap_or_default();
-        match status.as_str() {
-            "queued" => {
-                client.update(
-                    "UPDATE backup_ext.jobs
-                        SET status = 'cancelled', finished_at = now(),
-                            error = 'cancelled before it started'
-                      WHERE job_id = $1",
-                    None,
-                    &[job_id.into()],
-                )?;
-            }
-            "running" => {
-                client.update(
-                    "UPDATE backup_ext.jobs SET cancel_requested = true WHERE job_id = $1",
-                    None,
-                    &[job_id.into()],
-                )?;
-            }
-            _ => {}
+        if status == "running" {
+            client.update(
+                "INSERT INTO backup_ext.cancel_requests (job_id) VALUES ($1)
+                 ON CONFLICT (job_id) DO NOTHING",
+                None,
+                &[job_id.into()],
+            )?;
         }
         Ok(Some(status))
     })
@@ -169,6 +181,8 @@ pub fn extension_installed() -> SpiResult<bool> {
 pub struct ClaimedJob {
     pub job_id: i64,
     pub kind: String,
+    /// The role whose rights the job uses.
+    pub run_as: String,
     pub database: Option<String>,
     pub backup_id: Option<i64>,
     pub request: Value,
@@ -190,7 +204,7 @@ pub fn claim_next_job(worker_pid: i32) -> SpiResult<Option<ClaimedJob>> {
                                LIMIT 1)
           RETURNING job_id, kind, database, request,
                     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                    backup_id, timeout_seconds",
+                    backup_id, timeout_seconds, coalesce(run_as, requested_by)::text",
             None,
             &[worker_pid.into()],
         )?;
@@ -198,6 +212,7 @@ pub fn claim_next_job(worker_pid: i32) -> SpiResult<Option<ClaimedJob>> {
             return Ok(Some(ClaimedJob {
                 job_id: row.get(1)?.unwrap_or_default(),
                 kind: row.get(2)?.unwrap_or_default(),
+                run_as: row.get(8)?.unwrap_or_default(),
                 database: row.get(3)?,
                 request: row.get::<JsonB>(4)?.map(|j| j.0).unwrap_or(Value::Null),
                 started_at: row.get(5)?.unwrap_or_default(),
@@ -298,9 +313,14 @@ pub fn record_outcome(job_id: i64, outcome: &Outcome) -> SpiResult<()> {
             )?;
         }
         client.update(
-            "SELECT pg_catalog.pg_notify('backup_ext', json_build_object(
+            "DELETE FROM backup_ext.cancel_requests WHERE job_id = $1",
+            None,
+            &[job_id.into()],
+        )?;
+        client.update(
+            "SELECT pg_catalog.pg_notify('backup_ext', pg_catalog.json_build_object(
                  'job_id', j.job_id, 'backup_id', a.backup_id, 'kind', j.kind,
-                 'database', j.database, 'status', j.status)::text)
+                 'database', j.database, 'status', j.status)::pg_catalog.text)
                FROM backup_ext.jobs j LEFT JOIN backup_ext.artifacts a USING (job_id)
               WHERE j.job_id = $1",
             None,
@@ -345,8 +365,7 @@ pub fn cancel_requests(running: &[i64]) -> SpiResult<Vec<i64>> {
     }
     Spi::connect_mut(|client| {
         let rows = client.update(
-            "SELECT job_id FROM backup_ext.jobs
-              WHERE job_id = ANY($1) AND cancel_requested",
+            "SELECT job_id FROM backup_ext.cancel_requests WHERE job_id = ANY($1)",
             None,
             &[running.to_vec().into()],
         )?;
@@ -496,6 +515,7 @@ pub fn unfinished_restore_into(database: &str) -> SpiResult<Option<i64>> {
 pub struct NewJob<'a> {
     pub kind: &'a str,
     pub database: Option<&'a str>,
+    pub run_as: &'a str,
     pub backup_id: i64,
     pub request: Value,
     pub timeout_seconds: Option<i32>,
@@ -503,17 +523,153 @@ pub struct NewJob<'a> {
 
 pub fn enqueue_job(job: &NewJob) -> SpiResult<i64> {
     Ok(Spi::get_one_with_args::<i64>(
-        "INSERT INTO backup_ext.jobs (kind, database, backup_id, request, timeout_seconds)
-         VALUES ($1, $2, $3, $4, $5) RETURNING job_id",
+        "INSERT INTO backup_ext.jobs (kind, database, backup_id, request, timeout_seconds, run_as)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING job_id",
         &[
             job.kind.into(),
             job.database.into(),
             job.backup_id.into(),
             JsonB(job.request.clone()).into(),
             job.timeout_seconds.into(),
+            job.run_as.into(),
         ],
     )?
     .unwrap_or_default())
+}
+
+// ---- jobs acting for a role that is not a superuser ----------------------------------------
+
+/// Whether `role` is a superuser now (a role dropped since the request is not).
+pub fn role_is_superuser(role: &str) -> SpiResult<Option<bool>> {
+    Spi::get_one_with_args::<bool>(
+        "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1::name",
+        &[role.into()],
+    )
+    .or_else(|e| match e {
+        pgrx::spi::Error::InvalidPosition => Ok(None),
+        other => Err(other),
+    })
+}
+
+/// Creates the login role of one job: LOGIN with the given SCRAM verifier, a member of
+/// `run_as` (whose rights it then has) and of the sandbox group, nothing else. Names are
+/// quoted by `format('%I')`.
+pub fn create_job_role(role: &str, run_as: &str, verifier: &str) -> SpiResult<()> {
+    let sql = Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.format(
+                    'CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
+                     NOBYPASSRLS INHERIT PASSWORD %L IN ROLE %I, %I',
+                    $1, $3, $2, $4)",
+        &[
+            role.into(),
+            run_as.into(),
+            verifier.into(),
+            backup_core::login::SANDBOX_GROUP.into(),
+        ],
+    )?
+    .unwrap_or_default();
+    Spi::run(&sql)
+}
+
+/// Ends the sessions of a job's login role and drops it. A role that still owns something
+/// (a restored object created after a `RESET ROLE`) is kept, without LOGIN, and reported.
+pub fn drop_job_role(role: &str) -> SpiResult<Result<(), String>> {
+    let exists = Spi::get_one_with_args::<bool>(
+        "SELECT true FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1::name",
+        &[role.into()],
+    )
+    .unwrap_or(None)
+    .unwrap_or(false);
+    if !exists {
+        return Ok(Ok(()));
+    }
+    Spi::run_with_args(
+        "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity
+          WHERE usename OPERATOR(pg_catalog.=) $1::name",
+        &[role.into()],
+    )?;
+    let drop = Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.format('DROP ROLE IF EXISTS %I', $1)",
+        &[role.into()],
+    )?
+    .unwrap_or_default();
+    let nologin = Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.format('ALTER ROLE %I NOLOGIN', $1)",
+        &[role.into()],
+    )?
+    .unwrap_or_default();
+    if crate::subxact::try_or_none(|| Spi::run(&drop)).is_some_and(|r| r.is_ok()) {
+        return Ok(Ok(()));
+    }
+    Spi::run(&nologin)?;
+    Ok(Err(format!(
+        "role \"{role}\" still owns objects or privileges and was kept without LOGIN"
+    )))
+}
+
+/// Per-job login roles whose job is not running (left by a crash).
+pub fn leftover_job_roles() -> SpiResult<Vec<String>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT r.rolname::text FROM pg_catalog.pg_roles r
+              WHERE r.rolname OPERATOR(pg_catalog.~) '^backup_ext_job_[0-9]+$'
+                AND NOT EXISTS (
+                    SELECT 1 FROM backup_ext.jobs j
+                     WHERE j.status = 'running'
+                       AND r.rolname OPERATOR(pg_catalog.=)
+                           ('backup_ext_job_' OPERATOR(pg_catalog.||) j.job_id::text)::name)",
+            None,
+            &[],
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Some(name) = row.get::<String>(1)? {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// The access list of a restore's source database, to give the new database the same.
+pub fn source_access(dbname: Option<&str>) -> SpiResult<backup_core::SourceAccess> {
+    use backup_core::{DatabaseGrant, SourceAccess};
+    let Some(dbname) = dbname else {
+        return Ok(SourceAccess::Unknown);
+    };
+    Spi::connect(|client| {
+        let found = client.select(
+            "SELECT d.datacl IS NULL FROM pg_catalog.pg_database d
+              WHERE d.datname OPERATOR(pg_catalog.=) $1::name",
+            None,
+            &[dbname.into()],
+        )?;
+        let Some(row) = found.into_iter().next() else {
+            return Ok(SourceAccess::Unknown);
+        };
+        if row.get::<bool>(1)?.unwrap_or(false) {
+            return Ok(SourceAccess::Default);
+        }
+        let rows = client.select(
+            "SELECT CASE WHEN a.grantee = 0 THEN NULL
+                         ELSE pg_catalog.pg_get_userbyid(a.grantee)::text END,
+                    a.privilege_type
+               FROM pg_catalog.pg_database d, pg_catalog.aclexplode(d.datacl) a
+              WHERE d.datname OPERATOR(pg_catalog.=) $1::name
+                AND a.grantee OPERATOR(pg_catalog.<>) d.datdba
+              ORDER BY 1 NULLS FIRST, 2",
+            None,
+            &[dbname.into()],
+        )?;
+        let mut grants = Vec::new();
+        for row in rows {
+            grants.push(DatabaseGrant {
+                grantee: row.get(1)?,
+                privilege: row.get(2)?.unwrap_or_default(),
+            });
+        }
+        Ok(SourceAccess::Grants(grants))
+    })
 }
 
 /// Records a verification result on the backup it checked.

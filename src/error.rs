@@ -43,6 +43,8 @@ pub enum BackupError {
     NoSuchSchedule(String),
     /// A tool we only read with failed (58030).
     ToolFailed(String),
+    /// The calling role may not do this (42501).
+    PermissionDenied { message: String, hint: String },
     /// A catalog query failed; carries the underlying message (XX000).
     Internal(String),
 }
@@ -143,6 +145,9 @@ impl BackupError {
                 detail.clone(),
                 "Check backup_ext.bin_dir and that the file is readable by the server's OS user.".into(),
             ),
+            BackupError::PermissionDenied { message, hint } => {
+                (ERRCODE_INSUFFICIENT_PRIVILEGE, message.clone(), hint.clone())
+            }
             BackupError::Internal(msg) => (
                 ERRCODE_INTERNAL_ERROR,
                 format!("backup_ext catalog error: {msg}"),

@@ -6,6 +6,7 @@ use pgrx::prelude::*;
 mod api;
 mod catalog;
 mod error;
+mod privileges;
 mod purge;
 mod schedules;
 mod settings;

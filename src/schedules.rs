@@ -93,6 +93,8 @@ pub struct Entry {
     pub cron: String,
     pub command: Value,
     pub created_at: DateTime<Utc>,
+    /// The role whose rights the schedule's jobs use.
+    pub created_by: String,
     pub last_run_at: Option<DateTime<Utc>>,
     /// Whether the previous run (a job or a whole set) has not finished yet.
     pub previous_running: bool,
@@ -107,7 +109,8 @@ pub fn entries() -> SpiResult<Vec<Entry>> {
                         to_char(s.last_run_at AT TIME ZONE 'UTC', '{UTC_TEXT}'),
                         EXISTS (SELECT 1 FROM backup_ext.jobs j
                                  WHERE j.status IN ('queued', 'running')
-                                   AND (j.job_id = s.last_job_id OR j.set_id = s.last_set_id))
+                                   AND (j.job_id = s.last_job_id OR j.set_id = s.last_set_id)),
+                        s.created_by::text
                    FROM backup_ext.schedule_entries s
                   ORDER BY s.name"
             ),
@@ -124,6 +127,7 @@ pub fn entries() -> SpiResult<Vec<Entry>> {
                     .unwrap_or_else(Utc::now),
                 last_run_at: row.get::<String>(5)?.as_deref().and_then(parse_utc),
                 previous_running: row.get(6)?.unwrap_or(false),
+                created_by: row.get(7)?.unwrap_or_default(),
             });
         }
         Ok(out)
@@ -144,6 +148,7 @@ pub fn enqueue(entry: &Entry) -> (Option<i64>, Option<i64>) {
     let origin = Origin {
         set_id: None,
         schedule: Some(&entry.name),
+        run_as: Some(&entry.created_by),
     };
     match text("backup") {
         Some("database") => (
@@ -174,7 +179,7 @@ pub fn enqueue(entry: &Entry) -> (Option<i64>, Option<i64>) {
                 text("format").unwrap_or("custom"),
                 text("label"),
                 c.get("options").cloned().unwrap_or_else(|| json!({})),
-                Some(&entry.name),
+                origin,
             )),
         ),
     }

@@ -51,7 +51,7 @@ impl ChildGuard {
         stdout_piped: bool,
         stderr_file: File,
     ) -> io::Result<ChildGuard> {
-        Self::spawn_with(program, args, Stdio::null(), stdout_piped, stderr_file)
+        Self::spawn_with(program, args, &[], false, stdout_piped, stderr_file)
     }
 
     /// Like [`ChildGuard::spawn`], with a pipe to the child's stdin that
@@ -62,19 +62,27 @@ impl ChildGuard {
         stdout_piped: bool,
         stderr_file: File,
     ) -> io::Result<ChildGuard> {
-        Self::spawn_with(program, args, Stdio::piped(), stdout_piped, stderr_file)
+        Self::spawn_with(program, args, &[], true, stdout_piped, stderr_file)
     }
 
-    fn spawn_with(
+    /// The general form: `env` is added after the libpq variables of
+    /// [`REMOVED_ENV`] are removed (a per-job password travels this way,
+    /// never in argv).
+    pub fn spawn_with(
         program: &Path,
         args: &[OsString],
-        stdin: Stdio,
+        env: &[(String, String)],
+        stdin_piped: bool,
         stdout_piped: bool,
         stderr_file: File,
     ) -> io::Result<ChildGuard> {
         let mut cmd = Command::new(program);
         cmd.args(args)
-            .stdin(stdin)
+            .stdin(if stdin_piped {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(if stdout_piped {
                 Stdio::piped()
             } else {
@@ -85,6 +93,7 @@ impl ChildGuard {
         for var in REMOVED_ENV {
             cmd.env_remove(var);
         }
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         let child = cmd.spawn()?;
         let pgid = libc::pid_t::try_from(child.id())
             .map_err(|_| io::Error::other("child process id out of range"))?;

@@ -12,6 +12,7 @@ pub mod compress;
 pub mod conninfo;
 pub mod error;
 pub mod format;
+pub mod login;
 pub mod manifest;
 pub mod options;
 pub mod paths;
@@ -27,6 +28,7 @@ pub mod schedule;
 pub mod status;
 pub mod steps;
 pub mod stream;
+pub mod target;
 pub mod toc;
 pub mod verify_run;
 pub mod version;
@@ -48,10 +50,13 @@ pub use paths::{
 };
 pub use progress::{count_in_background, scan_new_lines, ProgressTracker};
 pub use request::{split_run_options, DumpRequest, GlobalsRequest, RUN_OPTION_KEYS};
-pub use restore::{use_list_for, RestoreOptions, RestoreRequest};
+pub use restore::{
+    script_creates_public_schema, use_list_for, without_public_schema, RestoreOptions,
+    RestoreRequest,
+};
 pub use restore_argv::{
-    createdb_argv, dropdb_argv, pg_restore_argv, pg_restore_to_stdout_argv, psql_query_argv,
-    psql_script_argv, validate_database_name,
+    create_database_argv, createdb_argv, dropdb_argv, pg_restore_argv, pg_restore_to_stdout_argv,
+    psql_query_argv, psql_script_argv, validate_database_name,
 };
 pub use restore_run::{RestorePlan, RestoreRun, RestoreStep};
 pub use retention::{plan_retention, RetainCandidate, RetentionDecision, RetentionPolicy};
@@ -59,8 +64,13 @@ pub use rows::{compare_counts, count_copy_rows, open_plain_dump, parse_counts, r
 pub use run::{DumpRun, OutputKind, RunResult, RunSpec};
 pub use schedule::{validate_schedule_name, CronSchedule, ScheduleCommand};
 pub use status::JobStatus;
-pub use steps::{run_tool, JobResult, JobRun, ToolCommand, VerifyReport, CLEANUP_TIMEOUT};
+pub use steps::{
+    list_archive, run_tool, JobResult, JobRun, ToolCommand, VerifyReport, CLEANUP_TIMEOUT,
+};
 pub use stream::{hash_file, publish, remove_output, StreamOutcome, StreamWriter};
+pub use target::{
+    access_sql, create_database_sql, quote_ident, set_role_sql, DatabaseGrant, SourceAccess,
+};
 pub use toc::{parse_toc, TocEntry, TocParseError};
 pub use verify_run::{ArchiveRows, TestRestorePlan, VerifyPlan, VerifyRun};
 pub use version::parse_tool_version;

@@ -442,6 +442,7 @@ mod background_count_tests {
         let cmd = ToolCommand {
             program: "/bin/echo".into(),
             args: vec!["42".into()],
+            env: Vec::new(),
         };
         let rx = count_in_background(cmd);
         assert_eq!(
@@ -451,6 +452,7 @@ mod background_count_tests {
         let cmd = ToolCommand {
             program: "/bin/false".into(),
             args: vec![],
+            env: Vec::new(),
         };
         let rx = count_in_background(cmd);
         assert_eq!(

@@ -252,5 +252,59 @@ pub fn use_list_for(listing: &str, ids: &[i64]) -> Result<String, RequestError> 
     Ok(out)
 }
 
+/// Whether a `--list` line is the entry that creates schema `public`
+/// (`<id>; <tableoid> <oid> SCHEMA - public <owner>`).
+fn is_public_schema_entry(line: &str) -> bool {
+    let Some((_, rest)) = line.trim_start().split_once(';') else {
+        return false;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    matches!(fields.as_slice(), [_, _, "SCHEMA", "-", "public", ..])
+}
+
+/// A backup made with `schemas` naming `public` creates that schema, which a database made
+/// from template0 already has ("schema \"public\" already exists"). Returns the use-list
+/// to restore with that entry left out, or None when the archive has no such entry. The
+/// entries for the schema's comment and privileges stay.
+pub fn without_public_schema(listing: &str) -> Option<String> {
+    let mut found = false;
+    let mut out = String::with_capacity(listing.len() + 1);
+    for line in listing.lines() {
+        if is_public_schema_entry(line) && !line.trim_start().starts_with(';') {
+            found = true;
+            out.push(';');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    found.then_some(out)
+}
+
+/// Bytes of a plain script read before deciding it does not create schema `public`: pg_dump
+/// writes schemas before any table, so the statement is near the top when it is there at all.
+const SCRIPT_HEAD_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Whether a plain script creates schema `public` (see [`without_public_schema`]); reads
+/// only the head of the script, up to the first table or COPY.
+pub fn script_creates_public_schema(script: impl std::io::Read) -> std::io::Result<bool> {
+    use std::io::BufRead;
+    let reader = std::io::BufReader::new(script.take(SCRIPT_HEAD_BYTES));
+    for line in reader.lines() {
+        let line = match line {
+            Ok(line) => line,
+            // Not text any more (or cut in the middle of a character): stop looking.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if line == "CREATE SCHEMA public;" {
+            return Ok(true);
+        }
+        if line.starts_with("CREATE TABLE ") || line.starts_with("COPY ") {
+            return Ok(false);
+        }
+    }
+    Ok(false)
+}
+
 #[cfg(test)]
 mod tests;

@@ -55,7 +55,7 @@ pub fn validate_database_name(name: &str) -> Result<(), RequestError> {
 
 /// pg_restore into `target_db`. `use_list` is a `--list` excerpt written by
 /// the caller (see [`crate::restore::use_list_for`]) when the request names
-/// TOC ids.
+/// TOC ids. With `role`, pg_restore runs `SET ROLE` to it after connecting.
 pub fn pg_restore_argv(
     bin_dir: &Path,
     conn: &Connection,
@@ -63,12 +63,16 @@ pub fn pg_restore_argv(
     archive: &Path,
     req: &RestoreRequest,
     use_list: Option<&Path>,
+    role: Option<&str>,
 ) -> (PathBuf, Vec<OsString>) {
     let o = &req.options;
     let mut args = vec![
         arg(format!("--dbname={}", conn.conninfo(target_db))),
         arg("--exit-on-error"),
     ];
+    if let Some(role) = role {
+        args.push(arg(format!("--role={role}")));
+    }
     if let Some(j) = req.jobs {
         args.push(arg(format!("--jobs={j}")));
     }
@@ -111,7 +115,8 @@ pub fn pg_restore_to_stdout_argv(bin_dir: &Path, archive: &Path) -> (PathBuf, Ve
     )
 }
 
-/// psql running a script from `script`, or from stdin when None.
+/// psql running a script from `script`, or from stdin when None, after the
+/// statements in `before` (each its own `--command`, e.g. a `SET ROLE`).
 pub fn psql_script_argv(
     bin_dir: &Path,
     conn: &Connection,
@@ -119,6 +124,7 @@ pub fn psql_script_argv(
     script: Option<&Path>,
     on_error_stop: bool,
     single_transaction: bool,
+    before: &[String],
 ) -> (PathBuf, Vec<OsString>) {
     let mut args = vec![
         arg("--no-psqlrc"),
@@ -131,6 +137,8 @@ pub fn psql_script_argv(
     if single_transaction {
         args.push(arg("--single-transaction"));
     }
+    // psql runs --command and --file options in the order given.
+    args.extend(before.iter().map(|sql| arg(format!("--command={sql}"))));
     args.push(match script {
         // `--file=-` means stdin, so a file called `-` gets `./`.
         Some(path) => with_path("--file=", Path::new(&path_arg(path))),
@@ -182,6 +190,25 @@ pub fn createdb_argv(
             arg(name),
         ],
     )
+}
+
+/// psql running `statements` one by one in `maintenance_db`, stopping at the
+/// first error: creating a restore's target database (`CREATE DATABASE`
+/// must be a statement of its own) and setting its access rules.
+pub fn create_database_argv(
+    bin_dir: &Path,
+    conn: &Connection,
+    maintenance_db: &str,
+    statements: &[String],
+) -> (PathBuf, Vec<OsString>) {
+    let mut args = vec![
+        arg("--no-psqlrc"),
+        arg("--quiet"),
+        arg("--variable=ON_ERROR_STOP=1"),
+        arg(format!("--dbname={}", conn.conninfo(maintenance_db))),
+    ];
+    args.extend(statements.iter().map(|sql| arg(format!("--command={sql}"))));
+    (bin_dir.join("psql"), args)
 }
 
 /// dropdb that also terminates sessions still connected to `name`.

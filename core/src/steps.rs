@@ -46,19 +46,42 @@ pub struct VerifyReport {
 }
 
 /// A program and its arguments, as the argv builders return them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ToolCommand {
     pub program: PathBuf,
     pub args: Vec<OsString>,
+    /// Extra environment (e.g. `PGPASSWORD` of a per-job login); never shown in messages.
+    pub env: Vec<(String, String)>,
 }
 
 impl From<(PathBuf, Vec<OsString>)> for ToolCommand {
     fn from((program, args): (PathBuf, Vec<OsString>)) -> Self {
-        ToolCommand { program, args }
+        ToolCommand {
+            program,
+            args,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// Shows the names of the extra variables, never their values.
+impl std::fmt::Debug for ToolCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("ToolCommand")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("env", &env)
+            .finish()
     }
 }
 
 impl ToolCommand {
+    pub fn with_env(mut self, env: Vec<(String, String)>) -> Self {
+        self.env = env;
+        self
+    }
+
     pub fn name(&self) -> String {
         self.program
             .file_name()
@@ -187,6 +210,38 @@ pub fn run_tool(cmd: &ToolCommand, work_dir: &Path, timeout: Duration) -> Result
     }
 }
 
+/// The most `pg_restore --list` may print before it is treated as an error.
+const LISTING_LIMIT: usize = 64 * 1024 * 1024;
+
+/// `pg_restore --list` (or another short read-only tool) to its end, at most `timeout`,
+/// returning its stdout.
+pub fn list_archive(
+    cmd: &ToolCommand,
+    work_dir: &Path,
+    timeout: Duration,
+) -> Result<String, String> {
+    let started = Step::start(
+        cmd,
+        work_dir,
+        Feed::Nothing,
+        Capture::Text {
+            limit: LISTING_LIMIT,
+        },
+        Arc::default(),
+    );
+    let end = match started {
+        Ok(step) => step.wait(timeout),
+        Err(e) => StepEnd::not_started(cmd, e),
+    };
+    if !end.ok() {
+        return Err(end.failure());
+    }
+    match end.output {
+        Ok(Captured::Text(text)) => Ok(text),
+        _ => Ok(String::new()),
+    }
+}
+
 static STEP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// One running tool. Dropping it kills the child's process group.
@@ -244,12 +299,14 @@ impl Step {
             .open(&stderr_path)?;
         let stop = Arc::new(AtomicBool::new(false));
         let piped_out = !matches!(capture, Capture::Discard);
-        let spawned = match feed {
-            Feed::Nothing => ChildGuard::spawn(&cmd.program, &cmd.args, piped_out, stderr),
-            Feed::File { .. } => {
-                ChildGuard::spawn_piped_stdin(&cmd.program, &cmd.args, piped_out, stderr)
-            }
-        };
+        let spawned = ChildGuard::spawn_with(
+            &cmd.program,
+            &cmd.args,
+            &cmd.env,
+            matches!(feed, Feed::File { .. }),
+            piped_out,
+            stderr,
+        );
         let mut step = match spawned {
             Ok(child) => Step {
                 child,

@@ -40,6 +40,7 @@ pub fn fake_tool(dir: &TempDir, name: &str, body: &str) -> crate::steps::ToolCom
     crate::steps::ToolCommand {
         program: path,
         args: Vec::new(),
+        env: Vec::new(),
     }
 }
 

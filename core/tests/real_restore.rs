@@ -108,7 +108,7 @@ fn verify_and_restore_for_real() {
         test_restore: Some(TestRestorePlan {
             create: createdb_argv(&s.bin, &s.conn, "postgres", scratch).into(),
             restore: RestoreStep::PgRestore(
-                pg_restore_argv(&s.bin, &s.conn, scratch, &archive, &req, None).into(),
+                pg_restore_argv(&s.bin, &s.conn, scratch, &archive, &req, None, None).into(),
             ),
             archive_rows: ArchiveRows::FromPgRestore(
                 pg_restore_to_stdout_argv(&s.bin, &archive).into(),
@@ -144,7 +144,7 @@ fn verify_and_restore_for_real() {
     plain_plan.list = None;
     if let Some(t) = plain_plan.test_restore.as_mut() {
         t.restore = RestoreStep::PsqlStdin {
-            command: psql_script_argv(&s.bin, &s.conn, scratch, None, true, true).into(),
+            command: psql_script_argv(&s.bin, &s.conn, scratch, None, true, true, &[]).into(),
             input: gz.clone(),
             compressed: true,
         };
@@ -173,7 +173,16 @@ fn verify_and_restore_for_real() {
     let mut run = RestoreRun::start(RestorePlan {
         create: Some(createdb_argv(&s.bin, &s.conn, "postgres", target).into()),
         restore: RestoreStep::PgRestore(
-            pg_restore_argv(&s.bin, &s.conn, target, &archive, &req, Some(&list_file)).into(),
+            pg_restore_argv(
+                &s.bin,
+                &s.conn,
+                target,
+                &archive,
+                &req,
+                Some(&list_file),
+                None,
+            )
+            .into(),
         ),
         drop_on_failure: Some(dropdb_argv(&s.bin, &s.conn, "postgres", target).into()),
         work_dir: s.work.clone(),
@@ -193,7 +202,7 @@ fn verify_and_restore_for_real() {
     let failing = "failing restore";
     run_tool(createdb_argv(&s.bin, &s.conn, "postgres", failing));
     let req = RestoreRequest::validate(Format::Custom, false, false, None, &json!({})).unwrap();
-    let restore = pg_restore_argv(&s.bin, &s.conn, failing, &archive, &req, None);
+    let restore = pg_restore_argv(&s.bin, &s.conn, failing, &archive, &req, None, None);
     run_tool(restore.clone());
     let mut run = RestoreRun::start(RestorePlan {
         create: None,
@@ -222,8 +231,16 @@ fn verify_and_restore_for_real() {
     let mut run = RestoreRun::start(RestorePlan {
         create: None,
         restore: RestoreStep::Globals {
-            command: psql_script_argv(&s.bin, &s.conn, "postgres", Some(&globals), false, false)
-                .into(),
+            command: psql_script_argv(
+                &s.bin,
+                &s.conn,
+                "postgres",
+                Some(&globals),
+                false,
+                false,
+                &[],
+            )
+            .into(),
         },
         drop_on_failure: None,
         work_dir: s.work.clone(),

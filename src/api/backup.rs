@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::catalog::{self, NewBackup};
 use crate::error::{BackupError, OrReport};
-use crate::{settings, tools, wake};
+use crate::{privileges, settings, tools, wake};
 
 const MAX_LABEL_CHARS: usize = 200;
 /// The oldest pg_dump this extension is built against; a bare `-Z` level means the same to all.
@@ -19,6 +19,8 @@ const BASE_TOOL_MAJOR: u32 = 15;
 pub struct Origin<'a> {
     pub set_id: Option<i64>,
     pub schedule: Option<&'a str>,
+    /// The role whose rights the job uses (the caller, or a schedule's creator).
+    pub run_as: Option<&'a str>,
 }
 
 fn validate_label(label: Option<&str>) -> Result<(), BackupError> {
@@ -134,6 +136,7 @@ pub fn enqueue_database(
         request: request.to_json().unwrap_or_default(),
         set_id: origin.set_id,
         schedule: origin.schedule,
+        run_as: origin.run_as,
         timeout_seconds,
     })
     .or_report();
@@ -154,6 +157,7 @@ pub fn enqueue_globals(label: Option<&str>, no_role_passwords: bool, origin: Ori
         request: request.to_json().unwrap_or_default(),
         set_id: origin.set_id,
         schedule: origin.schedule,
+        run_as: origin.run_as,
         timeout_seconds: None,
     })
     .or_report();
@@ -179,12 +183,7 @@ fn text_array(run: &serde_json::Map<String, Value>, key: &str) -> Vec<String> {
 /// Enqueues globals plus one dump per connectable, non-template database as one set. The
 /// options are pg_dump's (applied to every database) plus include_databases,
 /// exclude_databases and timeout.
-pub fn enqueue_cluster(
-    format: &str,
-    label: Option<&str>,
-    options: Value,
-    schedule: Option<&str>,
-) -> i64 {
+pub fn enqueue_cluster(format: &str, label: Option<&str>, options: Value, origin: Origin) -> i64 {
     validate_label(label).or_report();
     let (dump_options, run) = split_run_options(&options);
     // Validate the shared part once, before anything is written.
@@ -208,7 +207,7 @@ pub fn enqueue_cluster(
     let set_id = catalog::create_set(format, label, &options).or_report();
     let origin = Origin {
         set_id: Some(set_id),
-        schedule,
+        ..origin
     };
     enqueue_globals(label, false, origin);
     for dbname in catalog::dumpable_databases().or_report() {
@@ -231,14 +230,21 @@ fn backup_database(
     label: default!(Option<String>, "NULL"),
     options: default!(Option<JsonB>, "'{}'"),
 ) -> i64 {
+    let dbname = require(dbname, "dbname");
+    let caller = privileges::caller();
+    check_database(&dbname);
+    caller.require_connect(&dbname, "back it up");
     enqueue_database(
-        &require(dbname, "dbname"),
+        &dbname,
         &require(format, "format"),
         compress.as_deref(),
         jobs,
         label.as_deref(),
         options.map(|o| o.0).unwrap_or_else(|| json!({})),
-        Origin::default(),
+        Origin {
+            run_as: Some(&caller.name),
+            ..Origin::default()
+        },
     )
 }
 
@@ -249,10 +255,15 @@ fn backup_globals(
     label: default!(Option<String>, "NULL"),
     no_role_passwords: default!(Option<bool>, "false"),
 ) -> i64 {
+    let caller = privileges::caller();
+    caller.require_superuser("back up globals (roles and their password hashes)");
     enqueue_globals(
         label.as_deref(),
         require(no_role_passwords, "no_role_passwords"),
-        Origin::default(),
+        Origin {
+            run_as: Some(&caller.name),
+            ..Origin::default()
+        },
     )
 }
 
@@ -264,10 +275,17 @@ fn backup_cluster(
     label: default!(Option<String>, "NULL"),
     options: default!(Option<JsonB>, "'{}'"),
 ) -> i64 {
+    let caller = privileges::caller();
+    caller.require_superuser(
+        "back up the whole cluster (it includes roles and their password hashes)",
+    );
     enqueue_cluster(
         &require(format, "format"),
         label.as_deref(),
         options.map(|o| o.0).unwrap_or_else(|| json!({})),
-        None,
+        Origin {
+            run_as: Some(&caller.name),
+            ..Origin::default()
+        },
     )
 }

@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 
 use crate::catalog;
 use crate::error::{BackupError, OrReport};
-use crate::wake;
+use crate::{privileges, wake};
 
 /// How long to sleep between looks at the job: a primary-key lookup is cheap, so poll tightly
 /// while short jobs are likely to finish, and back off for long ones.
@@ -58,9 +58,15 @@ fn wait_for(job_id: i64, timeout: default!(Option<Interval>, "'1 hour'")) -> Str
         .as_ref()
         .map(interval_to_duration)
         .unwrap_or(Duration::MAX);
+    let caller = privileges::caller();
     let start = Instant::now();
     loop {
-        let Some(state) = catalog::job_state(job_id).or_report() else {
+        // A job the caller may not see (its database is not theirs to read) does not exist
+        // for them, as in backup_ext.jobs.
+        let Some(state) = catalog::job_state(job_id)
+            .or_report()
+            .filter(|s| caller.may_see_job(s.database.as_deref(), s.run_as.as_deref()))
+        else {
             BackupError::NoSuchJob(job_id).report();
         };
         if JobStatus::parse(&state.status).is_ok_and(JobStatus::is_final) {
@@ -87,6 +93,14 @@ fn wait_for(job_id: i64, timeout: default!(Option<Interval>, "'1 hour'")) -> Str
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn cancel(job_id: i64) -> &'static str {
+    let caller = privileges::caller();
+    let Some(state) = catalog::job_state(job_id)
+        .or_report()
+        .filter(|s| caller.may_see_job(s.database.as_deref(), s.run_as.as_deref()))
+    else {
+        BackupError::NoSuchJob(job_id).report();
+    };
+    caller.require_acts_for(state.run_as.as_deref().unwrap_or_default(), job_id);
     match catalog::request_cancel(job_id).or_report().as_deref() {
         None => BackupError::NoSuchJob(job_id).report(),
         Some("queued") => "cancelled",

@@ -16,16 +16,20 @@ use serde_json::json;
 use crate::api::backup::timeout_seconds;
 use crate::catalog::{self, BackupRecord, NewJob};
 use crate::error::{BackupError, OrReport};
+use crate::privileges::{self, Caller};
 use crate::{settings, wake};
 
 /// Files up to this size are hashed at call time, so a corrupted small backup is refused before
 /// a job exists; larger ones are hashed by the worker before it touches the target.
 const HASH_AT_CALL_TIME_BYTES: u64 = 256 * 1024 * 1024;
 
-fn succeeded_backup(backup_id: i64) -> BackupRecord {
+/// A backup the caller may use for `what` (CONNECT on its database; globals: superuser) and
+/// that succeeded.
+fn succeeded_backup(backup_id: i64, caller: &Caller, what: &str) -> BackupRecord {
     let Some(rec) = catalog::backup_record(backup_id).or_report() else {
         BackupError::NoSuchBackup(backup_id).report()
     };
+    caller.require_backup_access(&rec.kind, rec.database.as_deref(), what);
     if rec.status != "succeeded" {
         BackupError::BackupNotUsable {
             backup_id,
@@ -131,7 +135,7 @@ fn read_contents(rec: &BackupRecord, path: &Path) -> (String, Vec<TocEntry>) {
     (listing, entries)
 }
 
-fn check_target(name: &str, create_db: bool) {
+fn check_target(name: &str, create_db: bool, caller: &Caller) {
     validate_database_name(name)
         .map_err(|e| BackupError::InvalidName(e.message))
         .or_report();
@@ -163,6 +167,9 @@ fn check_target(name: &str, create_db: bool) {
     if !create_db && !facts.exists {
         BackupError::NoSuchDatabase(name.into()).report();
     }
+    if !create_db {
+        caller.require_owner(name);
+    }
 }
 
 /// Enqueues a restore of a backup; returns the job id.
@@ -175,7 +182,8 @@ fn restore_backup(
     jobs: default!(Option<i32>, "NULL"),
     options: default!(Option<JsonB>, "'{}'"),
 ) -> i64 {
-    let rec = succeeded_backup(backup_id);
+    let caller = privileges::caller();
+    let rec = succeeded_backup(backup_id, &caller, "restore");
     let path = existing_path(&rec).to_path_buf();
     let is_globals = rec.kind == "globals";
     let create_db = create_db.unwrap_or(true) && !is_globals;
@@ -208,7 +216,7 @@ fn restore_backup(
         ))
         .report(),
         (false, Some(name)) => {
-            check_target(&name, create_db);
+            check_target(&name, create_db, &caller);
             Some(name)
         }
     };
@@ -222,6 +230,7 @@ fn restore_backup(
     let job_id = catalog::enqueue_job(&NewJob {
         kind: "restore",
         database: target.as_deref(),
+        run_as: &caller.name,
         backup_id,
         request: request.to_json().unwrap_or_default(),
         timeout_seconds,
@@ -249,7 +258,7 @@ fn backup_contents(
         name!(owner, Option<String>),
     ),
 > {
-    let rec = succeeded_backup(backup_id);
+    let rec = succeeded_backup(backup_id, &privileges::caller(), "inspect");
     let path = existing_path(&rec).to_path_buf();
     let (_, entries) = read_contents(&rec, &path);
     TableIterator::new(
@@ -265,7 +274,8 @@ fn backup_contents(
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn verify_backup(backup_id: i64, test_restore: default!(Option<bool>, "false")) -> i64 {
-    let rec = succeeded_backup(backup_id);
+    let caller = privileges::caller();
+    let rec = succeeded_backup(backup_id, &caller, "verify");
     let test_restore = test_restore.unwrap_or(false);
     if test_restore && rec.kind == "globals" {
         BackupError::Request(RequestError::unsupported(
@@ -279,6 +289,7 @@ fn verify_backup(backup_id: i64, test_restore: default!(Option<bool>, "false")) 
     let job_id = catalog::enqueue_job(&NewJob {
         kind: "verify",
         database: rec.database.as_deref(),
+        run_as: &caller.name,
         backup_id,
         request: json!({ "test_restore": test_restore }),
         timeout_seconds: None,

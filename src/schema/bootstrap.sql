@@ -21,6 +21,11 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'backup_ext_restorer') THEN
         CREATE ROLE backup_ext_restorer NOLOGIN;
     END IF;
+    -- Every short-lived login of a restore acting for a non-superuser is a member, so one
+    -- pg_hba.conf line can let them in.
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'backup_ext_sandbox') THEN
+        CREATE ROLE backup_ext_sandbox NOLOGIN;
+    END IF;
 END
 $check$;
 
@@ -46,10 +51,11 @@ CREATE TABLE backup_ext.jobs (
     tables_done      int,
     tables_total     int,
     timeout_seconds  int,
-    cancel_requested boolean NOT NULL DEFAULT false,
     error            text,
     -- what a successful job has to say (verification result, roles that already existed)
     message          text,
+    -- the role whose rights the job uses: the caller's current_user when it was requested
+    run_as           name,
     CHECK (kind <> 'database' OR database IS NOT NULL),
     CHECK (kind NOT IN ('restore', 'verify') OR backup_id IS NOT NULL),
     CHECK (status IN ('queued', 'running') = (finished_at IS NULL))
@@ -123,6 +129,30 @@ CREATE TABLE backup_ext.schedule_entries (
     last_error  text
 );
 
+-- Cancel requests for running jobs: a table of their own, so that a cancel() whose transaction
+-- stays open holds no lock on a row the worker updates.
+CREATE TABLE backup_ext.cancel_requests (
+    job_id       bigint PRIMARY KEY,
+    requested_by name NOT NULL DEFAULT session_user,
+    requested_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Whether the current role may connect to a database: the rule for seeing its backups and
+-- jobs. Globals (NULL) belong to superusers, who bypass row security anyway.
+CREATE FUNCTION backup_ext.may_read_database(dbname text)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN coalesce((SELECT pg_catalog.has_database_privilege(d.oid, 'CONNECT')
+                   FROM pg_catalog.pg_database d
+                  WHERE d.datname OPERATOR(pg_catalog.=) dbname::name), false);
+
+ALTER TABLE backup_ext.jobs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE backup_ext.artifacts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable_databases ON backup_ext.jobs FOR SELECT
+    USING (backup_ext.may_read_database(database) OR run_as OPERATOR(pg_catalog.=) current_user);
+CREATE POLICY readable_databases ON backup_ext.artifacts FOR SELECT
+    USING (backup_ext.may_read_database(database));
+
 -- Keep the catalog in dumps of this database, so restoring it restores the backup history.
 SELECT pg_catalog.pg_extension_config_dump('backup_ext.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('backup_ext.jobs_job_id_seq', '');
@@ -131,8 +161,10 @@ SELECT pg_catalog.pg_extension_config_dump('backup_ext.backup_sets', '');
 SELECT pg_catalog.pg_extension_config_dump('backup_ext.backup_sets_set_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('backup_ext.retention', '');
 SELECT pg_catalog.pg_extension_config_dump('backup_ext.schedule_entries', '');
+SELECT pg_catalog.pg_extension_config_dump('backup_ext.cancel_requests', '');
 
-CREATE VIEW backup_ext.backups AS
+-- Views read as the caller (security_invoker), so the row security above applies to them.
+CREATE VIEW backup_ext.backups WITH (security_invoker = true) AS
 SELECT a.backup_id,
        a.job_id,
        a.kind,
@@ -209,7 +241,7 @@ END
 $fn$;
 
 -- A backup_cluster() set is succeeded only when every member is.
-CREATE VIEW backup_ext.sets AS
+CREATE VIEW backup_ext.sets WITH (security_invoker = true) AS
 SELECT s.set_id,
        s.format,
        s.label,
@@ -231,7 +263,7 @@ SELECT s.set_id,
  GROUP BY s.set_id;
 
 -- Running jobs with their progress.
-CREATE VIEW backup_ext.activity AS
+CREATE VIEW backup_ext.activity WITH (security_invoker = true) AS
 SELECT j.job_id,
        j.kind,
        j.database,

@@ -1,5 +1,5 @@
 -- Built-in schedules with their next run (next_run() is defined in Rust, hence here).
-CREATE VIEW backup_ext.schedules AS
+CREATE VIEW backup_ext.schedules WITH (security_invoker = true) AS
 SELECT s.name,
        s.cron,
        s.command,
@@ -17,7 +17,8 @@ SELECT s.name,
 
 -- Nothing is open to PUBLIC. Superusers may do everything; members of backup_ext_operator may
 -- request backups, inspect and verify them and read the catalog; members of
--- backup_ext_restorer may also restore (which can create databases and overwrite data).
+-- backup_ext_restorer may restore. Each function also checks the caller's rights on the
+-- database concerned (src/privileges.rs), and row security limits what the catalog shows.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA backup_ext FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA backup_ext FROM PUBLIC;
 GRANT USAGE ON SCHEMA backup_ext TO backup_ext_operator, backup_ext_restorer;
@@ -35,7 +36,8 @@ GRANT EXECUTE ON FUNCTION
     backup_ext.verify_backup(bigint, boolean),
     backup_ext.status(),
     backup_ext.check_status(),
-    backup_ext.next_run(text, timestamptz)
+    backup_ext.next_run(text, timestamptz),
+    backup_ext.may_read_database(text)
 TO backup_ext_operator, backup_ext_restorer;
 GRANT EXECUTE ON FUNCTION
     backup_ext.backup_database(text, text, text, integer, text, jsonb),
@@ -43,7 +45,8 @@ GRANT EXECUTE ON FUNCTION
     backup_ext.backup_cluster(text, text, jsonb),
     backup_ext.pin(bigint, boolean)
 TO backup_ext_operator;
--- Retention and schedules decide what gets deleted and when: superusers only.
 GRANT EXECUTE ON FUNCTION
     backup_ext.restore_backup(bigint, text, boolean, integer, jsonb)
 TO backup_ext_restorer;
+-- Retention and schedules decide what gets deleted and when, and globals and whole-cluster
+-- backups carry every role's password hash: superusers only (no grant here).

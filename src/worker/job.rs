@@ -6,20 +6,75 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use backup_core::{
-    backup_file_name, createdb_argv, database_folder, dropdb_argv, is_inside, partial_path,
-    pg_dump_argv, pg_dumpall_globals_argv, pg_restore_argv, pg_restore_list_argv,
-    pg_restore_to_stdout_argv, psql_query_argv, psql_script_argv, remove_output, row_count_query,
-    run_tool, use_list_for, ArchiveRows, CheckedRestore, Connection, DumpRequest, DumpRun, Format,
-    GlobalsRequest, JobResult, JobRun, OutputKind, ProgressTracker, RestorePlan, RestoreRequest,
-    RestoreRun, RestoreStep, RunResult, RunSpec, TestRestorePlan, ToolCommand, VerifyPlan,
-    VerifyRun, CLEANUP_TIMEOUT, GLOBALS_FOLDER,
+    access_sql, backup_file_name, create_database_argv, create_database_sql, database_folder,
+    dropdb_argv, is_inside, list_archive, login, open_plain_dump, partial_path, pg_dump_argv,
+    pg_dumpall_globals_argv, pg_restore_argv, pg_restore_list_argv, pg_restore_to_stdout_argv,
+    psql_query_argv, psql_script_argv, remove_output, row_count_query, run_tool,
+    script_creates_public_schema, set_role_sql, use_list_for, without_public_schema, ArchiveRows,
+    CheckedRestore, Connection, DumpRequest, DumpRun, Format, GlobalsRequest, JobResult, JobRun,
+    OutputKind, ProgressTracker, RestorePlan, RestoreRequest, RestoreRun, RestoreStep, RunResult,
+    RunSpec, SourceAccess, TestRestorePlan, ToolCommand, VerifyPlan, VerifyRun, CLEANUP_TIMEOUT,
+    GLOBALS_FOLDER,
 };
 
-use crate::catalog::{ArtifactFacts, BackupRecord, ClaimedJob, Outcome};
+use crate::catalog::{self, ArtifactFacts, BackupRecord, ClaimedJob, Outcome};
 
 /// Restores of files up to this size were hashed when they were requested; bigger ones are
 /// hashed by the worker before the target is touched.
 const HASHED_AT_CALL_TIME_BYTES: i64 = 256 * 1024 * 1024;
+
+/// How long reading an archive's table of contents may take before the job fails.
+const LIST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The login a restore or test restore uses when it acts for a role that is not a superuser
+/// (see `backup_core::login`): the tools connect as `login` and `SET ROLE` to `run_as`.
+pub struct Sandbox {
+    pub login: String,
+    password: String,
+    verifier: String,
+    pub run_as: String,
+}
+
+impl Sandbox {
+    /// None when `run_as` is a superuser: then the job runs as the worker's own role.
+    fn for_job(claimed: &ClaimedJob) -> Result<Option<Sandbox>, String> {
+        match catalog::role_is_superuser(&claimed.run_as).map_err(|e| e.to_string())? {
+            Some(true) => Ok(None),
+            Some(false) => {
+                let (password, verifier) = login::new_credentials()
+                    .map_err(|e| format!("cannot make a password for the job's login: {e}"))?;
+                Ok(Some(Sandbox {
+                    login: login::job_role(claimed.job_id),
+                    password,
+                    verifier,
+                    run_as: claimed.run_as.clone(),
+                }))
+            }
+            None => Err(format!(
+                "role \"{}\" that requested the job no longer exists",
+                claimed.run_as
+            )),
+        }
+    }
+
+    /// Creates the login role; the last step of preparing a job, so that a job that fails to
+    /// prepare leaves no role behind.
+    fn create(&self) -> Result<(), String> {
+        catalog::create_job_role(&self.login, &self.run_as, &self.verifier)
+            .map_err(|e| format!("cannot create the job's login role: {e}"))
+    }
+
+    fn connection(&self, ctx: &Context) -> Connection {
+        Connection {
+            user: self.login.clone(),
+            ..ctx.connection.clone()
+        }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        vec![("PGPASSWORD".into(), self.password.clone())]
+    }
+}
 
 /// Everything a job needs from the server's configuration, read once per claim.
 pub struct Context {
@@ -41,6 +96,8 @@ pub enum Kind {
 pub struct RunningJob {
     pub job_id: i64,
     pub kind: Kind,
+    /// The job's own login role, dropped when the job ends.
+    pub login_role: Option<String>,
     pub run: Box<dyn JobRun>,
     pub started: Instant,
     pub timeout: Option<Duration>,
@@ -66,6 +123,7 @@ pub enum Start {
 pub struct Plan {
     pub start: Start,
     pub kind: Kind,
+    pub login_role: Option<String>,
     /// For backups: the final path, recorded before the child starts.
     pub output: Option<PathBuf>,
     pub tool: &'static str,
@@ -209,6 +267,7 @@ fn prepare_backup(claimed: &ClaimedJob, ctx: &Context, work_dir: PathBuf) -> Res
         kind: Kind::Backup {
             database: claimed.database.clone(),
         },
+        login_role: None,
         output: Some(final_path),
         tool,
         stderr_path: (claimed.kind == "database").then_some(stderr_path),
@@ -227,21 +286,48 @@ fn archive(backup: &BackupRecord) -> Result<(PathBuf, Format), String> {
     Ok((path, format))
 }
 
+/// Who a restore step connects as, and into which database.
+struct RestoreTarget<'a> {
+    name: &'a str,
+    /// The database was just created from template0 (so it has a `public` schema already).
+    fresh: bool,
+    sandbox: Option<&'a Sandbox>,
+}
+
 /// The restore step for an archive; writes a `-L` list next to the job's other files when
-/// `toc_ids` asks for exact entries.
+/// `toc_ids` asks for exact entries, or when a fresh database already has the `public`
+/// schema the archive creates.
 fn restore_step(
     backup: &BackupRecord,
-    target: &str,
+    target: &RestoreTarget,
     request: &RestoreRequest,
     ctx: &Context,
     list_file: &Path,
 ) -> Result<RestoreStep, String> {
     let (path, format) = archive(backup)?;
-    let conn = &ctx.connection;
+    let conn = match target.sandbox {
+        Some(sandbox) => sandbox.connection(ctx),
+        None => ctx.connection.clone(),
+    };
+    let env = target.sandbox.map(Sandbox::env).unwrap_or_default();
+    let command = |argv: (PathBuf, Vec<std::ffi::OsString>)| -> ToolCommand {
+        ToolCommand::from(argv).with_env(env.clone())
+    };
     if backup.kind == "globals" {
-        let argv = psql_script_argv(&ctx.bin_dir, conn, target, Some(&path), false, false);
+        if target.sandbox.is_some() {
+            return Err("a globals backup can only be restored by a superuser".into());
+        }
+        let argv = psql_script_argv(
+            &ctx.bin_dir,
+            &conn,
+            target.name,
+            Some(&path),
+            false,
+            false,
+            &[],
+        );
         return Ok(RestoreStep::Globals {
-            command: argv.into(),
+            command: command(argv),
         });
     }
     if format == Format::Plain {
@@ -250,42 +336,102 @@ fn restore_step(
             .compress
             .as_deref()
             .is_some_and(|c| c != "0" && c != "none");
+        let mut before = Vec::new();
+        if let Some(sandbox) = target.sandbox {
+            before.push(set_role_sql(&sandbox.run_as));
+        }
+        if target.fresh {
+            let creates_public = open_plain_dump(&path, compressed)
+                .and_then(script_creates_public_schema)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            if creates_public {
+                before.push("DROP SCHEMA public".into());
+            }
+        }
         return Ok(if compressed {
             RestoreStep::PsqlStdin {
-                command: psql_script_argv(&ctx.bin_dir, conn, target, None, true, single).into(),
+                command: command(psql_script_argv(
+                    &ctx.bin_dir,
+                    &conn,
+                    target.name,
+                    None,
+                    true,
+                    single,
+                    &before,
+                )),
                 input: path,
                 compressed: true,
             }
         } else {
-            RestoreStep::PsqlFile(
-                psql_script_argv(&ctx.bin_dir, conn, target, Some(&path), true, single).into(),
-            )
+            RestoreStep::PsqlFile(command(psql_script_argv(
+                &ctx.bin_dir,
+                &conn,
+                target.name,
+                Some(&path),
+                true,
+                single,
+                &before,
+            )))
         });
     }
-    let use_list = if request.options.toc_ids.is_empty() {
+    let use_list = if request.options.toc_ids.is_empty() && !target.fresh {
         None
     } else {
-        let (program, args) = pg_restore_list_argv(&ctx.bin_dir, &path);
-        let output = std::process::Command::new(&program)
-            .args(&args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-        if !output.status.success() {
-            return Err(format!(
-                "pg_restore --list failed: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            ));
+        let listing = list_archive(
+            &pg_restore_list_argv(&ctx.bin_dir, &path).into(),
+            &work_dir(ctx)?,
+            LIST_TIMEOUT,
+        )?;
+        let selected = if request.options.toc_ids.is_empty() {
+            None
+        } else {
+            Some(use_list_for(&listing, &request.options.toc_ids).map_err(|e| e.message)?)
+        };
+        let base = selected.as_deref().unwrap_or(&listing);
+        match (
+            target.fresh.then(|| without_public_schema(base)).flatten(),
+            selected,
+        ) {
+            (Some(list), _) | (None, Some(list)) => {
+                std::fs::write(list_file, list)
+                    .map_err(|e| format!("cannot write {}: {e}", list_file.display()))?;
+                Some(list_file)
+            }
+            (None, None) => None,
         }
-        let listing = String::from_utf8_lossy(&output.stdout);
-        let list = use_list_for(&listing, &request.options.toc_ids).map_err(|e| e.message)?;
-        std::fs::write(list_file, list)
-            .map_err(|e| format!("cannot write {}: {e}", list_file.display()))?;
-        Some(list_file)
     };
-    Ok(RestoreStep::PgRestore(
-        pg_restore_argv(&ctx.bin_dir, conn, target, &path, request, use_list).into(),
-    ))
+    let role = target.sandbox.map(|s| s.run_as.as_str());
+    Ok(RestoreStep::PgRestore(command(pg_restore_argv(
+        &ctx.bin_dir,
+        &conn,
+        target.name,
+        &path,
+        request,
+        use_list,
+        role,
+    ))))
+}
+
+/// Creates a restore's new database (owned by the requester when it is not a superuser) and
+/// gives it `access`, as the worker's own role in the catalog database.
+fn create_database(
+    ctx: &Context,
+    name: &str,
+    sandbox: Option<&Sandbox>,
+    access: &SourceAccess,
+) -> ToolCommand {
+    let mut statements = vec![create_database_sql(
+        name,
+        sandbox.map(|s| s.run_as.as_str()),
+    )];
+    statements.extend(access_sql(name, access));
+    create_database_argv(
+        &ctx.bin_dir,
+        &ctx.connection,
+        &ctx.catalog_database,
+        &statements,
+    )
+    .into()
 }
 
 fn checksum_plan(backup: &BackupRecord, work_dir: PathBuf) -> Result<VerifyPlan, String> {
@@ -309,23 +455,43 @@ fn prepare_restore(
 ) -> Result<Plan, String> {
     let request = RestoreRequest::from_stored(&claimed.request)
         .map_err(|e| format!("stored request cannot be read: {e}"))?;
+    let sandbox = Sandbox::for_job(claimed)?;
     // Globals are replayed through the catalog database; they belong to the cluster.
     let target = claimed
         .database
         .clone()
         .unwrap_or_else(|| ctx.catalog_database.clone());
     let list_file = work_dir.join(format!("job-{}.list", claimed.job_id));
-    let step = restore_step(backup, &target, &request, ctx, &list_file)?;
-    let maintenance = &ctx.catalog_database;
-    let conn = &ctx.connection;
+    let step = restore_step(
+        backup,
+        &RestoreTarget {
+            name: &target,
+            fresh: request.create_db,
+            sandbox: sandbox.as_ref(),
+        },
+        &request,
+        ctx,
+        &list_file,
+    )?;
+    let create = if request.create_db {
+        let access = catalog::source_access(backup.database.as_deref())
+            .map_err(|e| format!("cannot read the source database's access list: {e}"))?;
+        Some(create_database(ctx, &target, sandbox.as_ref(), &access))
+    } else {
+        None
+    };
     let plan = RestorePlan {
-        create: request
-            .create_db
-            .then(|| createdb_argv(&ctx.bin_dir, conn, maintenance, &target).into()),
+        create,
         restore: step,
-        drop_on_failure: request
-            .create_db
-            .then(|| dropdb_argv(&ctx.bin_dir, conn, maintenance, &target).into()),
+        drop_on_failure: request.create_db.then(|| {
+            dropdb_argv(
+                &ctx.bin_dir,
+                &ctx.connection,
+                &ctx.catalog_database,
+                &target,
+            )
+            .into()
+        }),
         work_dir: work_dir.clone(),
     };
     let start = if backup.size_bytes.unwrap_or(i64::MAX) > HASHED_AT_CALL_TIME_BYTES {
@@ -333,9 +499,13 @@ fn prepare_restore(
     } else {
         Start::Restore(plan)
     };
+    if let Some(sandbox) = &sandbox {
+        sandbox.create()?;
+    }
     Ok(Plan {
         start,
         kind: Kind::Restore,
+        login_role: sandbox.map(|s| s.login),
         output: None,
         tool: "pg_restore",
         stderr_path: None,
@@ -361,20 +531,38 @@ fn prepare_verify(
         .get("test_restore")
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
+    let mut sandbox = None;
     if test_restore {
+        sandbox = Sandbox::for_job(claimed)?;
         let scratch = scratch_database(claimed.job_id);
-        let request =
-            RestoreRequest::validate(plan.format, false, true, None, &serde_json::json!({}))
-                .map_err(|e| e.message)?;
+        // Acting for a non-superuser, the scratch copy belongs to that role: objects owned
+        // by other roles could not be given to them, and need not be to count rows.
+        let options = if sandbox.is_some() && is_archive {
+            serde_json::json!({"no_owner": true, "no_privileges": true})
+        } else {
+            serde_json::json!({})
+        };
+        let request = RestoreRequest::validate(plan.format, false, true, None, &options)
+            .map_err(|e| e.message)?;
         let list_file = work_dir.join(format!("job-{}.list", claimed.job_id));
-        let restore = restore_step(backup, &scratch, &request, ctx, &list_file)?;
+        let restore = restore_step(
+            backup,
+            &RestoreTarget {
+                name: &scratch,
+                fresh: true,
+                sandbox: sandbox.as_ref(),
+            },
+            &request,
+            ctx,
+            &list_file,
+        )?;
         let maintenance = &ctx.catalog_database;
         let compressed = backup
             .compress
             .as_deref()
             .is_some_and(|c| c != "0" && c != "none");
         plan.test_restore = Some(TestRestorePlan {
-            create: createdb_argv(&ctx.bin_dir, conn, maintenance, &scratch).into(),
+            create: create_database(ctx, &scratch, sandbox.as_ref(), &SourceAccess::Unknown),
             restore,
             archive_rows: if is_archive {
                 ArchiveRows::FromPgRestore(
@@ -387,11 +575,15 @@ fn prepare_verify(
             drop: dropdb_argv(&ctx.bin_dir, conn, maintenance, &scratch).into(),
         });
     }
+    if let Some(sandbox) = &sandbox {
+        sandbox.create()?;
+    }
     Ok(Plan {
         start: Start::Verify(Box::new(plan)),
         kind: Kind::Verify {
             backup_id: backup.backup_id,
         },
+        login_role: sandbox.map(|s| s.login),
         output: None,
         tool: "pg_restore",
         stderr_path: None,

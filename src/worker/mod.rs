@@ -43,6 +43,15 @@ pub extern "C-unwind" fn backup_ext_worker_main(_arg: pg_sys::Datum) {
     let database = settings::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     let _ = WORKER_THREAD.set(std::thread::current().id());
+    // Every statement of this session resolves names in pg_catalog only, whatever schemas
+    // users can write to; and no lock a user holds makes it wait for long.
+    if let Err(e) = in_transaction(|| {
+        Spi::run("SET search_path = pg_catalog, pg_temp").map_err(|e| e.to_string())?;
+        Spi::run("SET lock_timeout = '5s'").map_err(|e| e.to_string())
+    }) {
+        warning!("backup_ext: cannot set the worker's search_path: {e}");
+        unsafe { pg_sys::proc_exit(1) };
+    }
     backup_core::set_wait_hook(absorb_signal_barriers);
     wake::publish_worker_pid();
     log!("backup_ext worker started in database \"{database}\"");
@@ -175,9 +184,28 @@ impl Worker {
                         interrupted.job_id
                     );
                 }
+                match spi(catalog::leftover_job_roles) {
+                    Ok(roles) => {
+                        for role in roles {
+                            let job_id = backup_core::login::job_of_role(&role).unwrap_or(0);
+                            self.drop_login_role(job_id, Some(&role));
+                        }
+                    }
+                    Err(e) => warning!("backup_ext: cannot list leftover job roles: {e}"),
+                }
                 self.recovered = true;
             }
             Err(e) => warning!("backup_ext: recovery failed, will retry: {e}"),
+        }
+    }
+
+    /// Drops a job's own login role once its tools are gone.
+    fn drop_login_role(&self, job_id: i64, role: Option<&str>) {
+        let Some(role) = role else { return };
+        match spi(|| catalog::drop_job_role(role)) {
+            Ok(Ok(())) => {}
+            Ok(Err(kept)) => warning!("backup_ext: job {job_id}: {kept}"),
+            Err(e) => warning!("backup_ext: job {job_id}: cannot drop role \"{role}\": {e}"),
         }
     }
 
@@ -216,6 +244,7 @@ impl Worker {
         }
         let outcome = job::outcome_of(result);
         let succeeded = matches!(outcome, Outcome::Succeeded { .. });
+        self.drop_login_role(job_id, job.login_role.as_deref());
         self.record(job_id, outcome);
         if let (true, Kind::Backup { database }) = (succeeded, &job.kind) {
             let scope = match database {
@@ -260,6 +289,7 @@ impl Worker {
     fn stop(&mut self, job_id: i64, outcome: Outcome) {
         if let Some(mut job) = self.take(job_id) {
             job.run.cancel();
+            self.drop_login_role(job_id, job.login_role.as_deref());
             self.record(job_id, outcome);
         }
     }
@@ -370,10 +400,12 @@ impl Worker {
                 }
             };
             let output = plan.output.clone();
+            let login_role = plan.login_role.clone();
             match job::start(plan.start) {
                 Ok(run) => self.running.push(RunningJob {
                     job_id,
                     kind: plan.kind,
+                    login_role: plan.login_role,
                     run,
                     started: Instant::now(),
                     timeout,
@@ -387,6 +419,7 @@ impl Worker {
                     if let Some(output) = output {
                         job::remove_leftovers(&output);
                     }
+                    self.drop_login_role(job_id, login_role.as_deref());
                     self.record(
                         job_id,
                         Outcome::Failed(format!("cannot start {}: {e}", plan.tool)),

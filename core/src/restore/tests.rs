@@ -171,3 +171,47 @@ fn use_list_keeps_selected_entries() {
         .lines()
         .all(|l| l.starts_with(';')));
 }
+
+#[test]
+fn public_schema_entry_is_left_out() {
+    let listing = "\
+;
+; Archive created at 2026-11-29 15:00:00 UTC
+5; 2615 2200 SCHEMA - public postgres
+3345; 0 0 COMMENT - SCHEMA public postgres
+215; 1259 16385 TABLE public t postgres
+6; 2615 16400 SCHEMA - public2 postgres
+";
+    let list = without_public_schema(listing).unwrap();
+    assert_eq!(
+        list,
+        "\
+;
+; Archive created at 2026-11-29 15:00:00 UTC
+;5; 2615 2200 SCHEMA - public postgres
+3345; 0 0 COMMENT - SCHEMA public postgres
+215; 1259 16385 TABLE public t postgres
+6; 2615 16400 SCHEMA - public2 postgres
+"
+    );
+    // A table called public in schema "-"? pg_dump prints a schema there; a table
+    // named SCHEMA is not the schema entry either.
+    assert_eq!(
+        without_public_schema("215; 1259 16385 TABLE public SCHEMA postgres\n"),
+        None
+    );
+    assert_eq!(
+        without_public_schema(";5; 2615 2200 SCHEMA - public postgres\n"),
+        None
+    );
+}
+
+#[test]
+fn plain_script_creating_public() {
+    let head = "SET client_encoding = 'UTF8';\n\nCREATE SCHEMA public;\n\nALTER SCHEMA public OWNER TO pg_database_owner;\n";
+    assert!(script_creates_public_schema(head.as_bytes()).unwrap());
+    let later = "CREATE TABLE public.t (a text);\nCOPY public.t (a) FROM stdin;\nCREATE SCHEMA public;\n\\.\n";
+    assert!(!script_creates_public_schema(later.as_bytes()).unwrap());
+    assert!(!script_creates_public_schema("CREATE SCHEMA sales;\n".as_bytes()).unwrap());
+    assert!(!script_creates_public_schema(&[0xff, 0xfe, b'\n'][..]).unwrap());
+}

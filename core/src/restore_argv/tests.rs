@@ -34,6 +34,7 @@ fn pg_restore_minimal_and_full() {
         Path::new("/b/x.dump"),
         &req,
         None,
+        None,
     );
     assert_eq!(prog, PathBuf::from("/pg/bin/pg_restore"));
     assert_eq!(
@@ -64,12 +65,14 @@ fn pg_restore_minimal_and_full() {
         Path::new("-rel.dir"),
         &req,
         Some(Path::new("/w/list 1")),
+        Some("mal lory"),
     );
     assert_eq!(
         strs(&args),
         vec![
             format!("--dbname={}", dbname("app")),
             "--exit-on-error".into(),
+            "--role=mal lory".into(),
             "--jobs=1".into(),
             "--single-transaction".into(),
             "--clean".into(),
@@ -95,7 +98,11 @@ fn pg_restore_to_stdout() {
 
 #[test]
 fn psql_script() {
-    let (prog, args) = psql_script_argv(Path::new("/bin"), &conn(), "d", None, true, true);
+    let before = [
+        "SET ROLE \"m\"".to_string(),
+        "DROP SCHEMA public".to_string(),
+    ];
+    let (prog, args) = psql_script_argv(Path::new("/bin"), &conn(), "d", None, true, true, &before);
     assert_eq!(prog, PathBuf::from("/bin/psql"));
     assert_eq!(
         strs(&args),
@@ -105,6 +112,8 @@ fn psql_script() {
             format!("--dbname={}", dbname("d")),
             "--variable=ON_ERROR_STOP=1".into(),
             "--single-transaction".into(),
+            "--command=SET ROLE \"m\"".into(),
+            "--command=DROP SCHEMA public".into(),
             "--file=-".into(),
         ]
     );
@@ -115,6 +124,7 @@ fn psql_script() {
         Some(Path::new("/b/g s.sql")),
         false,
         false,
+        &[],
     );
     assert_eq!(strs(&args)[3..], ["--file=/b/g s.sql".to_string()][..]);
     let (_, args) = psql_script_argv(
@@ -124,6 +134,7 @@ fn psql_script() {
         Some(Path::new("-")),
         false,
         false,
+        &[],
     );
     assert_eq!(strs(&args)[3], "--file=./-");
 }
@@ -143,6 +154,27 @@ fn psql_query() {
             "--variable=ON_ERROR_STOP=1".into(),
             format!("--dbname={}", dbname("d")),
             "--command=SELECT 1".into(),
+        ]
+    );
+}
+
+#[test]
+fn create_database_statements() {
+    let statements = vec![
+        "CREATE DATABASE \"n\" TEMPLATE template0".to_string(),
+        "REVOKE ALL ON DATABASE \"n\" FROM PUBLIC;".to_string(),
+    ];
+    let (prog, args) = create_database_argv(Path::new("/bin"), &conn(), "postgres", &statements);
+    assert_eq!(prog, PathBuf::from("/bin/psql"));
+    assert_eq!(
+        strs(&args),
+        vec![
+            "--no-psqlrc".to_string(),
+            "--quiet".into(),
+            "--variable=ON_ERROR_STOP=1".into(),
+            format!("--dbname={}", dbname("postgres")),
+            "--command=CREATE DATABASE \"n\" TEMPLATE template0".into(),
+            "--command=REVOKE ALL ON DATABASE \"n\" FROM PUBLIC;".into(),
         ]
     );
 }

@@ -201,6 +201,7 @@ fn missing_program_fails_to_start() {
     let restore = RestoreStep::PgRestore(ToolCommand {
         program: t.dir.path().join("missing"),
         args: vec![],
+        env: Vec::new(),
     });
     assert!(RestoreRun::start(t.plan(false, restore)).is_err());
     assert!(t.work_is_empty());

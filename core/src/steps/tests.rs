@@ -116,6 +116,7 @@ fn failure_messages() {
     let missing = ToolCommand {
         program: dir.path().join("nope"),
         args: vec![],
+        env: Vec::new(),
     };
     let end = Step::run_sync(&missing, dir.path(), Duration::from_secs(5));
     assert!(

@@ -1,0 +1,138 @@
+//! Who may ask for what. The SQL functions run as the extension's owner (SECURITY DEFINER), so
+//! every check here is about the role that called them: `current_user` as it was outside the
+//! function, which includes a `SET ROLE`.
+//!
+//! The rules: superusers may do everything. Anyone else needs CONNECT on a database to back
+//! it up, inspect, verify or restore its backups, and must own a database to restore into it;
+//! globals (roles, tablespaces) belong to superusers alone; a job may be cancelled by the
+//! role it acts for and by members of that role.
+
+use pgrx::prelude::*;
+
+use crate::error::{BackupError, OrReport};
+
+/// The role on whose behalf a function was called.
+pub struct Caller {
+    pub name: String,
+    pub superuser: bool,
+}
+
+pub fn caller() -> Caller {
+    let oid = unsafe { pg_sys::GetOuterUserId() };
+    let name = Spi::get_one_with_args::<String>(
+        "SELECT rolname::text FROM pg_catalog.pg_roles WHERE oid = $1",
+        &[oid.into()],
+    )
+    .or_report()
+    .unwrap_or_default();
+    Caller {
+        name,
+        superuser: unsafe { pg_sys::superuser_arg(oid) },
+    }
+}
+
+fn denied(message: String, hint: &str) -> ! {
+    BackupError::PermissionDenied {
+        message,
+        hint: hint.into(),
+    }
+    .report()
+}
+
+impl Caller {
+    pub fn require_superuser(&self, what: &str) {
+        if !self.superuser {
+            denied(
+                format!("only superusers may {what}"),
+                "Roles and tablespaces belong to the whole cluster; ask a superuser.",
+            );
+        }
+    }
+
+    fn has_connect(&self, dbname: &str) -> bool {
+        Spi::get_one_with_args::<bool>(
+            "SELECT pg_catalog.has_database_privilege($1::name, d.oid, 'CONNECT')
+               FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) $2::name",
+            &[self.name.as_str().into(), dbname.into()],
+        )
+        .unwrap_or(None)
+        .unwrap_or(false)
+    }
+
+    /// CONNECT on `dbname`: the right to read it, and so its backups.
+    pub fn require_connect(&self, dbname: &str, what: &str) {
+        if !self.superuser && !self.has_connect(dbname) {
+            denied(
+                format!(
+                    "role \"{}\" may not {what}: it has no CONNECT privilege on database \"{dbname}\"",
+                    self.name
+                ),
+                "Backups of a database are open to the roles that may connect to it (or a superuser): GRANT CONNECT ON DATABASE ... TO ...",
+            );
+        }
+    }
+
+    /// The backup's database must be readable by the caller; globals need a superuser.
+    pub fn require_backup_access(&self, kind: &str, database: Option<&str>, what: &str) {
+        match (kind, database) {
+            ("database", Some(db)) => self.require_connect(db, what),
+            _ => self.require_superuser(&format!("{what} a globals backup")),
+        }
+    }
+
+    /// Restoring into an existing database replaces what is in it: its owner's call.
+    pub fn require_owner(&self, dbname: &str) {
+        if self.superuser {
+            return;
+        }
+        let owns = Spi::get_one_with_args::<bool>(
+            "SELECT pg_catalog.pg_has_role($1::name, d.datdba, 'MEMBER')
+               FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) $2::name",
+            &[self.name.as_str().into(), dbname.into()],
+        )
+        .unwrap_or(None)
+        .unwrap_or(false);
+        if !owns {
+            denied(
+                format!(
+                    "role \"{}\" may not restore into database \"{dbname}\": it is not its owner",
+                    self.name
+                ),
+                "Restore into a new database (create_db => true), or ask the owner or a superuser.",
+            );
+        }
+    }
+
+    /// Whether the caller acts for `role` (is it, or a member of it).
+    pub fn acts_for(&self, role: &str) -> bool {
+        self.superuser
+            || Spi::get_one_with_args::<bool>(
+                "SELECT pg_catalog.pg_has_role($1::name, r.oid, 'MEMBER')
+                   FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $2::name",
+                &[self.name.as_str().into(), role.into()],
+            )
+            .unwrap_or(None)
+            .unwrap_or(false)
+    }
+
+    /// The visibility rule of the catalog's row security, for functions that read it as the
+    /// extension's owner: CONNECT on the job's database (globals: superusers), or the job
+    /// acts for the caller.
+    pub fn may_see_job(&self, database: Option<&str>, run_as: Option<&str>) -> bool {
+        self.superuser
+            || run_as.is_some_and(|r| r == self.name)
+            || database.is_some_and(|db| self.has_connect(db))
+    }
+
+    pub fn require_acts_for(&self, role: &str, job_id: i64) {
+        if !self.acts_for(role) {
+            denied(
+                format!(
+                    "role \"{}\" may not cancel job {job_id}: it runs for role \"{role}\"",
+                    self.name
+                ),
+                "A job can be cancelled by the role it runs for, members of that role, and superusers.",
+            );
+        }
+    }
+}
