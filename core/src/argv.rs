@@ -121,8 +121,7 @@ mod tests {
     }
 
     const DBNAME_ARG: &str = "--dbname=host='/run/postgresql' port='5432' user='postgres' \
-                              dbname='app' application_name='backup_ext' \
-                              options='-c search_path=pg_catalog,pg_temp'";
+                              dbname='app' application_name='backup_ext'";
 
     #[test]
     fn stream_formats_have_no_file() {

@@ -38,6 +38,17 @@ pub fn quote_conninfo_value(value: &str) -> String {
 pub const SAFE_SEARCH_PATH_OPTION: &str = "-c search_path=pg_catalog,pg_temp";
 
 impl Connection {
+    /// For sessions that run the extension's own queries in a user's database: names resolve
+    /// in `pg_catalog` only. (Not for pg_dump: its unqualified `-t` patterns follow the
+    /// session's search_path.)
+    pub fn query_conninfo(&self, dbname: &str) -> String {
+        format!(
+            "{} options={}",
+            self.conninfo(dbname),
+            quote_conninfo_value(SAFE_SEARCH_PATH_OPTION)
+        )
+    }
+
     pub fn conninfo(&self, dbname: &str) -> String {
         let host = self.socket_dir.to_string_lossy();
         let port = self.port.to_string();
@@ -47,9 +58,6 @@ impl Connection {
             ("user", self.user.as_str()),
             ("dbname", dbname),
             ("application_name", self.application_name.as_str()),
-            // Queries the worker runs in a user's database must not resolve names through
-            // schemas that user can write to; the dump tools set their own path anyway.
-            ("options", SAFE_SEARCH_PATH_OPTION),
         ];
         pairs
             .iter()
@@ -105,7 +113,7 @@ mod tests {
         assert_eq!(
             conn().conninfo("app"),
             "host='/var/run/postgresql' port='5432' user='postgres' dbname='app' \
-             application_name='backup_ext job 42' options='-c search_path=pg_catalog,pg_temp'"
+             application_name='backup_ext job 42'"
         );
     }
 
@@ -132,11 +140,13 @@ mod tests {
         ] {
             let ci = conn().conninfo(name);
             let parsed = parse(&ci);
-            assert_eq!(parsed.len(), 6, "{ci}");
+            assert_eq!(parsed.len(), 5, "{ci}");
             assert_eq!(parsed[3], ("dbname".to_string(), name.to_string()), "{ci}");
             assert_eq!(parsed[0].1, "/var/run/postgresql");
             assert_eq!(parsed[4].1, "backup_ext job 42");
-            assert_eq!(parsed[5].1, SAFE_SEARCH_PATH_OPTION);
+            let with_options = parse(&conn().query_conninfo(name));
+            assert_eq!(with_options[..5], parsed[..]);
+            assert_eq!(with_options[5].1, SAFE_SEARCH_PATH_OPTION);
         }
     }
 

@@ -164,7 +164,7 @@ pub fn psql_query_argv(
             arg("--tuples-only"),
             arg(format!("--field-separator={FIELD_SEPARATOR}")),
             arg("--variable=ON_ERROR_STOP=1"),
-            arg(format!("--dbname={}", conn.conninfo(db))),
+            arg(format!("--dbname={}", conn.query_conninfo(db))),
             arg(format!("--command={sql}")),
         ],
     )

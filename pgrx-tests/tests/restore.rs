@@ -1202,9 +1202,14 @@ fn operators_inspect_and_verify_restorers_restore() {
     assert_eq!(status.as_deref(), Some("passed"));
     assert!(!database_exists(&c, "perm_dst"));
 
+    // A restorer restores with her own rights: the objects of the archive belong to postgres,
+    // which she cannot give them to, so she restores them as her own (no_owner).
     let mut rst = c.client_as("postgres", "restore_rst");
     let job: i64 = rst
-        .query_one(&restore_call, &[])
+        .query_one(
+            &restore_sql(b.backup_id, "perm_dst", ", options => '{\"no_owner\": true}'"),
+            &[],
+        )
         .unwrap_or_else(|e| panic!("restorer restore_backup: {}", describe(&e)))
         .get(0);
     let status: String = rst
@@ -1220,6 +1225,20 @@ fn operators_inspect_and_verify_restorers_restore() {
             "{t}"
         );
     }
+    let owners: Vec<String> = c
+        .client("perm_dst")
+        .query(
+            "SELECT DISTINCT pg_get_userbyid(relowner)::text FROM pg_class
+              WHERE relnamespace = 'public'::regnamespace
+             UNION SELECT pg_get_userbyid(datdba)::text FROM pg_database
+              WHERE datname = current_database()",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(owners, ["restore_rst"]);
 }
 
 #[test]

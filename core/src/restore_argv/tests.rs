@@ -152,7 +152,7 @@ fn psql_query() {
             "--tuples-only".into(),
             "--field-separator=\u{1f}".into(),
             "--variable=ON_ERROR_STOP=1".into(),
-            format!("--dbname={}", dbname("d")),
+            format!("--dbname={}", conn().query_conninfo("d")),
             "--command=SELECT 1".into(),
         ]
     );
