@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use std::ffi::OsString;
+use std::io;
 use std::path::{Component, Path, PathBuf};
 
 pub const GLOBALS_FOLDER: &str = "globals";
@@ -85,6 +86,70 @@ pub fn is_inside(root: &Path, p: &Path) -> bool {
         Ok(rest) => rest.components().any(|c| matches!(c, Component::Normal(_))),
         Err(_) => false,
     }
+}
+
+/// `p` as the filesystem sees it, also when it does not exist yet: its nearest existing
+/// ancestor canonicalized (symlinks, `.` and `..` resolved), then the components that do not
+/// exist yet applied lexically. Trailing and repeated slashes do not matter.
+pub fn resolve_nearest_existing(p: &Path) -> io::Result<PathBuf> {
+    let components: Vec<Component> = p.components().collect();
+    for split in (0..=components.len()).rev() {
+        let prefix: PathBuf = components[..split].iter().collect();
+        let prefix = if prefix.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            prefix
+        };
+        match std::fs::canonicalize(&prefix) {
+            Ok(mut resolved) => {
+                for c in &components[split..] {
+                    match c {
+                        Component::ParentDir => {
+                            resolved.pop();
+                        }
+                        Component::Normal(name) => resolved.push(name),
+                        _ => {}
+                    }
+                }
+                return Ok(resolved);
+            }
+            Err(e)
+                if split > 0
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                    ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::from(io::ErrorKind::NotFound))
+}
+
+/// Refuses a backup directory that is the data directory or lies inside it: a base backup of
+/// the cluster would carry every dump with it (and the dumps would share the data
+/// directory's filesystem). Both paths are compared as resolved by
+/// [`resolve_nearest_existing`], so `..`, symlinks and trailing slashes cannot hide it.
+pub fn check_outside_data_directory(directory: &Path, data_directory: &Path) -> Result<(), String> {
+    let resolve = |p: &Path| {
+        resolve_nearest_existing(p).map_err(|e| format!("cannot resolve {}: {e}", p.display()))
+    };
+    let dir = resolve(directory)?;
+    let data = resolve(data_directory)?;
+    if !dir.starts_with(&data) {
+        return Ok(());
+    }
+    let resolved = if dir.as_path() == directory {
+        String::new()
+    } else {
+        format!(" (resolved: {})", dir.display())
+    };
+    Err(format!(
+        "backup_ext.directory {}{resolved} is inside the data directory {}: a base backup of \
+         the cluster would carry every dump with it; set backup_ext.directory to a directory \
+         outside the data directory",
+        directory.display(),
+        data_directory.display()
+    ))
 }
 
 #[cfg(test)]
@@ -247,5 +312,76 @@ mod tests {
         ));
         let folder = database_folder("../../etc");
         assert!(is_inside(root, &root.join(folder).join("x")));
+    }
+
+    #[test]
+    fn directories_in_the_data_directory_are_refused_however_spelt() {
+        let tmp = crate::test_support::TempDir::new("datadir");
+        let t = tmp.path().to_str().unwrap().to_string();
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(data.join("base")).unwrap();
+        std::os::unix::fs::symlink(&data, tmp.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("data/base", tmp.path().join("relative")).unwrap();
+        let refused = [
+            format!("{t}/data"),
+            format!("{t}/data/"),
+            format!("{t}//data//x//"),
+            format!("{t}/data/x"),
+            format!("{t}/data/./x"),
+            format!("{t}/data/base"),
+            format!("{t}/data/new/deeper"),
+            format!("{t}/data/../data/x"),
+            format!("{t}/missing/../data/x"),
+            format!("{t}/data/missing/../x"),
+            format!("{t}/link"),
+            format!("{t}/link/x"),
+            format!("{t}/link/../link/x"),
+            format!("{t}/relative/x"),
+            format!("{t}/data/base/../../data"),
+        ];
+        for dir in &refused {
+            let err = check_outside_data_directory(Path::new(dir), &data)
+                .expect_err(&format!("{dir} was accepted"));
+            assert!(err.contains(dir.as_str()), "{err}");
+            assert!(
+                err.contains(&format!("data directory {}", data.display())),
+                "{err}"
+            );
+            assert!(err.contains("base backup"), "{err}");
+        }
+        // The data directory reached through a symlink, or spelt with a trailing slash.
+        for data_spelt in [tmp.path().join("link"), PathBuf::from(format!("{t}/data/"))] {
+            assert!(check_outside_data_directory(&data.join("x"), &data_spelt).is_err());
+        }
+        let accepted = [
+            format!("{t}/data-backups"),
+            format!("{t}/database"),
+            format!("{t}/data/.."),
+            format!("{t}/data/../backups"),
+            format!("{t}/relative/../../x"),
+            format!("{t}/missing/x"),
+            format!("{t}/link/../backups"),
+        ];
+        for dir in &accepted {
+            assert_eq!(
+                check_outside_data_directory(Path::new(dir), &data),
+                Ok(()),
+                "{dir}"
+            );
+        }
+    }
+
+    #[test]
+    fn resolving_keeps_what_does_not_exist_yet() {
+        let tmp = crate::test_support::TempDir::new("resolve");
+        let real = std::fs::canonicalize(tmp.path()).unwrap();
+        std::fs::create_dir(tmp.path().join("a")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("a"), tmp.path().join("l")).unwrap();
+        let r = |s: &str| resolve_nearest_existing(&tmp.path().join(s)).unwrap();
+        assert_eq!(r("a"), real.join("a"));
+        assert_eq!(r("l/b/c/"), real.join("a/b/c"));
+        assert_eq!(r("x/../a/./b"), real.join("a/b"));
+        assert_eq!(r("a/x/.."), real.join("a"));
+        assert_eq!(r("a/../.."), real.parent().unwrap());
     }
 }
