@@ -206,6 +206,48 @@ fn leftovers(dry_run: bool) -> SpiResult<Vec<Purged>> {
     Ok(out)
 }
 
+/// Per-job files in `<directory>/.work` (stderr captures, `pg_restore -L` lists) that a crash
+/// left: those of jobs no longer queued or running, and step files of processes other than
+/// `worker_pid`. Recovery at worker start passes its own pid, `purge()` the running worker's.
+pub fn work_leftovers(worker_pid: Option<u32>, dry_run: bool) -> SpiResult<Vec<Purged>> {
+    let unfinished: Vec<i64> = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT job_id FROM backup_ext.jobs WHERE status IN ('queued', 'running')",
+            None,
+            &[],
+        )?;
+        let mut ids = Vec::new();
+        for row in rows {
+            ids.extend(row.get::<i64>(1)?);
+        }
+        Ok::<_, pgrx::spi::Error>(ids)
+    })?;
+    let work_dir = settings::directory().join(".work");
+    let stale = match backup_core::stale_work_files(&work_dir, &unfinished, worker_pid) {
+        Ok(stale) => stale,
+        Err(e) => {
+            pgrx::warning!("backup_ext: cannot list {}: {e}", work_dir.display());
+            return Ok(Vec::new());
+        }
+    };
+    let mut out = Vec::new();
+    for path in stale {
+        let mut reason = "work file of a job or process that is gone".to_string();
+        if !dry_run {
+            if let Err(e) = std::fs::remove_file(&path) {
+                reason = format!("could not delete ({e}); {reason}");
+            }
+        }
+        out.push(Purged {
+            backup_id: None,
+            database: None,
+            path: Some(path.to_string_lossy().into_owned()),
+            reason,
+        });
+    }
+    Ok(out)
+}
+
 /// Deletes job history older than `backup_ext.history_days`, except rows of live backups.
 fn forget_history(dry_run: bool) -> SpiResult<i64> {
     const OLD: &str = "SELECT j.job_id FROM backup_ext.jobs j
@@ -273,6 +315,10 @@ pub fn purge(scope: Scope, dry_run: bool) -> SpiResult<Vec<Purged>> {
     }
     if matches!(scope, Scope::All) {
         report.extend(leftovers(dry_run)?);
+        let worker_pid = u32::try_from(crate::wake::worker_pid())
+            .ok()
+            .filter(|&p| p > 0);
+        report.extend(work_leftovers(worker_pid, dry_run)?);
         let forgotten = forget_history(dry_run)?;
         if forgotten > 0 {
             report.push(Purged {

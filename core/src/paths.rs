@@ -88,6 +88,64 @@ pub fn is_inside(root: &Path, p: &Path) -> bool {
     }
 }
 
+/// Whose a file in the job work directory (`<directory>/.work`) is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkFileOwner {
+    /// `job-<id>.stderr` (pg_dump's stderr) or `job-<id>.list` (a `pg_restore -L` list).
+    Job(i64),
+    /// `<tool>-<pid>-<n>.stderr`: the stderr of a step run by process `pid` (the worker).
+    Process(u32),
+}
+
+/// The owner of a work file by its name; `None` for names the worker does not give.
+pub fn work_file_owner(name: &str) -> Option<WorkFileOwner> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if let Some((id, ext)) = name
+        .strip_prefix("job-")
+        .and_then(|rest| rest.split_once('.'))
+    {
+        if digits(id) && matches!(ext, "stderr" | "list") {
+            return id.parse().ok().map(WorkFileOwner::Job);
+        }
+    }
+    let mut parts = name.strip_suffix(".stderr")?.rsplitn(3, '-');
+    let (n, pid, tool) = (parts.next()?, parts.next()?, parts.next()?);
+    if tool.is_empty() || !digits(n) || !digits(pid) {
+        return None;
+    }
+    pid.parse().ok().map(WorkFileOwner::Process)
+}
+
+/// Files in `work_dir` that nothing will use again: those of jobs not in `unfinished` (queued
+/// or running jobs), and step files of processes other than `worker_pid`, the worker now
+/// running. What a crash left behind; a missing `work_dir` has none.
+pub fn stale_work_files(
+    work_dir: &Path,
+    unfinished: &[i64],
+    worker_pid: Option<u32>,
+) -> io::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(work_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut stale = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let owner = entry.file_name().to_str().and_then(work_file_owner);
+        let in_use = match owner {
+            None => true,
+            Some(WorkFileOwner::Job(id)) => unfinished.contains(&id),
+            Some(WorkFileOwner::Process(pid)) => worker_pid == Some(pid),
+        };
+        if !in_use {
+            stale.push(entry.path());
+        }
+    }
+    stale.sort();
+    Ok(stale)
+}
+
 /// `p` as the filesystem sees it, also when it does not exist yet: its nearest existing
 /// ancestor canonicalized (symlinks, `.` and `..` resolved), then the components that do not
 /// exist yet applied lexically. Trailing and repeated slashes do not matter.
@@ -383,5 +441,77 @@ mod tests {
         assert_eq!(r("x/../a/./b"), real.join("a/b"));
         assert_eq!(r("a/x/.."), real.join("a"));
         assert_eq!(r("a/../.."), real.parent().unwrap());
+    }
+
+    #[test]
+    fn work_files_by_owner() {
+        use WorkFileOwner::{Job, Process};
+        assert_eq!(work_file_owner("job-42.stderr"), Some(Job(42)));
+        assert_eq!(work_file_owner("job-7.list"), Some(Job(7)));
+        assert_eq!(
+            work_file_owner("pg_restore-1234-0.stderr"),
+            Some(Process(1234))
+        );
+        assert_eq!(work_file_owner("psql-99-17.stderr"), Some(Process(99)));
+        assert_eq!(work_file_owner("job-1-2.stderr"), Some(Process(1)));
+        for other in [
+            "job-.stderr",
+            "job-42.dump",
+            "job-42.stderr.bak",
+            "job-x.list",
+            "job-+4.list",
+            "-1-2.stderr",
+            "psql-1-2.log",
+            "psql-x-2.stderr",
+            "psql-1-.stderr",
+            "notes.txt",
+            "",
+        ] {
+            assert_eq!(work_file_owner(other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn stale_work_files_spare_unfinished_jobs_and_the_live_worker() {
+        let tmp = crate::test_support::TempDir::new("work");
+        for name in [
+            "job-1.stderr",
+            "job-1.list",
+            "job-2.stderr",
+            "job-3.list",
+            "pg_restore-100-0.stderr",
+            "dropdb-100-1.stderr",
+            "psql-200-2.stderr",
+            "keep.txt",
+        ] {
+            std::fs::write(tmp.path().join(name), b"x").unwrap();
+        }
+        let names = |v: Vec<PathBuf>| -> Vec<String> {
+            v.iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        let stale = stale_work_files(tmp.path(), &[2], Some(200)).unwrap();
+        assert_eq!(
+            names(stale),
+            [
+                "dropdb-100-1.stderr",
+                "job-1.list",
+                "job-1.stderr",
+                "job-3.list",
+                "pg_restore-100-0.stderr"
+            ]
+        );
+        let stale = stale_work_files(tmp.path(), &[1, 2, 3], None).unwrap();
+        assert_eq!(
+            names(stale),
+            [
+                "dropdb-100-1.stderr",
+                "pg_restore-100-0.stderr",
+                "psql-200-2.stderr"
+            ]
+        );
+        let missing = tmp.path().join("missing");
+        assert!(stale_work_files(&missing, &[], None).unwrap().is_empty());
     }
 }

@@ -175,6 +175,15 @@ impl Worker {
                         interrupted.job_id
                     );
                 }
+                let own_pid = u32::try_from(unsafe { pg_sys::MyProcPid }).ok();
+                match spi(|| purge::work_leftovers(own_pid, false)) {
+                    Ok(removed) if !removed.is_empty() => log!(
+                        "backup_ext: removed {} work files left by earlier jobs",
+                        removed.len()
+                    ),
+                    Ok(_) => {}
+                    Err(e) => warning!("backup_ext: cannot remove old work files: {e}"),
+                }
                 self.recovered = true;
             }
             Err(e) => warning!("backup_ext: recovery failed, will retry: {e}"),
