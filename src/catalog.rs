@@ -408,6 +408,30 @@ pub fn fail_interrupted_jobs(reason: &str) -> SpiResult<Vec<Interrupted>> {
     })
 }
 
+/// The rows of these running jobs, as recovery would see them after a restart.
+pub fn running_jobs(ids: &[i64]) -> SpiResult<Vec<Interrupted>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT j.job_id, j.kind, j.database, j.request, a.path
+               FROM backup_ext.jobs j LEFT JOIN backup_ext.artifacts a ON a.job_id = j.job_id
+              WHERE j.job_id = ANY($1) AND j.status = 'running'",
+            None,
+            &[ids.to_vec().into()],
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(Interrupted {
+                job_id: row.get(1)?.unwrap_or_default(),
+                kind: row.get(2)?.unwrap_or_default(),
+                database: row.get(3)?,
+                request: row.get::<JsonB>(4)?.map(|j| j.0).unwrap_or(Value::Null),
+                path: row.get(5)?,
+            });
+        }
+        Ok(out)
+    })
+}
+
 /// `server_version` of the running server, recorded with each backup.
 pub fn server_version() -> SpiResult<String> {
     Ok(Spi::get_one::<String>("SELECT current_setting('server_version')")?.unwrap_or_default())
