@@ -369,6 +369,17 @@ pub struct Interrupted {
     pub path: Option<String>,
 }
 
+/// Reads a row of `job_id, kind, database, request, path`.
+fn interrupted(row: &pgrx::spi::SpiHeapTupleData) -> SpiResult<Interrupted> {
+    Ok(Interrupted {
+        job_id: row.get(1)?.unwrap_or_default(),
+        kind: row.get(2)?.unwrap_or_default(),
+        database: row.get(3)?,
+        request: row.get::<JsonB>(4)?.map(|j| j.0).unwrap_or(Value::Null),
+        path: row.get(5)?,
+    })
+}
+
 /// Marks every job left running by an earlier worker as failed; returns them so the caller can
 /// remove what they left behind (partial files, half-restored or scratch databases).
 pub fn fail_interrupted_jobs(reason: &str) -> SpiResult<Vec<Interrupted>> {
@@ -383,13 +394,7 @@ pub fn fail_interrupted_jobs(reason: &str) -> SpiResult<Vec<Interrupted>> {
         )?;
         let mut out = Vec::new();
         for row in rows {
-            out.push(Interrupted {
-                job_id: row.get(1)?.unwrap_or_default(),
-                kind: row.get(2)?.unwrap_or_default(),
-                database: row.get(3)?,
-                request: row.get::<JsonB>(4)?.map(|j| j.0).unwrap_or(Value::Null),
-                path: row.get(5)?,
-            });
+            out.push(interrupted(&row)?);
         }
         let ids: Vec<i64> = out.iter().map(|i| i.job_id).collect();
         client.update(
@@ -420,13 +425,7 @@ pub fn running_jobs(ids: &[i64]) -> SpiResult<Vec<Interrupted>> {
         )?;
         let mut out = Vec::new();
         for row in rows {
-            out.push(Interrupted {
-                job_id: row.get(1)?.unwrap_or_default(),
-                kind: row.get(2)?.unwrap_or_default(),
-                database: row.get(3)?,
-                request: row.get::<JsonB>(4)?.map(|j| j.0).unwrap_or(Value::Null),
-                path: row.get(5)?,
-            });
+            out.push(interrupted(&row)?);
         }
         Ok(out)
     })

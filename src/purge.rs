@@ -158,21 +158,27 @@ fn delete_backup(c: &Candidate, reason: String, dry_run: bool) -> SpiResult<Purg
     Ok(line)
 }
 
-/// `*.partial` files and directories that no running job owns: what failed or killed jobs
-/// could not clean up themselves.
-fn leftovers(dry_run: bool) -> SpiResult<Vec<Purged>> {
-    let running: Vec<i64> = Spi::connect(|client| {
+/// The ids of the jobs in one of `statuses`.
+fn job_ids(statuses: &[&str]) -> SpiResult<Vec<i64>> {
+    let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
+    Spi::connect(|client| {
         let rows = client.select(
-            "SELECT job_id FROM backup_ext.jobs WHERE status = 'running'",
+            "SELECT job_id FROM backup_ext.jobs WHERE status = ANY($1)",
             None,
-            &[],
+            &[statuses.into()],
         )?;
         let mut ids = Vec::new();
         for row in rows {
             ids.extend(row.get::<i64>(1)?);
         }
-        Ok::<_, pgrx::spi::Error>(ids)
-    })?;
+        Ok(ids)
+    })
+}
+
+/// `*.partial` files and directories that no running job owns: what failed or killed jobs
+/// could not clean up themselves.
+fn leftovers(dry_run: bool) -> SpiResult<Vec<Purged>> {
+    let running = job_ids(&["running"])?;
     let mut out = Vec::new();
     let Ok(folders) = std::fs::read_dir(settings::directory()) else {
         return Ok(out);
@@ -210,18 +216,7 @@ fn leftovers(dry_run: bool) -> SpiResult<Vec<Purged>> {
 /// left: those of jobs no longer queued or running, and step files of processes other than
 /// `worker_pid`. Recovery at worker start passes its own pid, `purge()` the running worker's.
 pub fn work_leftovers(worker_pid: Option<u32>, dry_run: bool) -> SpiResult<Vec<Purged>> {
-    let unfinished: Vec<i64> = Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT job_id FROM backup_ext.jobs WHERE status IN ('queued', 'running')",
-            None,
-            &[],
-        )?;
-        let mut ids = Vec::new();
-        for row in rows {
-            ids.extend(row.get::<i64>(1)?);
-        }
-        Ok::<_, pgrx::spi::Error>(ids)
-    })?;
+    let unfinished = job_ids(&["queued", "running"])?;
     let work_dir = settings::directory().join(".work");
     let stale = match backup_core::stale_work_files(&work_dir, &unfinished, worker_pid) {
         Ok(stale) => stale,
