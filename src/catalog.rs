@@ -388,6 +388,17 @@ pub struct Interrupted {
     pub path: Option<String>,
 }
 
+/// Reads a row of `job_id, kind, database, request, path`.
+fn interrupted(row: &pgrx::spi::SpiHeapTupleData) -> SpiResult<Interrupted> {
+    Ok(Interrupted {
+        job_id: row.get(1)?.unwrap_or_default(),
+        kind: row.get(2)?.unwrap_or_default(),
+        database: row.get(3)?,
+        request: row.get::<JsonB>(4)?.map(|j| j.0).unwrap_or(Value::Null),
+        path: row.get(5)?,
+    })
+}
+
 /// Marks every job left running by an earlier worker as failed; returns them so the caller can
 /// remove what they left behind (partial files, half-restored or scratch databases).
 pub fn fail_interrupted_jobs(reason: &str) -> SpiResult<Vec<Interrupted>> {
@@ -402,13 +413,7 @@ pub fn fail_interrupted_jobs(reason: &str) -> SpiResult<Vec<Interrupted>> {
         )?;
         let mut out = Vec::new();
         for row in rows {
-            out.push(Interrupted {
-                job_id: row.get(1)?.unwrap_or_default(),
-                kind: row.get(2)?.unwrap_or_default(),
-                database: row.get(3)?,
-                request: row.get::<JsonB>(4)?.map(|j| j.0).unwrap_or(Value::Null),
-                path: row.get(5)?,
-            });
+            out.push(interrupted(&row)?);
         }
         let ids: Vec<i64> = out.iter().map(|i| i.job_id).collect();
         client.update(
@@ -423,6 +428,24 @@ pub fn fail_interrupted_jobs(reason: &str) -> SpiResult<Vec<Interrupted>> {
             None,
             &[ids.into()],
         )?;
+        Ok(out)
+    })
+}
+
+/// The rows of these running jobs, as recovery would see them after a restart.
+pub fn running_jobs(ids: &[i64]) -> SpiResult<Vec<Interrupted>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT j.job_id, j.kind, j.database, j.request, a.path
+               FROM backup_ext.jobs j LEFT JOIN backup_ext.artifacts a ON a.job_id = j.job_id
+              WHERE j.job_id = ANY($1) AND j.status = 'running'",
+            None,
+            &[ids.to_vec().into()],
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(interrupted(&row)?);
+        }
         Ok(out)
     })
 }

@@ -158,21 +158,27 @@ fn delete_backup(c: &Candidate, reason: String, dry_run: bool) -> SpiResult<Purg
     Ok(line)
 }
 
-/// `*.partial` files and directories that no running job owns: what failed or killed jobs
-/// could not clean up themselves.
-fn leftovers(dry_run: bool) -> SpiResult<Vec<Purged>> {
-    let running: Vec<i64> = Spi::connect(|client| {
+/// The ids of the jobs in one of `statuses`.
+fn job_ids(statuses: &[&str]) -> SpiResult<Vec<i64>> {
+    let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
+    Spi::connect(|client| {
         let rows = client.select(
-            "SELECT job_id FROM backup_ext.jobs WHERE status = 'running'",
+            "SELECT job_id FROM backup_ext.jobs WHERE status = ANY($1)",
             None,
-            &[],
+            &[statuses.into()],
         )?;
         let mut ids = Vec::new();
         for row in rows {
             ids.extend(row.get::<i64>(1)?);
         }
-        Ok::<_, pgrx::spi::Error>(ids)
-    })?;
+        Ok(ids)
+    })
+}
+
+/// `*.partial` files and directories that no running job owns: what failed or killed jobs
+/// could not clean up themselves.
+fn leftovers(dry_run: bool) -> SpiResult<Vec<Purged>> {
+    let running = job_ids(&["running"])?;
     let mut out = Vec::new();
     let Ok(folders) = std::fs::read_dir(settings::directory()) else {
         return Ok(out);
@@ -202,6 +208,37 @@ fn leftovers(dry_run: bool) -> SpiResult<Vec<Purged>> {
                 reason,
             });
         }
+    }
+    Ok(out)
+}
+
+/// Per-job files in `<directory>/.work` (stderr captures, `pg_restore -L` lists) that a crash
+/// left: those of jobs no longer queued or running, and step files of processes other than
+/// `worker_pid`. Recovery at worker start passes its own pid, `purge()` the running worker's.
+pub fn work_leftovers(worker_pid: Option<u32>, dry_run: bool) -> SpiResult<Vec<Purged>> {
+    let unfinished = job_ids(&["queued", "running"])?;
+    let work_dir = settings::directory().join(".work");
+    let stale = match backup_core::stale_work_files(&work_dir, &unfinished, worker_pid) {
+        Ok(stale) => stale,
+        Err(e) => {
+            pgrx::warning!("backup_ext: cannot list {}: {e}", work_dir.display());
+            return Ok(Vec::new());
+        }
+    };
+    let mut out = Vec::new();
+    for path in stale {
+        let mut reason = "work file of a job or process that is gone".to_string();
+        if !dry_run {
+            if let Err(e) = std::fs::remove_file(&path) {
+                reason = format!("could not delete ({e}); {reason}");
+            }
+        }
+        out.push(Purged {
+            backup_id: None,
+            database: None,
+            path: Some(path.to_string_lossy().into_owned()),
+            reason,
+        });
     }
     Ok(out)
 }
@@ -273,6 +310,10 @@ pub fn purge(scope: Scope, dry_run: bool) -> SpiResult<Vec<Purged>> {
     }
     if matches!(scope, Scope::All) {
         report.extend(leftovers(dry_run)?);
+        let worker_pid = u32::try_from(crate::wake::worker_pid())
+            .ok()
+            .filter(|&p| p > 0);
+        report.extend(work_leftovers(worker_pid, dry_run)?);
         let forgotten = forget_history(dry_run)?;
         if forgotten > 0 {
             report.push(Purged {

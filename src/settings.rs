@@ -118,16 +118,24 @@ pub fn database() -> String {
     string_setting(&DATABASE)
 }
 
-/// The backup directory, resolved against the data directory when left empty.
+/// The backup directory, resolved against the data directory when left empty. Jobs refuse one
+/// inside the data directory (`backup_core::check_outside_data_directory`).
 pub fn directory() -> PathBuf {
     let configured = string_setting(&DIRECTORY);
     if !configured.is_empty() {
         return PathBuf::from(configured);
     }
-    let data_dir = unsafe { CStr::from_ptr(pgrx::pg_sys::DataDir) }
-        .to_string_lossy()
-        .into_owned();
+    let data_dir = data_directory().to_string_lossy().into_owned();
     PathBuf::from(format!("{}-backups", data_dir.trim_end_matches('/')))
+}
+
+/// The server's data directory (`data_directory`).
+pub fn data_directory() -> PathBuf {
+    PathBuf::from(
+        unsafe { CStr::from_ptr(pgrx::pg_sys::DataDir) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 /// Where the dump tools live: the setting, or the running server's own bin directory.

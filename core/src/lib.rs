@@ -46,7 +46,9 @@ pub use format::Format;
 pub use manifest::{directory_manifest, sync_tree, tree_size, Manifest, ManifestEntry};
 pub use options::DumpOptions;
 pub use paths::{
-    backup_file_name, database_folder, is_inside, job_id_of_partial, partial_path, GLOBALS_FOLDER,
+    backup_file_name, check_outside_data_directory, database_folder, is_inside, job_id_of_partial,
+    partial_path, resolve_nearest_existing, stale_work_files, work_file_owner, WorkFileOwner,
+    GLOBALS_FOLDER,
 };
 pub use progress::{count_in_background, scan_new_lines, ProgressTracker};
 pub use request::{split_run_options, DumpRequest, GlobalsRequest, RUN_OPTION_KEYS};

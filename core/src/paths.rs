@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use std::ffi::OsString;
+use std::io;
 use std::path::{Component, Path, PathBuf};
 
 pub const GLOBALS_FOLDER: &str = "globals";
@@ -85,6 +86,128 @@ pub fn is_inside(root: &Path, p: &Path) -> bool {
         Ok(rest) => rest.components().any(|c| matches!(c, Component::Normal(_))),
         Err(_) => false,
     }
+}
+
+/// Whose a file in the job work directory (`<directory>/.work`) is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkFileOwner {
+    /// `job-<id>.stderr` (pg_dump's stderr) or `job-<id>.list` (a `pg_restore -L` list).
+    Job(i64),
+    /// `<tool>-<pid>-<n>.stderr`: the stderr of a step run by process `pid` (the worker).
+    Process(u32),
+}
+
+/// The owner of a work file by its name; `None` for names the worker does not give.
+pub fn work_file_owner(name: &str) -> Option<WorkFileOwner> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if let Some((id, ext)) = name
+        .strip_prefix("job-")
+        .and_then(|rest| rest.split_once('.'))
+    {
+        if digits(id) && matches!(ext, "stderr" | "list") {
+            return id.parse().ok().map(WorkFileOwner::Job);
+        }
+    }
+    let mut parts = name.strip_suffix(".stderr")?.rsplitn(3, '-');
+    let (n, pid, tool) = (parts.next()?, parts.next()?, parts.next()?);
+    if tool.is_empty() || !digits(n) || !digits(pid) {
+        return None;
+    }
+    pid.parse().ok().map(WorkFileOwner::Process)
+}
+
+/// Files in `work_dir` that nothing will use again: those of jobs not in `unfinished` (queued
+/// or running jobs), and step files of processes other than `worker_pid`, the worker now
+/// running. What a crash left behind; a missing `work_dir` has none.
+pub fn stale_work_files(
+    work_dir: &Path,
+    unfinished: &[i64],
+    worker_pid: Option<u32>,
+) -> io::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(work_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut stale = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let owner = entry.file_name().to_str().and_then(work_file_owner);
+        let in_use = match owner {
+            None => true,
+            Some(WorkFileOwner::Job(id)) => unfinished.contains(&id),
+            Some(WorkFileOwner::Process(pid)) => worker_pid == Some(pid),
+        };
+        if !in_use {
+            stale.push(entry.path());
+        }
+    }
+    stale.sort();
+    Ok(stale)
+}
+
+/// `p` as the filesystem sees it, also when it does not exist yet: its nearest existing
+/// ancestor canonicalized (symlinks, `.` and `..` resolved), then the components that do not
+/// exist yet applied lexically. Trailing and repeated slashes do not matter.
+pub fn resolve_nearest_existing(p: &Path) -> io::Result<PathBuf> {
+    let components: Vec<Component> = p.components().collect();
+    for split in (0..=components.len()).rev() {
+        let prefix: PathBuf = components[..split].iter().collect();
+        let prefix = if prefix.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            prefix
+        };
+        match std::fs::canonicalize(&prefix) {
+            Ok(mut resolved) => {
+                for c in &components[split..] {
+                    match c {
+                        Component::ParentDir => {
+                            resolved.pop();
+                        }
+                        Component::Normal(name) => resolved.push(name),
+                        _ => {}
+                    }
+                }
+                return Ok(resolved);
+            }
+            Err(e)
+                if split > 0
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                    ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::from(io::ErrorKind::NotFound))
+}
+
+/// Refuses a backup directory that is the data directory or lies inside it: a base backup of
+/// the cluster would carry every dump with it (and the dumps would share the data
+/// directory's filesystem). Both paths are compared as resolved by
+/// [`resolve_nearest_existing`], so `..`, symlinks and trailing slashes cannot hide it.
+pub fn check_outside_data_directory(directory: &Path, data_directory: &Path) -> Result<(), String> {
+    let resolve = |p: &Path| {
+        resolve_nearest_existing(p).map_err(|e| format!("cannot resolve {}: {e}", p.display()))
+    };
+    let dir = resolve(directory)?;
+    let data = resolve(data_directory)?;
+    if !dir.starts_with(&data) {
+        return Ok(());
+    }
+    let resolved = if dir.as_path() == directory {
+        String::new()
+    } else {
+        format!(" (resolved: {})", dir.display())
+    };
+    Err(format!(
+        "backup_ext.directory {}{resolved} is inside the data directory {}: a base backup of \
+         the cluster would carry every dump with it; set backup_ext.directory to a directory \
+         outside the data directory",
+        directory.display(),
+        data_directory.display()
+    ))
 }
 
 #[cfg(test)]
@@ -247,5 +370,148 @@ mod tests {
         ));
         let folder = database_folder("../../etc");
         assert!(is_inside(root, &root.join(folder).join("x")));
+    }
+
+    #[test]
+    fn directories_in_the_data_directory_are_refused_however_spelt() {
+        let tmp = crate::test_support::TempDir::new("datadir");
+        let t = tmp.path().to_str().unwrap().to_string();
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(data.join("base")).unwrap();
+        std::os::unix::fs::symlink(&data, tmp.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("data/base", tmp.path().join("relative")).unwrap();
+        let refused = [
+            format!("{t}/data"),
+            format!("{t}/data/"),
+            format!("{t}//data//x//"),
+            format!("{t}/data/x"),
+            format!("{t}/data/./x"),
+            format!("{t}/data/base"),
+            format!("{t}/data/new/deeper"),
+            format!("{t}/data/../data/x"),
+            format!("{t}/missing/../data/x"),
+            format!("{t}/data/missing/../x"),
+            format!("{t}/link"),
+            format!("{t}/link/x"),
+            format!("{t}/link/../link/x"),
+            format!("{t}/relative/x"),
+            format!("{t}/data/base/../../data"),
+        ];
+        for dir in &refused {
+            let err = check_outside_data_directory(Path::new(dir), &data)
+                .expect_err(&format!("{dir} was accepted"));
+            assert!(err.contains(dir.as_str()), "{err}");
+            assert!(
+                err.contains(&format!("data directory {}", data.display())),
+                "{err}"
+            );
+            assert!(err.contains("base backup"), "{err}");
+        }
+        // The data directory reached through a symlink, or spelt with a trailing slash.
+        for data_spelt in [tmp.path().join("link"), PathBuf::from(format!("{t}/data/"))] {
+            assert!(check_outside_data_directory(&data.join("x"), &data_spelt).is_err());
+        }
+        let accepted = [
+            format!("{t}/data-backups"),
+            format!("{t}/database"),
+            format!("{t}/data/.."),
+            format!("{t}/data/../backups"),
+            format!("{t}/relative/../../x"),
+            format!("{t}/missing/x"),
+            format!("{t}/link/../backups"),
+        ];
+        for dir in &accepted {
+            assert_eq!(
+                check_outside_data_directory(Path::new(dir), &data),
+                Ok(()),
+                "{dir}"
+            );
+        }
+    }
+
+    #[test]
+    fn resolving_keeps_what_does_not_exist_yet() {
+        let tmp = crate::test_support::TempDir::new("resolve");
+        let real = std::fs::canonicalize(tmp.path()).unwrap();
+        std::fs::create_dir(tmp.path().join("a")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("a"), tmp.path().join("l")).unwrap();
+        let r = |s: &str| resolve_nearest_existing(&tmp.path().join(s)).unwrap();
+        assert_eq!(r("a"), real.join("a"));
+        assert_eq!(r("l/b/c/"), real.join("a/b/c"));
+        assert_eq!(r("x/../a/./b"), real.join("a/b"));
+        assert_eq!(r("a/x/.."), real.join("a"));
+        assert_eq!(r("a/../.."), real.parent().unwrap());
+    }
+
+    #[test]
+    fn work_files_by_owner() {
+        use WorkFileOwner::{Job, Process};
+        assert_eq!(work_file_owner("job-42.stderr"), Some(Job(42)));
+        assert_eq!(work_file_owner("job-7.list"), Some(Job(7)));
+        assert_eq!(
+            work_file_owner("pg_restore-1234-0.stderr"),
+            Some(Process(1234))
+        );
+        assert_eq!(work_file_owner("psql-99-17.stderr"), Some(Process(99)));
+        assert_eq!(work_file_owner("job-1-2.stderr"), Some(Process(1)));
+        for other in [
+            "job-.stderr",
+            "job-42.dump",
+            "job-42.stderr.bak",
+            "job-x.list",
+            "job-+4.list",
+            "-1-2.stderr",
+            "psql-1-2.log",
+            "psql-x-2.stderr",
+            "psql-1-.stderr",
+            "notes.txt",
+            "",
+        ] {
+            assert_eq!(work_file_owner(other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn stale_work_files_spare_unfinished_jobs_and_the_live_worker() {
+        let tmp = crate::test_support::TempDir::new("work");
+        for name in [
+            "job-1.stderr",
+            "job-1.list",
+            "job-2.stderr",
+            "job-3.list",
+            "pg_restore-100-0.stderr",
+            "dropdb-100-1.stderr",
+            "psql-200-2.stderr",
+            "keep.txt",
+        ] {
+            std::fs::write(tmp.path().join(name), b"x").unwrap();
+        }
+        let names = |v: Vec<PathBuf>| -> Vec<String> {
+            v.iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        let stale = stale_work_files(tmp.path(), &[2], Some(200)).unwrap();
+        assert_eq!(
+            names(stale),
+            [
+                "dropdb-100-1.stderr",
+                "job-1.list",
+                "job-1.stderr",
+                "job-3.list",
+                "pg_restore-100-0.stderr"
+            ]
+        );
+        let stale = stale_work_files(tmp.path(), &[1, 2, 3], None).unwrap();
+        assert_eq!(
+            names(stale),
+            [
+                "dropdb-100-1.stderr",
+                "pg_restore-100-0.stderr",
+                "psql-200-2.stderr"
+            ]
+        );
+        let missing = tmp.path().join("missing");
+        assert!(stale_work_files(&missing, &[], None).unwrap().is_empty());
     }
 }

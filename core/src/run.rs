@@ -79,6 +79,18 @@ fn program_name(program: &Path) -> String {
         .unwrap_or_else(|| program.display().to_string())
 }
 
+/// A failed write names the file, and says in words when the filesystem is full.
+fn describe_write_error(path: &Path, e: &io::Error) -> String {
+    if e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == io::ErrorKind::StorageFull {
+        format!(
+            "the filesystem is full (ENOSPC): could not write {}: {e}",
+            path.display()
+        )
+    } else {
+        format!("could not write {}: {e}", path.display())
+    }
+}
+
 impl DumpRun {
     pub fn start(spec: RunSpec) -> io::Result<DumpRun> {
         // Verbose pg_dump output names every table, so keep it private.
@@ -173,9 +185,7 @@ impl DumpRun {
                 }
             }
             Ok(status) => {
-                if let Some(writer) = self.writer.take() {
-                    let _ = writer.join();
-                }
+                let write_error = self.writer.take().and_then(|w| w.join().err());
                 let tail = without_progress_lines(
                     &stderr_tail(&self.spec.stderr_path, STDERR_TAIL_BYTES),
                     &name,
@@ -184,6 +194,14 @@ impl DumpRun {
                 if !tail.is_empty() {
                     message.push_str(": ");
                     message.push_str(&tail);
+                }
+                // When the copy into the file fails (a full disk), the pipe closes and the child
+                // dies of SIGPIPE: the write error is the cause and comes first.
+                if let Some(e) = write_error {
+                    message = format!(
+                        "{}; {message}",
+                        describe_write_error(self.spec.output.partial(), &e)
+                    );
                 }
                 RunResult::Failed { message }
             }

@@ -112,6 +112,15 @@ impl StreamWriter {
             .create_new(true)
             .mode(0o600)
             .open(partial_path)?;
+        Self::spawn_into(reader, file, progress)
+    }
+
+    /// Starts copying `reader` into an already open `file` (tests use /dev/full).
+    pub(crate) fn spawn_into(
+        reader: impl Read + Send + 'static,
+        file: File,
+        progress: Arc<AtomicU64>,
+    ) -> io::Result<StreamWriter> {
         let handle = spawn_signal_free("backup_ext stream", move || {
             copy_and_hash(reader, file, &progress)
         })?;
@@ -262,6 +271,16 @@ mod tests {
             .join()
             .unwrap_err();
         assert_eq!(err.to_string(), "boom");
+    }
+
+    #[test]
+    fn a_full_disk_is_returned_as_enospc() {
+        let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let err = StreamWriter::spawn_into(&b"abc"[..], full, Arc::default())
+            .unwrap()
+            .join()
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
     }
 
     #[test]

@@ -102,6 +102,29 @@ fn restart_during_a_restore_drops_the_half_made_database() {
 }
 
 #[test]
+fn fast_shutdown_during_a_restore_drops_the_half_made_database_at_the_next_start() {
+    let (c, backup) = cluster_with_backup("shutdown-restore");
+    let restore = start_and_wait_for_database(
+        &c,
+        &format!("SELECT backup_ext.restore_backup({backup}, 'restored')"),
+        "restored",
+    );
+    // dropdb cannot connect while the server shuts down; the next start must drop it.
+    c.restart_fast();
+    assert_eq!(c.wait_final(restore, BIG), "failed");
+    let error = c.job(restore).error.unwrap_or_default();
+    assert!(error.contains("interrupted"), "error: {error:?}");
+    c.wait_until("the half-made database dropped", BIG, || {
+        !database_exists(&c, "restored")
+    });
+    // The worker is back and serves restores into the same name again.
+    let again = c.enqueue(&format!(
+        "SELECT backup_ext.restore_backup({backup}, 'restored')"
+    ));
+    assert_eq!(c.wait_final(again, BIG), "succeeded", "{:?}", c.job(again));
+}
+
+#[test]
 fn a_restore_that_runs_out_of_time_fails_and_drops_its_database() {
     let (c, backup) = cluster_with_backup("timeout-restore");
     let mut client = c.client("postgres");

@@ -382,3 +382,29 @@ fn cancel_running_and_queued_jobs() {
     assert_eq!(c.job(queued).status, "cancelled");
     assert_eq!(c.job(running).status, "cancelled");
 }
+
+#[test]
+fn a_backup_directory_inside_the_data_directory_is_refused() {
+    // The harness's own backup_ext.directory comes first on the command line; this one wins.
+    let name = "datadir-backups";
+    let root = format!("{SCRATCH_ROOT}/{name}-{}", std::process::id());
+    let inside = format!("{root}/data/../data/dumps");
+    let c = Cluster::start_with(name, &[("backup_ext.directory", &inside)]);
+    c.create_sample_db("datadir_db");
+    let job = c.enqueue("SELECT backup_ext.backup_database('datadir_db')");
+    assert_eq!(c.wait_final(job, SMALL_JOB), "failed");
+    let err = c.job(job).error.unwrap_or_default();
+    assert!(
+        err.contains(&format!("backup_ext.directory {inside}")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("inside the data directory {}", c.data.display())),
+        "{err}"
+    );
+    assert!(err.contains("base backup"), "{err}");
+    assert!(
+        !c.data.join("dumps").exists(),
+        "dumps written into the data directory"
+    );
+}

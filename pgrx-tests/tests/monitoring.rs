@@ -362,6 +362,92 @@ fn status_and_check_status_grade_backup_age() {
     );
 }
 
+#[test]
+fn a_deleted_backup_file_makes_status_critical_with_the_reason() {
+    let c = Cluster::start("missing-file");
+    c.create_sample_db("mf_db");
+    let job = c.enqueue("SELECT backup_ext.backup_database('mf_db')");
+    assert_eq!(c.wait_final(job, SMALL_JOB), "succeeded");
+    let path = c.backup(job).path_buf();
+    let status_of = |c: &Cluster| -> (String, Option<String>) {
+        let row = c
+            .client("postgres")
+            .query_one(
+                "SELECT status, last_error FROM backup_ext.status() WHERE database = 'mf_db'",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(status_of(&c), ("ok".to_string(), None));
+
+    std::fs::remove_file(&path).unwrap();
+    let reason = format!("newest backup {job} is missing: {}", path.display());
+    assert_eq!(
+        status_of(&c),
+        ("critical".to_string(), Some(reason.clone()))
+    );
+    let line = check_status(&c);
+    assert!(line.starts_with("BACKUP CRITICAL - "), "{line}");
+    assert!(line.contains("mf_db: last success "), "{line}");
+    assert!(line.contains(&format!(" ago ({reason})")), "{line}");
+
+    // A newer backup with its file is what counts.
+    let again = c.enqueue("SELECT backup_ext.backup_database('mf_db')");
+    assert_eq!(c.wait_final(again, SMALL_JOB), "succeeded");
+    assert_eq!(status_of(&c), ("ok".to_string(), None));
+}
+
+#[test]
+fn backup_file_exists_only_answers_inside_the_backup_directory() {
+    let c = Cluster::start("file-exists");
+    c.create_sample_db("fe_db");
+    let job = c.enqueue("SELECT backup_ext.backup_database('fe_db')");
+    assert_eq!(c.wait_final(job, SMALL_JOB), "succeeded");
+    let backup = c.backup(job).path_buf();
+    let outside = c.root.join("outside-secret");
+    c.write_server_file(&outside, b"x");
+    let link = c.backups.join("fe_db").join("link");
+    std::os::unix::fs::symlink(&c.root, &link).unwrap();
+    let b = c.backups.display().to_string();
+    let cases: Vec<(String, Option<bool>)> = vec![
+        (backup.display().to_string(), Some(true)),
+        (format!("{b}/fe_db/no-such-file.dump"), Some(false)),
+        ("/etc/passwd".into(), None),
+        (c.data.join("PG_VERSION").display().to_string(), None),
+        (format!("{b}/../data/PG_VERSION"), None),
+        (format!("{b}/fe_db/../../outside-secret"), None),
+        (format!("{b}/fe_db/../../no-such-file"), None),
+        (format!("{b}/fe_db/link/outside-secret"), None),
+        (format!("{b}/fe_db/link/no-such-file"), None),
+        (b.clone(), None),
+        ("relative/path".into(), None),
+    ];
+    c.client("postgres")
+        .batch_execute(
+            "CREATE ROLE fe_op LOGIN IN ROLE backup_ext_operator; CREATE ROLE fe_nobody LOGIN",
+        )
+        .unwrap();
+    let mut op = c.client_as("postgres", "fe_op");
+    for (path, expected) in &cases {
+        let got: Option<bool> = op
+            .query_one("SELECT backup_ext.backup_file_exists($1)", &[path])
+            .unwrap_or_else(|e| panic!("{path}: {}", describe(&e)))
+            .get(0);
+        assert_eq!(got, *expected, "backup_file_exists({path:?})");
+    }
+    // Operators may call status(); roles without a grant may not probe at all.
+    let mut op_status = c.client_as("postgres", "fe_op");
+    let n = one_i64(&mut op_status, "SELECT count(*) FROM backup_ext.status()");
+    assert!(n > 0);
+    let mut nobody = c.client_as("postgres", "fe_nobody");
+    expect_sqlstate(
+        &mut nobody,
+        "SELECT backup_ext.backup_file_exists('/etc/passwd')",
+        "42501",
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Timeouts
 

@@ -121,3 +121,73 @@ fn fast_shutdown_stops_a_running_dump_at_once_and_says_so() {
     assert!(partials_under(&c.backups).is_empty());
     assert!(c.dump_processes().is_empty());
 }
+
+#[test]
+fn work_files_left_by_a_crash_are_removed_at_restart_and_by_purge() {
+    let c = Cluster::start("work-files");
+    c.create_sample_db("work_db");
+    let work = c.backups.join(".work");
+    let holder = lock_t1(&c, "work_db");
+    let crashed = c.enqueue("SELECT backup_ext.backup_database('work_db')");
+    c.wait_for_status(crashed, &["running"], SMALL_JOB);
+    wait_dump_blocked(&c, "work_db");
+    let crashed_stderr = work.join(format!("job-{crashed}.stderr"));
+    assert!(crashed_stderr.exists(), "no {}", crashed_stderr.display());
+    // What other crashes leave: a restore's TOC list and a step's stderr of a worker gone since.
+    let list = work.join("job-999999.list");
+    let step = work.join("pg_restore-999999-0.stderr");
+    let unknown = work.join("notes.txt");
+    for p in [&list, &step, &unknown] {
+        c.write_server_file(p, b"x");
+    }
+
+    c.restart_immediate();
+    drop(holder);
+    assert_eq!(c.wait_final(crashed, SMALL_JOB), "failed");
+    c.wait_until(
+        "recovery to remove the crashed jobs' files",
+        SMALL_JOB,
+        || !crashed_stderr.exists() && !list.exists() && !step.exists(),
+    );
+    assert!(
+        unknown.exists(),
+        "a file the worker did not name was removed"
+    );
+
+    // purge() removes them too, but never the files of a job still running.
+    let holder = lock_t1(&c, "work_db");
+    let running = c.enqueue("SELECT backup_ext.backup_database('work_db')");
+    c.wait_for_status(running, &["running"], SMALL_JOB);
+    wait_dump_blocked(&c, "work_db");
+    let running_stderr = work.join(format!("job-{running}.stderr"));
+    assert!(running_stderr.exists(), "no {}", running_stderr.display());
+    for p in [&crashed_stderr, &list, &step] {
+        c.write_server_file(p, b"x");
+    }
+    let mut client = c.client("postgres");
+    let purged: Vec<String> = client
+        .query(
+            "SELECT path FROM backup_ext.purge() WHERE path LIKE '%/.work/%' ORDER BY path",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut expected: Vec<String> = [&crashed_stderr, &list, &step]
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(purged, expected);
+    for p in [&crashed_stderr, &list, &step] {
+        assert!(!p.exists(), "{} survived purge()", p.display());
+    }
+    assert!(
+        running_stderr.exists(),
+        "purge() removed a running job's stderr"
+    );
+    assert!(unknown.exists());
+    drop(holder);
+    assert_eq!(c.wait_final(running, SMALL_JOB), "succeeded");
+}

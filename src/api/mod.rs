@@ -4,3 +4,4 @@ pub mod backup;
 mod jobs;
 mod restore;
 mod retention;
+mod status;

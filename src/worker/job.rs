@@ -176,6 +176,7 @@ fn work_dir(ctx: &Context) -> Result<PathBuf, String> {
             ctx.directory
         ));
     }
+    backup_core::check_outside_data_directory(&ctx.directory, &crate::settings::data_directory())?;
     let dir = ctx.directory.join(".work");
     make_private_dir(&dir)?;
     Ok(dir)

@@ -193,6 +193,15 @@ impl Worker {
                     }
                     Err(e) => warning!("backup_ext: cannot list leftover job roles: {e}"),
                 }
+                let own_pid = u32::try_from(unsafe { pg_sys::MyProcPid }).ok();
+                match spi(|| purge::work_leftovers(own_pid, false)) {
+                    Ok(removed) if !removed.is_empty() => log!(
+                        "backup_ext: removed {} work files left by earlier jobs",
+                        removed.len()
+                    ),
+                    Ok(_) => {}
+                    Err(e) => warning!("backup_ext: cannot remove old work files: {e}"),
+                }
                 self.recovered = true;
             }
             Err(e) => warning!("backup_ext: recovery failed, will retry: {e}"),
@@ -432,11 +441,37 @@ impl Worker {
     /// SIGTERM: stop every child at once and say so in the catalog while we still can.
     fn shutdown(&mut self) {
         let ids: Vec<i64> = self.running.iter().map(|j| j.job_id).collect();
+        if ids.is_empty() {
+            return;
+        }
+        // A database a job made (restore target, verify scratch) cannot be dropped while the
+        // server shuts down: dropdb cannot connect. Such a job stays `running`, so that recovery
+        // at the next start fails it and drops the database. If the rows cannot be read, every
+        // job is left to recovery.
+        let for_recovery: Vec<i64> = match spi(|| catalog::running_jobs(&ids)) {
+            Ok(jobs) => jobs
+                .iter()
+                .filter(|j| job::database_left_behind(j).is_some())
+                .map(|j| j.job_id)
+                .collect(),
+            Err(e) => {
+                warning!("backup_ext: cannot read the running jobs at shutdown: {e}");
+                ids.clone()
+            }
+        };
         for job_id in ids {
-            self.stop(
-                job_id,
-                Outcome::Failed("interrupted by server shutdown".into()),
-            );
+            if !for_recovery.contains(&job_id) {
+                self.stop(
+                    job_id,
+                    Outcome::Failed("interrupted by server shutdown".into()),
+                );
+            } else if let Some(mut job) = self.take(job_id) {
+                job.run.cancel();
+                log!(
+                    "backup_ext: job {job_id} was interrupted; the next start marks it failed \
+                     and drops its database"
+                );
+            }
         }
     }
 }

@@ -258,3 +258,32 @@ fn missing_program_fails_to_start() {
     assert!(!partial.exists());
     assert!(!dir.path().join("out.stderr").exists());
 }
+
+#[test]
+fn a_full_disk_is_reported_instead_of_the_childs_sigpipe() {
+    let dir = TempDir::new("run");
+    // `yes` writes until the pipe closes; the copy into /dev/full fails with ENOSPC at once.
+    let spec = sh_spec(&dir, "exec yes", &[], false);
+    let partial = spec.output.partial().to_owned();
+    let stderr = fs::File::create(&spec.stderr_path).unwrap();
+    let mut child = ChildGuard::spawn(&spec.program, &spec.args, true, stderr).unwrap();
+    let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let progress = Arc::new(AtomicU64::new(0));
+    let writer =
+        StreamWriter::spawn_into(child.take_stdout().unwrap(), full, progress.clone()).unwrap();
+    let mut run = DumpRun {
+        spec,
+        child: Some(child),
+        writer: Some(writer),
+        progress,
+        finished: false,
+    };
+    let RunResult::Failed { message } = poll_until_done(&mut run) else {
+        panic!("a dump into a full filesystem succeeded");
+    };
+    let expected = format!(
+        "the filesystem is full (ENOSPC): could not write {}: No space left on device",
+        partial.display()
+    );
+    assert!(message.starts_with(&expected), "{message}");
+}
