@@ -76,7 +76,10 @@ fn only_operators_may_use_the_api() {
     assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
     let g: i64 = c
         .client("postgres")
-        .query_one("SELECT backup_ext.backup_globals(label => 'by postgres')", &[])
+        .query_one(
+            "SELECT backup_ext.backup_globals(label => 'by postgres')",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(c.wait_final(g, SMALL_JOB), "succeeded", "{:?}", c.job(g));

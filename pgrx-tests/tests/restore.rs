@@ -1207,7 +1207,11 @@ fn operators_inspect_and_verify_restorers_restore() {
     let mut rst = c.client_as("postgres", "restore_rst");
     let job: i64 = rst
         .query_one(
-            &restore_sql(b.backup_id, "perm_dst", ", options => '{\"no_owner\": true}'"),
+            &restore_sql(
+                b.backup_id,
+                "perm_dst",
+                ", options => '{\"no_owner\": true}'",
+            ),
             &[],
         )
         .unwrap_or_else(|e| panic!("restorer restore_backup: {}", describe(&e)))
