@@ -40,6 +40,11 @@ fn denied(message: String, hint: &str) -> ! {
 }
 
 impl Caller {
+    /// Raises 42501 with this message and hint.
+    pub fn deny(&self, message: String, hint: &str) -> ! {
+        denied(message, hint)
+    }
+
     pub fn require_superuser(&self, what: &str) {
         if !self.superuser {
             denied(

@@ -15,6 +15,7 @@ pub mod format;
 pub mod login;
 pub mod manifest;
 pub mod options;
+pub mod owners;
 pub mod paths;
 pub mod progress;
 pub mod request;
@@ -45,6 +46,7 @@ pub use error::{ErrorKind, RequestError};
 pub use format::Format;
 pub use manifest::{directory_manifest, sync_tree, tree_size, Manifest, ManifestEntry};
 pub use options::DumpOptions;
+pub use owners::{archive_data_owners, plain_data_owners};
 pub use paths::{
     backup_file_name, check_outside_data_directory, database_folder, is_inside, job_id_of_partial,
     partial_path, resolve_nearest_existing, stale_work_files, work_file_owner, WorkFileOwner,

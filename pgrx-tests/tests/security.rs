@@ -964,19 +964,22 @@ fn revoked_connect_hides_backups_and_blocks_restores() {
     let c = Cluster::start("security-connect");
     create_role(&c, "snoop", &[OPERATOR, RESTORER]);
     create_role(&c, "insider", &[OPERATOR, RESTORER]);
+    create_role(&c, "peeker", &[OPERATOR, RESTORER]);
     create_role(&c, "reader", &[]);
+    // The database belongs to postgres, its data to insider.
     create_owned_db(
         &c,
         "secretdb",
         PG_USER,
         "CREATE TABLE public.secrets (id integer PRIMARY KEY, secret text NOT NULL);
-         INSERT INTO public.secrets SELECT i, 'secret ' || i FROM generate_series(1, 50) AS i;",
+         INSERT INTO public.secrets SELECT i, 'secret ' || i FROM generate_series(1, 50) AS i;
+         ALTER TABLE public.secrets OWNER TO insider;",
     );
     create_owned_db(&c, "opendb", PG_USER, SMALL_TABLE_SQL);
     exec(
         &mut pinned(&c, "postgres"),
         "REVOKE CONNECT ON DATABASE secretdb FROM PUBLIC;
-         GRANT CONNECT ON DATABASE secretdb TO insider, reader;",
+         GRANT CONNECT ON DATABASE secretdb TO insider, reader, peeker;",
     );
     let secret = backup_as(&c, PG_USER, "secretdb", "");
     backup_as(&c, PG_USER, "opendb", "");
@@ -1069,6 +1072,23 @@ fn revoked_connect_hides_backups_and_blocks_restores() {
             )
         ),
         1
+    );
+    // peeker may connect to secretdb but may not read its table: the backup (written with a
+    // superuser's rights) must not become her way to read it, by restore or test restore.
+    let mut peeker = c.client_as("postgres", "peeker");
+    for sql in [
+        restore_sql(secret, "peeked", ", options => '{\"no_owner\": true}'"),
+        format!("SELECT backup_ext.verify_backup({secret}, test_restore => true)"),
+    ] {
+        expect_sqlstate(&mut peeker, &sql, "42501");
+    }
+    assert!(!database_exists(&c, "peeked"));
+    assert_eq!(
+        one_i64(
+            &mut pinned(&c, "postgres"),
+            "SELECT count(*) FROM backup_ext.jobs WHERE run_as = 'peeker'"
+        ),
+        0
     );
     let job = enqueue_as(
         &c,

@@ -6,8 +6,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use backup_core::{
-    directory_manifest, hash_file, parse_toc, pg_restore_list_argv, split_run_options, tree_size,
-    use_list_for, validate_database_name, Format, RequestError, RestoreRequest, TocEntry,
+    archive_data_owners, directory_manifest, hash_file, open_plain_dump, parse_toc,
+    pg_restore_list_argv, plain_data_owners, split_run_options, tree_size, use_list_for,
+    validate_database_name, Format, RequestError, RestoreRequest, TocEntry,
 };
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -135,6 +136,43 @@ fn read_contents(rec: &BackupRecord, path: &Path) -> (String, Vec<TocEntry>) {
     (listing, entries)
 }
 
+/// A role that is not a superuser reads through a restore (or a test restore, whose scratch
+/// database it owns while it lasts) only data it could already read: every role owning data
+/// in the backup must be one it acts for. The backup itself was written with a superuser's
+/// rights.
+fn check_data_owners(rec: &BackupRecord, path: &Path, caller: &Caller, what: &str) {
+    if caller.superuser || rec.kind != "database" {
+        return;
+    }
+    let owners = if archive_format(rec) == Format::Plain {
+        let compressed = rec
+            .compress
+            .as_deref()
+            .is_some_and(|c| c != "0" && c != "none");
+        open_plain_dump(path, compressed)
+            .and_then(plain_data_owners)
+            .map_err(|e| BackupError::ToolFailed(format!("cannot read {}: {e}", path.display())))
+            .or_report()
+    } else {
+        archive_data_owners(&read_contents(rec, path).1)
+    };
+    for owner in owners {
+        let allowed = owner.as_deref().is_some_and(|o| caller.acts_for(o));
+        if !allowed {
+            let whose = owner
+                .map(|o| format!("role \"{o}\""))
+                .unwrap_or_else(|| "a role the backup does not name".into());
+            caller.deny(
+                format!(
+                    "role \"{}\" may not {what} backup {}: it holds data owned by {whose}",
+                    caller.name, rec.backup_id
+                ),
+                "A role that is not a superuser may restore or test-restore only backups whose tables all belong to it (or to roles it is a member of); ask a superuser.",
+            );
+        }
+    }
+}
+
 fn check_target(name: &str, create_db: bool, caller: &Caller) {
     validate_database_name(name)
         .map_err(|e| BackupError::InvalidName(e.message))
@@ -226,6 +264,7 @@ fn restore_backup(
         use_list_for(&listing, &request.options.toc_ids).or_report();
     }
     check_integrity(&rec, &path);
+    check_data_owners(&rec, &path, &caller, "restore");
 
     let job_id = catalog::enqueue_job(&NewJob {
         kind: "restore",
@@ -285,6 +324,10 @@ fn verify_backup(backup_id: i64, test_restore: default!(Option<bool>, "false")) 
             "Verify globals backups with test_restore => false (checksum only).",
         ))
         .report();
+    }
+    if test_restore {
+        let path = existing_path(&rec).to_path_buf();
+        check_data_owners(&rec, &path, &caller, "test-restore");
     }
     let job_id = catalog::enqueue_job(&NewJob {
         kind: "verify",
