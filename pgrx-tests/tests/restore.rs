@@ -1202,9 +1202,20 @@ fn operators_inspect_and_verify_restorers_restore() {
     assert_eq!(status.as_deref(), Some("passed"));
     assert!(!database_exists(&c, "perm_dst"));
 
-    // A restorer restores with her own rights: the objects of the archive belong to postgres,
-    // which she cannot give them to, so she restores them as her own (no_owner).
+    // A restorer restores with her own rights, and only data she could read already: the
+    // tables of this backup belong to postgres.
     let mut rst = c.client_as("postgres", "restore_rst");
+    refused(&mut rst, &restore_call, &SqlState::INSUFFICIENT_PRIVILEGE);
+    assert_eq!(restore_jobs_for(&c, &[b.backup_id]), 0);
+    // Once the tables are hers, a backup of them is hers to restore. The database and its
+    // schema still belong to postgres, which she cannot give objects to: no_owner.
+    c.client(src)
+        .batch_execute(
+            "ALTER TABLE t1 OWNER TO restore_rst; ALTER TABLE t2 OWNER TO restore_rst;
+             ALTER TABLE t3 OWNER TO restore_rst;",
+        )
+        .unwrap();
+    let b = backup_db(&c, src, "");
     let job: i64 = rst
         .query_one(
             &restore_sql(
