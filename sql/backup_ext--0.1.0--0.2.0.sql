@@ -152,3 +152,27 @@ SELECT 'BACKUP ' ||
               count(*) FILTER (WHERE s.status = 'critical'))
   FROM backup_ext.status() s;
 $fn$;
+
+-- The calling role, not the outer user: the functions open to non-superusers note
+-- current_user and switch to the extension owner themselves (src/privileges.rs).
+ALTER FUNCTION backup_ext.backup_database(text, text, text, integer, text, jsonb) SECURITY INVOKER;
+ALTER FUNCTION backup_ext.backup_globals(text, boolean) SECURITY INVOKER;
+ALTER FUNCTION backup_ext.backup_cluster(text, text, jsonb) SECURITY INVOKER;
+ALTER FUNCTION backup_ext.restore_backup(bigint, text, boolean, integer, jsonb) SECURITY INVOKER;
+ALTER FUNCTION backup_ext.backup_contents(bigint) SECURITY INVOKER;
+ALTER FUNCTION backup_ext.verify_backup(bigint, boolean) SECURITY INVOKER;
+ALTER FUNCTION backup_ext.wait_for(bigint, interval) SECURITY INVOKER;
+ALTER FUNCTION backup_ext.cancel(bigint) SECURITY INVOKER;
+
+-- pin(): checks the caller's rights on the backup's database and refuses unfinished backups.
+DROP FUNCTION backup_ext.pin(bigint, boolean);
+CREATE FUNCTION backup_ext."pin"(
+	"backup_id" bigint,
+	"pinned" bool DEFAULT true
+) RETURNS bool
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pin_wrapper';
+REVOKE ALL ON FUNCTION backup_ext.pin(bigint, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION backup_ext.pin(bigint, boolean) TO backup_ext_operator;

@@ -574,23 +574,27 @@ pub fn role_is_superuser(role: &str) -> SpiResult<Option<bool>> {
     })
 }
 
-/// Creates the login role of one job: LOGIN with the given SCRAM verifier, a member of
-/// `run_as` (whose rights it then has) and of the sandbox group, nothing else. Names are
-/// quoted by `format('%I')`.
-pub fn create_job_role(role: &str, run_as: &str, verifier: &str) -> SpiResult<()> {
+/// Creates the login role of one job: LOGIN with the given SCRAM verifier, a member of the
+/// sandbox group and either of `acts_for` (whose rights it then has) or, without it, of
+/// `pg_read_all_data` with BYPASSRLS (to count rows and nothing else). Names are quoted by
+/// `format('%I')`; the verifier stays out of pg_stat_statements.
+pub fn create_job_role(role: &str, acts_for: Option<&str>, verifier: &str) -> SpiResult<()> {
     let sql = Spi::get_one_with_args::<String>(
         "SELECT pg_catalog.format(
                     'CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
-                     NOBYPASSRLS INHERIT PASSWORD %L IN ROLE %I, %I',
-                    $1, $3, $2, $4)",
+                     INHERIT %s PASSWORD %L IN ROLE %I, %I',
+                    $1,
+                    CASE WHEN $2::text IS NULL THEN 'BYPASSRLS' ELSE 'NOBYPASSRLS' END,
+                    $3, coalesce($2, 'pg_read_all_data'), $4)",
         &[
             role.into(),
-            run_as.into(),
+            acts_for.into(),
             verifier.into(),
             backup_core::login::SANDBOX_GROUP.into(),
         ],
     )?
     .unwrap_or_default();
+    Spi::run("SET LOCAL pg_stat_statements.track_utility = off")?;
     Spi::run(&sql)
 }
 
@@ -693,6 +697,14 @@ pub fn source_access(dbname: Option<&str>) -> SpiResult<backup_core::SourceAcces
         }
         Ok(SourceAccess::Grants(grants))
     })
+}
+
+/// Sets or clears a backup's pin.
+pub fn set_pinned(backup_id: i64, pinned: bool) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE backup_ext.artifacts SET pinned = $2 WHERE backup_id = $1",
+        &[backup_id.into(), pinned.into()],
+    )
 }
 
 /// Records a verification result on the backup it checked.

@@ -27,6 +27,8 @@ pub enum BackupError {
     NoSuchBackup(i64),
     /// The backup cannot be read in its current state (55000).
     BackupNotUsable { backup_id: i64, status: String },
+    /// The backup's job has not finished yet (55000).
+    BackupUnfinished { backup_id: i64, status: String },
     /// The backup's file or directory is gone (58P01).
     BackupFileMissing { backup_id: i64, path: String },
     /// The file no longer matches what was recorded when it was written (XX001).
@@ -104,6 +106,11 @@ impl BackupError {
                 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 format!("backup {backup_id} is {status}, not succeeded"),
                 "Only succeeded backups can be restored, inspected or verified; pick another with backup_ext.list_backups(status => 'succeeded').".into(),
+            ),
+            BackupError::BackupUnfinished { backup_id, status } => (
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("backup {backup_id} is still {status}"),
+                format!("Pin it once it has finished: SELECT backup_ext.wait_for({backup_id});"),
             ),
             BackupError::BackupFileMissing { backup_id, path } => (
                 ERRCODE_UNDEFINED_FILE,

@@ -1,6 +1,10 @@
-//! Who may ask for what. The SQL functions run as the extension's owner (SECURITY DEFINER), so
-//! every check here is about the role that called them: `current_user` as it was outside the
-//! function, which includes a `SET ROLE`.
+//! Who may ask for what. The SQL functions open to non-superusers are SECURITY INVOKER: each
+//! starts with [`enter`], which notes the calling role (`current_user`, so a `SET ROLE` or an
+//! enclosing SECURITY DEFINER function counts) and only then switches to the extension's owner
+//! for the catalog work, until the function returns. Every check here is about that noted role.
+//! (A SECURITY DEFINER function could only ask for the *outer* user, which is the superuser when
+//! a superuser's session runs someone else's function.) Inside a security-restricted operation
+//! (an index expression evaluated by ANALYZE, a materialized view refresh) nothing is allowed.
 //!
 //! The rules: superusers may do everything. Anyone else needs CONNECT on a database to back
 //! it up, inspect, verify or restore its backups, and must own a database to restore into it;
@@ -15,19 +19,59 @@ use crate::error::{BackupError, OrReport};
 pub struct Caller {
     pub name: String,
     pub superuser: bool,
+    createdb: bool,
 }
 
-pub fn caller() -> Caller {
-    let oid = unsafe { pg_sys::GetOuterUserId() };
-    let name = Spi::get_one_with_args::<String>(
-        "SELECT rolname::text FROM pg_catalog.pg_roles WHERE oid = $1",
-        &[oid.into()],
+/// The extension owner's rights, for as long as this lives.
+pub struct Elevated {
+    user: pg_sys::Oid,
+    context: i32,
+}
+
+impl Drop for Elevated {
+    fn drop(&mut self) {
+        // An ERROR also gets here (pgrx unwinds); transaction abort would restore it anyway.
+        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) };
+    }
+}
+
+/// The calling role, and the switch to the extension owner for the rest of the call.
+pub fn enter() -> (Caller, Elevated) {
+    if unsafe { pg_sys::InSecurityRestrictedOperation() } {
+        denied(
+            "backup_ext functions cannot be called during a security-restricted operation".into(),
+            "They are refused inside index expressions, materialized view refreshes and the like.",
+        );
+    }
+    let caller = caller();
+    let owner = Spi::get_one::<pg_sys::Oid>(
+        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'backup_ext'",
     )
     .or_report()
-    .unwrap_or_default();
+    .unwrap_or(pg_sys::BOOTSTRAP_SUPERUSERID.into());
+    let mut user = pg_sys::Oid::INVALID;
+    let mut context = 0;
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        );
+    }
+    (caller, Elevated { user, context })
+}
+
+fn caller() -> Caller {
+    let oid = unsafe { pg_sys::GetUserId() };
+    let (name, createdb) = Spi::get_two_with_args::<String, bool>(
+        "SELECT rolname::text, rolcreatedb FROM pg_catalog.pg_roles WHERE oid = $1",
+        &[oid.into()],
+    )
+    .or_report();
     Caller {
-        name,
+        name: name.unwrap_or_default(),
         superuser: unsafe { pg_sys::superuser_arg(oid) },
+        createdb: createdb.unwrap_or(false),
     }
 }
 
@@ -82,6 +126,20 @@ impl Caller {
         match (kind, database) {
             ("database", Some(db)) => self.require_connect(db, what),
             _ => self.require_superuser(&format!("{what} a globals backup")),
+        }
+    }
+
+    /// A restore that creates a database gives it to the caller: only to roles that may
+    /// create databases themselves.
+    pub fn require_createdb(&self, dbname: &str) {
+        if !self.superuser && !self.createdb {
+            denied(
+                format!(
+                    "role \"{}\" may not restore into a new database \"{dbname}\": it lacks CREATEDB",
+                    self.name
+                ),
+                "The new database would belong to it; ALTER ROLE ... CREATEDB, or restore into a database it owns (create_db => false).",
+            );
         }
     }
 

@@ -1158,7 +1158,7 @@ fn operators_inspect_and_verify_restorers_restore() {
     c.client("postgres")
         .batch_execute(
             "CREATE ROLE restore_op LOGIN IN ROLE backup_ext_operator;
-             CREATE ROLE restore_rst LOGIN IN ROLE backup_ext_restorer;
+             CREATE ROLE restore_rst LOGIN CREATEDB IN ROLE backup_ext_restorer;
              CREATE ROLE restore_nobody LOGIN;",
         )
         .unwrap();

@@ -38,8 +38,13 @@ fn pinned(c: &Cluster, db: &str) -> Client {
     client
 }
 
+/// Restorers get CREATEDB: a restore into a new database gives it to them, which only roles
+/// that may create databases may ask for.
 fn create_role(c: &Cluster, role: &str, groups: &[&str]) {
     let mut sql = format!("CREATE ROLE {} LOGIN", quote_ident(role));
+    if groups.contains(&RESTORER) {
+        sql.push_str(" CREATEDB");
+    }
     if !groups.is_empty() {
         sql.push_str(" IN ROLE ");
         sql.push_str(&groups.join(", "));
@@ -1285,4 +1290,103 @@ fn schema_filtered_backups_restore_and_verify_in_every_format() {
             .get(0);
         assert_eq!(status.as_deref(), Some("passed"), "{format}");
     }
+}
+
+/// Counting a test restore's rows plans a query on every restored table, and planning
+/// evaluates an index predicate's IMMUTABLE function: the count must never run as a
+/// superuser, whoever asked for the verification (a superuser's drill included).
+#[test]
+fn counting_a_test_restore_never_runs_restored_code_as_a_superuser() {
+    let c = Cluster::start("security-count");
+    create_role(&c, "ivy", &[OPERATOR]);
+    create_owned_db(
+        &c,
+        "ivydb",
+        "ivy",
+        "CREATE FUNCTION public.grab() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $f$
+         BEGIN
+             IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+                 EXECUTE 'ALTER ROLE ivy SUPERUSER';
+             END IF;
+             RETURN true;
+         END $f$;
+         CREATE FUNCTION public.pred() RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $f$
+         BEGIN RETURN public.grab(); END $f$;
+         CREATE TABLE public.t (a integer);
+         INSERT INTO public.t SELECT generate_series(1, 20);
+         CREATE INDEX t_trap ON public.t (a) WHERE public.pred();",
+    );
+    let backup = backup_as(&c, "ivy", "ivydb", "");
+    let before = role_powers(&c, "ivy");
+    for who in ["ivy", PG_USER] {
+        let job = enqueue_as(&c, who, &verify_sql(backup));
+        assert_succeeds(&c, job, &format!("test restore requested by {who}"));
+        assert!(!is_superuser(&c, "ivy"), "verification by {who}");
+    }
+    assert_eq!(role_powers(&c, "ivy"), before);
+    assert_no_job_roles_remain(&c, "the verifications");
+}
+
+/// A role's code that a superuser's session happens to run (a SECURITY DEFINER function the
+/// superuser calls) asks with the rights of that code's owner, not the superuser's.
+#[test]
+fn code_a_superuser_runs_calls_backup_ext_with_its_owners_rights() {
+    let c = Cluster::start("security-lure");
+    create_role(&c, "lou", &[OPERATOR]);
+    exec(
+        &mut pinned(&c, "postgres"),
+        "CREATE SCHEMA lou AUTHORIZATION lou;",
+    );
+    exec(
+        &mut c.client_as("postgres", "lou"),
+        "CREATE FUNCTION lou.lure() RETURNS bigint LANGUAGE sql SECURITY DEFINER
+             AS $f$ SELECT backup_ext.backup_globals() $f$;",
+    );
+    let mut admin = pinned(&c, "postgres");
+    let err = expect_sqlstate(&mut admin, "SELECT lou.lure()", "42501");
+    assert!(err.contains("only superusers"), "{err}");
+    assert_eq!(
+        one_i64(&mut admin, "SELECT count(*) FROM backup_ext.jobs"),
+        0,
+        "nothing may have been enqueued"
+    );
+    // Called inside a security-restricted operation (an index expression during ANALYZE
+    // run by a superuser), backup_ext refuses outright.
+    exec(
+        &mut c.client_as("postgres", "lou"),
+        "CREATE FUNCTION lou.enqueue(i integer) RETURNS integer LANGUAGE plpgsql IMMUTABLE AS $f$
+         BEGIN PERFORM backup_ext.backup_database('postgres'); RETURN i; END $f$;
+         CREATE TABLE lou.t (a integer);
+         INSERT INTO lou.t VALUES (1);",
+    );
+    let err = expect_sqlstate(
+        &mut c.client_as("postgres", "lou"),
+        "CREATE INDEX t_lure ON lou.t (lou.enqueue(a))",
+        "42501",
+    );
+    assert!(err.contains("security-restricted"), "{err}");
+}
+
+/// A restore into a new database gives that database to the requester: only to roles that
+/// may create databases.
+#[test]
+fn a_new_database_needs_createdb() {
+    let c = Cluster::start("security-createdb");
+    exec(
+        &mut pinned(&c, "postgres"),
+        "CREATE ROLE nocreate LOGIN IN ROLE backup_ext_operator, backup_ext_restorer",
+    );
+    create_owned_db(&c, "nocreatedb", "nocreate", SMALL_TABLE_SQL);
+    let backup = backup_as(&c, "nocreate", "nocreatedb", "");
+    let mut client = c.client_as("postgres", "nocreate");
+    let err = expect_sqlstate(&mut client, &restore_sql(backup, "given", ""), "42501");
+    assert!(err.contains("CREATEDB"), "{err}");
+    assert!(!database_exists(&c, "given"));
+    // Into the database it owns, it may.
+    let job = enqueue_as(
+        &c,
+        "nocreate",
+        &format!("SELECT backup_ext.restore_backup({backup}, 'nocreatedb', create_db => false, options => '{{\"clean\": true}}')"),
+    );
+    assert_succeeds(&c, job, "restore into its own database");
 }

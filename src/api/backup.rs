@@ -220,7 +220,7 @@ pub fn enqueue_cluster(format: &str, label: Option<&str>, options: Value, origin
 }
 
 /// Enqueues a dump of one database; returns the job id at once.
-#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn backup_database(
     dbname: default!(Option<String>, "current_database()"),
@@ -231,7 +231,7 @@ fn backup_database(
     options: default!(Option<JsonB>, "'{}'"),
 ) -> i64 {
     let dbname = require(dbname, "dbname");
-    let caller = privileges::caller();
+    let (caller, _owner) = privileges::enter();
     check_database(&dbname);
     caller.require_connect(&dbname, "back it up");
     enqueue_database(
@@ -249,13 +249,13 @@ fn backup_database(
 }
 
 /// Enqueues `pg_dumpall --globals-only` (roles and tablespaces); returns the job id.
-#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn backup_globals(
     label: default!(Option<String>, "NULL"),
     no_role_passwords: default!(Option<bool>, "false"),
 ) -> i64 {
-    let caller = privileges::caller();
+    let (caller, _owner) = privileges::enter();
     caller.require_superuser("back up globals (roles and their password hashes)");
     enqueue_globals(
         label.as_deref(),
@@ -268,14 +268,14 @@ fn backup_globals(
 }
 
 /// Backs up globals plus every connectable non-template database as one set; returns the set id.
-#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn backup_cluster(
     format: default!(Option<String>, "'custom'"),
     label: default!(Option<String>, "NULL"),
     options: default!(Option<JsonB>, "'{}'"),
 ) -> i64 {
-    let caller = privileges::caller();
+    let (caller, _owner) = privileges::enter();
     caller.require_superuser(
         "back up the whole cluster (it includes roles and their password hashes)",
     );

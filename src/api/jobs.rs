@@ -45,7 +45,7 @@ fn sleep_interruptibly(d: Duration) {
 }
 
 /// Blocks until the job has finished and returns its final status.
-#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn wait_for(job_id: i64, timeout: default!(Option<Interval>, "'1 hour'")) -> String {
     let isolation = Spi::get_one::<String>("SELECT current_setting('transaction_isolation')")
@@ -58,7 +58,7 @@ fn wait_for(job_id: i64, timeout: default!(Option<Interval>, "'1 hour'")) -> Str
         .as_ref()
         .map(interval_to_duration)
         .unwrap_or(Duration::MAX);
-    let caller = privileges::caller();
+    let (caller, _owner) = privileges::enter();
     let start = Instant::now();
     loop {
         // A job the caller may not see (its database is not theirs to read) does not exist
@@ -90,10 +90,10 @@ fn wait_for(job_id: i64, timeout: default!(Option<Interval>, "'1 hour'")) -> Str
 
 /// Cancels a job: a queued job never runs ('cancelled'); a running job is stopped by the worker
 /// as soon as this transaction commits ('cancelling').
-#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn cancel(job_id: i64) -> &'static str {
-    let caller = privileges::caller();
+    let (caller, _owner) = privileges::enter();
     let Some(state) = catalog::job_state(job_id)
         .or_report()
         .filter(|s| caller.may_see_job(s.database.as_deref(), s.run_as.as_deref()))

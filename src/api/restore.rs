@@ -205,13 +205,15 @@ fn check_target(name: &str, create_db: bool, caller: &Caller) {
     if !create_db && !facts.exists {
         BackupError::NoSuchDatabase(name.into()).report();
     }
-    if !create_db {
+    if create_db {
+        caller.require_createdb(name);
+    } else {
         caller.require_owner(name);
     }
 }
 
 /// Enqueues a restore of a backup; returns the job id.
-#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn restore_backup(
     backup_id: i64,
@@ -220,7 +222,7 @@ fn restore_backup(
     jobs: default!(Option<i32>, "NULL"),
     options: default!(Option<JsonB>, "'{}'"),
 ) -> i64 {
-    let caller = privileges::caller();
+    let (caller, _owner) = privileges::enter();
     let rec = succeeded_backup(backup_id, &caller, "restore");
     let path = existing_path(&rec).to_path_buf();
     let is_globals = rec.kind == "globals";
@@ -283,7 +285,7 @@ fn restore_backup(
 /// and pass their ids to `restore_backup(..., options => '{"toc_ids": [...]}')`.
 // The row type must be spelled out for the SQL generator.
 #[allow(clippy::type_complexity)]
-#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn backup_contents(
     backup_id: i64,
@@ -297,7 +299,8 @@ fn backup_contents(
         name!(owner, Option<String>),
     ),
 > {
-    let rec = succeeded_backup(backup_id, &privileges::caller(), "inspect");
+    let (caller, _owner) = privileges::enter();
+    let rec = succeeded_backup(backup_id, &caller, "inspect");
     let path = existing_path(&rec).to_path_buf();
     let (_, entries) = read_contents(&rec, &path);
     TableIterator::new(
@@ -310,10 +313,10 @@ fn backup_contents(
 /// Enqueues a verification: checksum (or manifest), table of contents, and with
 /// `test_restore` a restore into a scratch database whose row counts are compared with the
 /// archive's. The result is recorded on the backup.
-#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn verify_backup(backup_id: i64, test_restore: default!(Option<bool>, "false")) -> i64 {
-    let caller = privileges::caller();
+    let (caller, _owner) = privileges::enter();
     let rec = succeeded_backup(backup_id, &caller, "verify");
     let test_restore = test_restore.unwrap_or(false);
     if test_restore && rec.kind == "globals" {

@@ -311,19 +311,3 @@ BEGIN
 END
 $fn$;
 
-CREATE FUNCTION backup_ext.pin(backup_id bigint, pinned boolean DEFAULT true)
-RETURNS boolean
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-BEGIN
-    UPDATE backup_ext.artifacts a SET pinned = pin.pinned WHERE a.backup_id = pin.backup_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'backup % does not exist', pin.backup_id
-            USING ERRCODE = '42704',
-                  HINT = 'List backups with: SELECT backup_id, database, status FROM backup_ext.list_backups();';
-    END IF;
-    RETURN pin.pinned;
-END
-$fn$;

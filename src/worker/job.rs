@@ -9,7 +9,7 @@ use backup_core::{
     access_sql, backup_file_name, create_database_argv, create_database_sql, database_folder,
     dropdb_argv, is_inside, list_archive, login, open_plain_dump, partial_path, pg_dump_argv,
     pg_dumpall_globals_argv, pg_restore_argv, pg_restore_list_argv, pg_restore_to_stdout_argv,
-    psql_query_argv, psql_script_argv, remove_output, row_count_query, run_tool,
+    psql_query_argv, psql_script_argv, quote_ident, remove_output, row_count_query, run_tool,
     script_creates_public_schema, set_role_sql, use_list_for, without_public_schema, ArchiveRows,
     CheckedRestore, Connection, DumpRequest, DumpRun, Format, GlobalsRequest, JobResult, JobRun,
     OutputKind, ProgressTracker, RestorePlan, RestoreRequest, RestoreRun, RestoreStep, RunResult,
@@ -26,30 +26,47 @@ const HASHED_AT_CALL_TIME_BYTES: i64 = 256 * 1024 * 1024;
 /// How long reading an archive's table of contents may take before the job fails.
 const LIST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The login a restore or test restore uses when it acts for a role that is not a superuser
-/// (see `backup_core::login`): the tools connect as `login` and `SET ROLE` to `run_as`.
+/// The login a restore or test restore uses instead of the worker's superuser role (see
+/// `backup_core::login`): a role made for the one job.
 pub struct Sandbox {
     pub login: String,
     password: String,
     verifier: String,
-    pub run_as: String,
+    grant: SandboxGrant,
+}
+
+/// What the job's login role may do.
+enum SandboxGrant {
+    /// Act for a requester that is not a superuser: a member of it; the tools `SET ROLE` to it.
+    ActsFor(String),
+    /// Only read: counting a test restore's rows for a superuser's verification. Nothing that
+    /// runs while the rows are counted (planning evaluates a restored index's predicate, say)
+    /// may run as a superuser.
+    ReadsAll,
 }
 
 impl Sandbox {
-    /// None when `run_as` is a superuser: then the job runs as the worker's own role.
-    fn for_job(claimed: &ClaimedJob) -> Result<Option<Sandbox>, String> {
+    fn new(job_id: i64, grant: SandboxGrant) -> Result<Sandbox, String> {
+        let (password, verifier) = login::new_credentials()
+            .map_err(|e| format!("cannot make a password for the job's login: {e}"))?;
+        Ok(Sandbox {
+            login: login::job_role(job_id),
+            password,
+            verifier,
+            grant,
+        })
+    }
+
+    /// The login acting for the job's requester; None when that is a superuser, whose jobs
+    /// run as the worker's own role.
+    fn for_requester(claimed: &ClaimedJob) -> Result<Option<Sandbox>, String> {
         match catalog::role_is_superuser(&claimed.run_as).map_err(|e| e.to_string())? {
             Some(true) => Ok(None),
-            Some(false) => {
-                let (password, verifier) = login::new_credentials()
-                    .map_err(|e| format!("cannot make a password for the job's login: {e}"))?;
-                Ok(Some(Sandbox {
-                    login: login::job_role(claimed.job_id),
-                    password,
-                    verifier,
-                    run_as: claimed.run_as.clone(),
-                }))
-            }
+            Some(false) => Sandbox::new(
+                claimed.job_id,
+                SandboxGrant::ActsFor(claimed.run_as.clone()),
+            )
+            .map(Some),
             None => Err(format!(
                 "role \"{}\" that requested the job no longer exists",
                 claimed.run_as
@@ -57,11 +74,24 @@ impl Sandbox {
         }
     }
 
+    /// The role the tools `SET ROLE` to, when acting for a requester.
+    fn run_as(&self) -> Option<&str> {
+        match &self.grant {
+            SandboxGrant::ActsFor(role) => Some(role),
+            SandboxGrant::ReadsAll => None,
+        }
+    }
+
     /// Creates the login role; the last step of preparing a job, so that a job that fails to
     /// prepare leaves no role behind.
     fn create(&self) -> Result<(), String> {
-        catalog::create_job_role(&self.login, &self.run_as, &self.verifier)
-            .map_err(|e| format!("cannot create the job's login role: {e}"))
+        let created = match &self.grant {
+            SandboxGrant::ActsFor(role) => {
+                catalog::create_job_role(&self.login, Some(role), &self.verifier)
+            }
+            SandboxGrant::ReadsAll => catalog::create_job_role(&self.login, None, &self.verifier),
+        };
+        created.map_err(|e| format!("cannot create the job's login role: {e}"))
     }
 
     fn connection(&self, ctx: &Context) -> Connection {
@@ -306,16 +336,18 @@ fn restore_step(
     list_file: &Path,
 ) -> Result<RestoreStep, String> {
     let (path, format) = archive(backup)?;
-    let conn = match target.sandbox {
+    // A read-only login (ReadsAll) never restores: only a sandbox acting for someone does.
+    let sandbox = target.sandbox.filter(|s| s.run_as().is_some());
+    let conn = match sandbox {
         Some(sandbox) => sandbox.connection(ctx),
         None => ctx.connection.clone(),
     };
-    let env = target.sandbox.map(Sandbox::env).unwrap_or_default();
+    let env = sandbox.map(Sandbox::env).unwrap_or_default();
     let command = |argv: (PathBuf, Vec<std::ffi::OsString>)| -> ToolCommand {
         ToolCommand::from(argv).with_env(env.clone())
     };
     if backup.kind == "globals" {
-        if target.sandbox.is_some() {
+        if sandbox.is_some() {
             return Err("a globals backup can only be restored by a superuser".into());
         }
         let argv = psql_script_argv(
@@ -338,8 +370,8 @@ fn restore_step(
             .as_deref()
             .is_some_and(|c| c != "0" && c != "none");
         let mut before = Vec::new();
-        if let Some(sandbox) = target.sandbox {
-            before.push(set_role_sql(&sandbox.run_as));
+        if let Some(role) = sandbox.and_then(Sandbox::run_as) {
+            before.push(set_role_sql(role));
         }
         if target.fresh {
             let creates_public = open_plain_dump(&path, compressed)
@@ -401,7 +433,7 @@ fn restore_step(
             (None, None) => None,
         }
     };
-    let role = target.sandbox.map(|s| s.run_as.as_str());
+    let role = sandbox.and_then(Sandbox::run_as);
     Ok(RestoreStep::PgRestore(command(pg_restore_argv(
         &ctx.bin_dir,
         &conn,
@@ -414,18 +446,23 @@ fn restore_step(
 }
 
 /// Creates a restore's new database (owned by the requester when it is not a superuser) and
-/// gives it `access`, as the worker's own role in the catalog database.
+/// gives it `access`, as the worker's own role in the catalog database. A read-only login
+/// gets CONNECT on it.
 fn create_database(
     ctx: &Context,
     name: &str,
     sandbox: Option<&Sandbox>,
     access: &SourceAccess,
 ) -> ToolCommand {
-    let mut statements = vec![create_database_sql(
-        name,
-        sandbox.map(|s| s.run_as.as_str()),
-    )];
+    let mut statements = vec![create_database_sql(name, sandbox.and_then(Sandbox::run_as))];
     statements.extend(access_sql(name, access));
+    if let Some(reader) = sandbox.filter(|s| s.run_as().is_none()) {
+        statements.push(format!(
+            "GRANT CONNECT ON DATABASE {} TO {}",
+            quote_ident(name),
+            quote_ident(&reader.login)
+        ));
+    }
     create_database_argv(
         &ctx.bin_dir,
         &ctx.connection,
@@ -456,7 +493,7 @@ fn prepare_restore(
 ) -> Result<Plan, String> {
     let request = RestoreRequest::from_stored(&claimed.request)
         .map_err(|e| format!("stored request cannot be read: {e}"))?;
-    let sandbox = Sandbox::for_job(claimed)?;
+    let sandbox = Sandbox::for_requester(claimed)?;
     // Globals are replayed through the catalog database; they belong to the cluster.
     let target = claimed
         .database
@@ -534,11 +571,16 @@ fn prepare_verify(
         .unwrap_or(false);
     let mut sandbox = None;
     if test_restore {
-        sandbox = Sandbox::for_job(claimed)?;
+        // The rows are always counted by the job's own login, never by a superuser.
+        let login = match Sandbox::for_requester(claimed)? {
+            Some(acting) => acting,
+            None => Sandbox::new(claimed.job_id, SandboxGrant::ReadsAll)?,
+        };
+        let acting = login.run_as().is_some();
         let scratch = scratch_database(claimed.job_id);
         // Acting for a non-superuser, the scratch copy belongs to that role: objects owned
         // by other roles could not be given to them, and need not be to count rows.
-        let options = if sandbox.is_some() && is_archive {
+        let options = if acting && is_archive {
             serde_json::json!({"no_owner": true, "no_privileges": true})
         } else {
             serde_json::json!({})
@@ -551,7 +593,7 @@ fn prepare_verify(
             &RestoreTarget {
                 name: &scratch,
                 fresh: true,
-                sandbox: sandbox.as_ref(),
+                sandbox: Some(&login),
             },
             &request,
             ctx,
@@ -562,8 +604,15 @@ fn prepare_verify(
             .compress
             .as_deref()
             .is_some_and(|c| c != "0" && c != "none");
+        let count = ToolCommand::from(psql_query_argv(
+            &ctx.bin_dir,
+            &login.connection(ctx),
+            &scratch,
+            row_count_query(),
+        ))
+        .with_env(login.env());
         plan.test_restore = Some(TestRestorePlan {
-            create: create_database(ctx, &scratch, sandbox.as_ref(), &SourceAccess::Unknown),
+            create: create_database(ctx, &scratch, Some(&login), &SourceAccess::Unknown),
             restore,
             archive_rows: if is_archive {
                 ArchiveRows::FromPgRestore(
@@ -572,9 +621,10 @@ fn prepare_verify(
             } else {
                 ArchiveRows::FromPlainFile { compressed }
             },
-            count: psql_query_argv(&ctx.bin_dir, conn, &scratch, row_count_query()).into(),
+            count,
             drop: dropdb_argv(&ctx.bin_dir, conn, maintenance, &scratch).into(),
         });
+        sandbox = Some(login);
     }
     if let Some(sandbox) = &sandbox {
         sandbox.create()?;
