@@ -714,11 +714,14 @@ pub fn record_verification(
     message: &str,
     table_rows: Option<Value>,
 ) -> SpiResult<()> {
+    // A row held by another session (a pin() not yet committed) is skipped rather than waited
+    // for; the job's own message keeps the result.
     Spi::run_with_args(
         "UPDATE backup_ext.artifacts
             SET verified_at = clock_timestamp(), verify_status = $2, verify_message = $3,
                 table_rows = coalesce($4, table_rows)
-          WHERE backup_id = $1",
+          WHERE backup_id = (SELECT backup_id FROM backup_ext.artifacts
+                              WHERE backup_id = $1 FOR UPDATE SKIP LOCKED)",
         &[
             backup_id.into(),
             (if passed { "passed" } else { "failed" }).into(),

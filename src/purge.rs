@@ -127,6 +127,21 @@ fn expire(backup_id: i64) -> SpiResult<()> {
     )
 }
 
+/// Locks a backup's row for expiry unless another session holds it (a `pin()` not yet
+/// committed) or it was pinned meanwhile: purge never waits for, nor overrides, a pin.
+fn lock_for_expiry(backup_id: i64) -> SpiResult<bool> {
+    Spi::connect_mut(|client| {
+        let rows = client.update(
+            "SELECT 1 FROM backup_ext.artifacts
+              WHERE backup_id = $1 AND NOT pinned AND expired_at IS NULL
+                FOR UPDATE SKIP LOCKED",
+            None,
+            &[backup_id.into()],
+        )?;
+        Ok(!rows.is_empty())
+    })
+}
+
 fn delete_backup(c: &Candidate, reason: String, dry_run: bool) -> SpiResult<Purged> {
     let mut line = Purged {
         backup_id: Some(c.backup_id),
@@ -134,6 +149,10 @@ fn delete_backup(c: &Candidate, reason: String, dry_run: bool) -> SpiResult<Purg
         path: c.path.clone(),
         reason,
     };
+    if !dry_run && !lock_for_expiry(c.backup_id)? {
+        line.reason = "kept: pinned, or being pinned by another session".into();
+        return Ok(line);
+    }
     let Some(path) = c.path.as_deref().map(PathBuf::from) else {
         // Nothing on disk to delete: just retire the row.
         if !dry_run {

@@ -1390,3 +1390,57 @@ fn a_new_database_needs_createdb() {
     );
     assert_succeeds(&c, job, "restore into its own database");
 }
+
+/// A `pin()` left uncommitted holds a backup's row: retention and verification skip that row
+/// instead of waiting, and the pin still wins once committed.
+#[test]
+fn an_open_pin_transaction_does_not_stall_the_worker() {
+    let c = Cluster::start("security-pin");
+    create_role(&c, "pia", &[OPERATOR]);
+    create_owned_db(&c, "pindb", "pia", SMALL_TABLE_SQL);
+    let old = backup_as(&c, "pia", "pindb", "");
+    exec(
+        &mut c.client("postgres"),
+        "SELECT backup_ext.set_retention('pindb', keep_last => 1)",
+    );
+    let mut a = c.client_as("postgres", "pia");
+    exec(&mut a, "BEGIN");
+    assert!(a
+        .query_one(&format!("SELECT backup_ext.pin({old})"), &[])
+        .unwrap()
+        .get::<_, bool>(0));
+
+    // A newer backup makes retention want the old one gone; the verification records on it.
+    let started = std::time::Instant::now();
+    let newer = backup_as(&c, PG_USER, "pindb", "");
+    let verify = c.enqueue(&format!("SELECT backup_ext.verify_backup({old})"));
+    assert_succeeds(&c, verify, "verification of a backup being pinned");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "the worker waited for the pin's lock: {:?}",
+        started.elapsed()
+    );
+    exec(&mut a, "COMMIT");
+    let mut admin = c.client("postgres");
+    let status = |id: i64, admin: &mut Client| {
+        one_text(
+            admin,
+            &format!(
+                "SELECT status || '/' || pinned FROM backup_ext.backups WHERE backup_id = {id}"
+            ),
+        )
+    };
+    assert_eq!(status(old, &mut admin), "succeeded/true");
+    assert_eq!(status(newer, &mut admin), "succeeded/false");
+    // Unfinished backups cannot be pinned: their rows belong to the worker.
+    let holder = lock_t1(&c, "pindb");
+    let running = enqueue_as(&c, "pia", "SELECT backup_ext.backup_database('pindb')");
+    wait_dump_blocked(&c, "pindb");
+    expect_sqlstate(
+        &mut c.client_as("postgres", "pia"),
+        &format!("SELECT backup_ext.pin({running})"),
+        "55000",
+    );
+    drop(holder);
+    assert_succeeds(&c, running, "the backup pin() refused");
+}
