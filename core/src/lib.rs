@@ -46,7 +46,7 @@ pub use error::{ErrorKind, RequestError};
 pub use format::Format;
 pub use manifest::{directory_manifest, sync_tree, tree_size, Manifest, ManifestEntry};
 pub use options::DumpOptions;
-pub use owners::{archive_data_owners, plain_data_owners};
+pub use owners::{archive_data_owners, plain_data_owners, script_is_restricted};
 pub use paths::{
     backup_file_name, check_outside_data_directory, database_folder, is_inside, job_id_of_partial,
     partial_path, resolve_nearest_existing, stale_work_files, work_file_owner, WorkFileOwner,

@@ -61,6 +61,22 @@ pub fn plain_data_owners(script: impl Read) -> std::io::Result<BTreeSet<Option<S
     }
 }
 
+/// Lines of a plain script's head searched for `\restrict`.
+const RESTRICT_HEAD_LINES: usize = 64;
+
+/// Whether a plain script starts by turning psql's backslash commands off (`\restrict KEY`,
+/// written by pg_dump since 15.14, 16.10, 17.6): a script without it could run `\!` shell
+/// commands as the server's OS user when psql replays it.
+pub fn script_is_restricted(script: impl Read) -> std::io::Result<bool> {
+    let reader = BufReader::new(script);
+    for line in reader.split(b'\n').take(RESTRICT_HEAD_LINES) {
+        if line?.starts_with(b"\\restrict ") {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +117,15 @@ mod tests {
                 .collect::<Vec<_>>(),
             [None]
         );
+    }
+
+    #[test]
+    fn restricted_scripts() {
+        let head = "--\n-- PostgreSQL database dump\n--\n\n\\restrict abc123\n\nSET x = 1;\n";
+        assert!(script_is_restricted(head.as_bytes()).unwrap());
+        assert!(!script_is_restricted("SET x = 1;\n\\! id\n".as_bytes()).unwrap());
+        let late = format!("{}\\restrict k\n", "SET x = 1;\n".repeat(100));
+        assert!(!script_is_restricted(late.as_bytes()).unwrap());
     }
 
     #[test]

@@ -1444,3 +1444,43 @@ fn an_open_pin_transaction_does_not_stall_the_worker() {
     drop(holder);
     assert_succeeds(&c, running, "the backup pin() refused");
 }
+
+/// A plain script that does not begin with `\restrict` (as written by pg_dump before 15.14)
+/// could run psql's `\!` as the server's OS user when replayed: not for non-superusers.
+#[test]
+fn plain_scripts_without_restrict_are_for_superusers() {
+    let c = Cluster::start("security-restrict");
+    create_role(&c, "rhea", &[OPERATOR, RESTORER]);
+    create_owned_db(&c, "rheadb", "rhea", SMALL_TABLE_SQL);
+    let backup = backup_as(&c, "rhea", "rheadb", ", 'plain'");
+    let path = c.backup(backup).path_buf();
+    let script = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        script.contains("\\restrict "),
+        "pg_dump 15.20 writes \\restrict"
+    );
+    let old_style: String = script
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&path, &old_style).unwrap();
+    exec(
+        &mut c.client("postgres"),
+        &format!(
+            "UPDATE backup_ext.artifacts SET size_bytes = {}, sha256 = '{}' WHERE backup_id = {backup}",
+            old_style.len(),
+            sha256_file(&path)
+        ),
+    );
+    let mut rhea = c.client_as("postgres", "rhea");
+    for sql in [restore_sql(backup, "rhea_copy", ""), verify_sql(backup)] {
+        let err = expect_sqlstate(&mut rhea, &sql, "42501");
+        assert!(err.contains("\\restrict"), "{err}");
+    }
+    assert!(!database_exists(&c, "rhea_copy"));
+    // A superuser may still replay it.
+    let job = c.enqueue(&restore_sql(backup, "rhea_copy", ""));
+    assert_succeeds(&c, job, "a superuser's restore of an old-style script");
+    assert_eq!(row_count(&c, "rhea_copy", "public.t1"), 100);
+}

@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 
 use backup_core::{
     archive_data_owners, directory_manifest, hash_file, open_plain_dump, parse_toc,
-    pg_restore_list_argv, plain_data_owners, split_run_options, tree_size, use_list_for,
-    validate_database_name, Format, RequestError, RestoreRequest, TocEntry,
+    pg_restore_list_argv, plain_data_owners, script_is_restricted, split_run_options, tree_size,
+    use_list_for, validate_database_name, Format, RequestError, RestoreRequest, TocEntry,
 };
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -149,9 +149,25 @@ fn check_data_owners(rec: &BackupRecord, path: &Path, caller: &Caller, what: &st
             .compress
             .as_deref()
             .is_some_and(|c| c != "0" && c != "none");
+        let unreadable = |e: std::io::Error| {
+            BackupError::ToolFailed(format!("cannot read {}: {e}", path.display()))
+        };
+        let restricted = open_plain_dump(path, compressed)
+            .and_then(script_is_restricted)
+            .map_err(unreadable)
+            .or_report();
+        if !restricted {
+            caller.deny(
+                format!(
+                    "role \"{}\" may not {what} backup {}: the script does not begin with \\restrict",
+                    caller.name, rec.backup_id
+                ),
+                "Plain scripts written by pg_dump before 15.14 (16.10, 17.6) can run psql commands when replayed; ask a superuser, or take a new backup.",
+            );
+        }
         open_plain_dump(path, compressed)
             .and_then(plain_data_owners)
-            .map_err(|e| BackupError::ToolFailed(format!("cannot read {}: {e}", path.display())))
+            .map_err(unreadable)
             .or_report()
     } else {
         archive_data_owners(&read_contents(rec, path).1)
