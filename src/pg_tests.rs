@@ -309,6 +309,18 @@ mod tests {
             "SELECT backup_ext.schedule('n', '0 3 * * *', '{\"backup\": \"everything\"}')",
             "22023",
         );
+        // Run options every run would refuse are refused by schedule() itself.
+        for command in [
+            r#"{"backup": "database", "dbname": "pgrx_tests", "options": {"include_databases": ["a"]}}"#,
+            r#"{"backup": "database", "dbname": "pgrx_tests", "options": {"timeout": "banana"}}"#,
+            r#"{"backup": "cluster", "options": {"timeout": "banana"}}"#,
+            r#"{"options": {"timeout": "1 hour"}}"#,
+        ] {
+            assert_refused(
+                &format!("SELECT backup_ext.schedule('n', '0 3 * * *', '{command}')"),
+                "22023",
+            );
+        }
         assert_refused("SELECT backup_ext.unschedule('no such schedule')", "42704");
         assert_refused("SELECT backup_ext.restore_backup(987654, 'x')", "42704");
         assert_refused("SELECT * FROM backup_ext.backup_contents(987654)", "42704");

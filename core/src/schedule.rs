@@ -395,13 +395,66 @@ fn label(map: &Map<String, Value>, kind: &str) -> Result<Option<String>, Request
     Ok(label.map(str::to_string))
 }
 
-/// The pg_dump part of a command's options; run options (timeout, which databases) are
-/// checked by the SQL function the schedule calls.
-fn options(map: &Map<String, Value>) -> Value {
+/// `options.include_databases` / `options.exclude_databases`: arrays of database names.
+fn database_list(key: &str, v: &Value) -> Result<(), RequestError> {
+    let example = format!("For example {{\"{key}\": [\"app\", \"reports\"]}}.");
+    let items = v.as_array().ok_or_else(|| {
+        RequestError::invalid(
+            format!(
+                "options.{key} must be an array of database names, got {}",
+                json_type(v)
+            ),
+            example.clone(),
+        )
+    })?;
+    for item in items {
+        let name = item.as_str().ok_or_else(|| {
+            RequestError::invalid(
+                format!(
+                    "options.{key} must be an array of database names, but has a {}",
+                    json_type(item)
+                ),
+                example.clone(),
+            )
+        })?;
+        validate_database_name(name)?;
+    }
+    Ok(())
+}
+
+/// The pg_dump part of a command's options, after checking its run options by the rules of
+/// backup_database() and backup_cluster(): `timeout` is text (whether it is an interval
+/// takes a cast, done by schedule() on the SQL side), and only a cluster backup chooses
+/// databases. A schedule that every run would refuse is refused when it is created.
+fn options(map: &Map<String, Value>, kind: &str) -> Result<Value, RequestError> {
     let all = present(map, "options")
         .cloned()
         .unwrap_or_else(|| Value::Object(Map::new()));
-    crate::request::split_run_options(&all).0
+    let (dump, run) = crate::request::split_run_options(&all);
+    for (key, v) in &run {
+        match key.as_str() {
+            "timeout" if !v.is_string() => {
+                return Err(RequestError::invalid(
+                    format!(
+                        "options.timeout must be an interval given as text, got {}",
+                        json_type(v)
+                    ),
+                    "For example {\"timeout\": \"2 hours\"}.",
+                ))
+            }
+            "timeout" => {}
+            _ if kind != "cluster" => {
+                return Err(RequestError::invalid(
+                    format!("option {} only applies to cluster backups", quoted(key)),
+                    format!(
+                        "A {kind} schedule command takes the pg_dump options plus \"timeout\"."
+                    ),
+                ))
+            }
+            _ => database_list(key, v)?,
+        }
+    }
+    Ok(dump)
 }
 
 fn dbname(map: &Map<String, Value>) -> Result<String, RequestError> {
@@ -490,8 +543,13 @@ impl ScheduleCommand {
                     .unwrap_or(DEFAULT_FORMAT);
                 let compress = opt_text(map, kind, "compress", "{\"compress\": \"6\"}")?;
                 let jobs = jobs(map)?;
-                let request =
-                    DumpRequest::validate(format, compress, jobs, &options(map), tool_major)?;
+                let request = DumpRequest::validate(
+                    format,
+                    compress,
+                    jobs,
+                    &options(map, kind)?,
+                    tool_major,
+                )?;
                 Ok(ScheduleCommand::Database {
                     dbname,
                     label: label(map, kind)?,
@@ -521,7 +579,8 @@ impl ScheduleCommand {
                 check_keys(map, kind, &CLUSTER_KEYS)?;
                 let format = opt_text(map, kind, "format", "{\"format\": \"custom\"}")?
                     .unwrap_or(DEFAULT_FORMAT);
-                let request = DumpRequest::validate(format, None, None, &options(map), tool_major)?;
+                let request =
+                    DumpRequest::validate(format, None, None, &options(map, kind)?, tool_major)?;
                 Ok(ScheduleCommand::Cluster {
                     label: label(map, kind)?,
                     request,
