@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 /// A compression spec that pg_dump in `bin_dir` will accept, passed through
 /// verbatim as `--compress=<spec>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Compression {
     pub spec: String,
     /// False for level 0 and `none`: the output is then not compressed and

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RestoreOptions {
     pub tables: Vec<String>,
     pub schemas: Vec<String>,
@@ -123,6 +124,7 @@ impl RestoreOptions {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
     pub archive_format: Format,
     pub create_db: bool,
@@ -209,8 +211,22 @@ impl RestoreRequest {
         serde_json::to_value(self)
     }
 
+    /// Reads a request back from its job row through the same checks as
+    /// [`RestoreRequest::validate`] (unknown keys, empty or NUL patterns, jobs, options that
+    /// the format cannot honour), so that a row edited by hand cannot hand pg_restore what the
+    /// API would refuse. Whether the backup is a globals one is not stored: the rules for a
+    /// plain backup, which a globals backup is, apply.
     pub fn from_stored(value: &Value) -> Result<RestoreRequest, serde_json::Error> {
-        RestoreRequest::deserialize(value)
+        let stored = RestoreRequest::deserialize(value)?;
+        let jobs = stored.jobs.map(|j| i32::try_from(j).unwrap_or(i32::MAX));
+        RestoreRequest::validate(
+            stored.archive_format,
+            false,
+            stored.create_db,
+            jobs,
+            &serde_json::to_value(&stored.options)?,
+        )
+        .map_err(crate::request::stored_error)
     }
 }
 
