@@ -328,6 +328,20 @@ mod tests {
     }
 
     #[pg_test]
+    fn unknown_job_hint_points_at_the_jobs_table() {
+        // Restore and verify jobs are in backup_ext.jobs, not in backup_ext.backups.
+        for stmt in [
+            "SELECT backup_ext.wait_for(987654)",
+            "SELECT backup_ext.cancel(987654)",
+        ] {
+            let got = outcome(stmt);
+            let (code, hint) = got.split_once('|').unwrap();
+            assert_eq!(code, "42704", "{stmt} gave {got}");
+            assert!(hint.contains("FROM backup_ext.jobs;"), "{stmt} gave {got}");
+        }
+    }
+
+    #[pg_test]
     fn cluster_backup_enqueues_globals_and_every_connectable_database() {
         Spi::run("SELECT backup_ext.set_retention(NULL, keep_last => 3)").unwrap();
         let set_id = Spi::get_one::<i64>("SELECT backup_ext.backup_cluster(label => 'all')")

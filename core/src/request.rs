@@ -57,13 +57,13 @@ impl DumpRequest {
                 if format != Format::Directory {
                     return Err(RequestError::invalid(
                         format!("jobs => {n} cannot be used with format => '{format}'"),
-                        "parallel dump (jobs) needs format => 'directory'",
+                        "Parallel dump (jobs) needs format => 'directory'.",
                     ));
                 }
                 if !(1..=MAX_JOBS).contains(&n) {
                     return Err(RequestError::invalid(
                         format!("jobs => {n} is out of range"),
-                        format!("jobs must be between 1 and {MAX_JOBS}"),
+                        format!("Use a jobs value between 1 and {MAX_JOBS}."),
                     ));
                 }
                 u32::try_from(n).ok()
@@ -180,7 +180,7 @@ mod tests {
     fn errors_from_each_part_propagate() {
         assert_eq!(
             v("zip", None, None, json!({}), 15).unwrap_err().hint,
-            "formats: custom, plain, directory, tar"
+            "Formats: custom, plain, directory, tar."
         );
         assert_eq!(
             v("custom", Some("zstd"), None, json!({}), 15)
@@ -202,7 +202,7 @@ mod tests {
             let e = v(f, None, Some(4), json!({}), 15).unwrap_err();
             assert_eq!(e.kind, ErrorKind::InvalidParameter);
             assert!(e.message.contains(&format!("'{f}'")), "{}", e.message);
-            assert_eq!(e.hint, "parallel dump (jobs) needs format => 'directory'");
+            assert_eq!(e.hint, "Parallel dump (jobs) needs format => 'directory'.");
         }
         let r = v("directory", None, Some(4), json!({}), 15).unwrap();
         assert_eq!(r.jobs, Some(4));

@@ -75,7 +75,7 @@ fn jobs_rules() {
     );
     for n in [0, 65, -1] {
         let e = v(Format::Custom, false, false, Some(n), json!({})).unwrap_err();
-        assert_eq!(e.hint, "jobs must be between 1 and 64");
+        assert_eq!(e.hint, "Use a jobs value between 1 and 64.");
     }
     for f in [Format::Plain, Format::Tar] {
         let e = v(f, false, false, Some(2), json!({})).unwrap_err();
@@ -165,7 +165,7 @@ fn use_list_keeps_selected_entries() {
     let e = use_list_for(LISTING, &[6, 7, 21]).unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidParameter);
     assert!(e.message.contains("7, 21"), "{}", e.message);
-    assert_eq!(e.hint, "see backup_ext.backup_contents(backup_id)");
+    assert_eq!(e.hint, "See backup_ext.backup_contents(backup_id).");
     assert!(use_list_for(LISTING, &[])
         .unwrap()
         .lines()

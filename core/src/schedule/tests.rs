@@ -327,7 +327,7 @@ fn database_command_errors() {
     );
     assert!(ok.is_ok(), "{ok:?}");
     let e = cmd(json!({"backup": "database", "dbname": "app", "format": "zip"})).unwrap_err();
-    assert_eq!(e.hint, "formats: custom, plain, directory, tar");
+    assert_eq!(e.hint, "Formats: custom, plain, directory, tar.");
     let e = cmd(json!({"backup": "database", "dbname": "app", "options": {"x": 1}})).unwrap_err();
     assert_eq!(e.message, "unknown option \"x\"");
     let e = cmd(json!({"backup": "database", "dbname": "app", "options": []})).unwrap_err();
@@ -360,7 +360,7 @@ fn globals_command() {
     );
     assert_eq!(
         e.hint,
-        "keys for backup = globals: backup, label, no_role_passwords"
+        "Keys for backup = globals: backup, label, no_role_passwords."
     );
     let e = cmd(json!({"backup": "globals", "no_role_passwords": "yes"})).unwrap_err();
     assert!(e.message.contains("must be a boolean, got string"));
@@ -381,7 +381,7 @@ fn cluster_command() {
     let e = cmd(json!({"backup": "cluster", "jobs": 2})).unwrap_err();
     assert_eq!(
         e.hint,
-        "keys for backup = cluster: backup, format, label, options"
+        "Keys for backup = cluster: backup, format, label, options."
     );
     let e = cmd(json!({"backup": "cluster", "dbname": "app"})).unwrap_err();
     assert!(e.message.contains("\"dbname\""));
