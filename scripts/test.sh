@@ -28,6 +28,10 @@ run_tests cargo test -p backup_core --tests
 echo "== in-server tests (cargo pgrx test)"
 mkdir -p "$PGRX_TEST_DIR"
 chown postgres:postgres "$PGRX_TEST_DIR"
+# With --runas, cargo pgrx installs through `sudo cp`, which rewrites backup_ext.so in place
+# under every running server that has it mapped (they crash, e.g. SIGILL). Unlinked first, a
+# running server keeps its mapped copy and the new library is a new file.
+rm -f "$("$PG_CONFIG" --pkglibdir)/backup_ext.so"
 run_tests cargo pgrx test pg15 --runas postgres --pgdata "$PGRX_TEST_DIR/pgdata"
 
 echo "== end-to-end tests (real clusters, worker, pg_dump)"

@@ -75,7 +75,7 @@ impl BackupError {
             BackupError::NoSuchJob(id) => (
                 ERRCODE_UNDEFINED_OBJECT,
                 format!("backup_ext job {id} does not exist"),
-                "List jobs with: SELECT job_id, status FROM backup_ext.backups;".into(),
+                "List jobs with: SELECT job_id, kind, status FROM backup_ext.jobs;".into(),
             ),
             BackupError::NotCancellable { job_id, status } => (
                 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,

@@ -309,10 +309,36 @@ mod tests {
             "SELECT backup_ext.schedule('n', '0 3 * * *', '{\"backup\": \"everything\"}')",
             "22023",
         );
+        // Run options every run would refuse are refused by schedule() itself.
+        for command in [
+            r#"{"backup": "database", "dbname": "pgrx_tests", "options": {"include_databases": ["a"]}}"#,
+            r#"{"backup": "database", "dbname": "pgrx_tests", "options": {"timeout": "banana"}}"#,
+            r#"{"backup": "cluster", "options": {"timeout": "banana"}}"#,
+            r#"{"options": {"timeout": "1 hour"}}"#,
+        ] {
+            assert_refused(
+                &format!("SELECT backup_ext.schedule('n', '0 3 * * *', '{command}')"),
+                "22023",
+            );
+        }
         assert_refused("SELECT backup_ext.unschedule('no such schedule')", "42704");
         assert_refused("SELECT backup_ext.restore_backup(987654, 'x')", "42704");
         assert_refused("SELECT * FROM backup_ext.backup_contents(987654)", "42704");
         assert_refused("SELECT backup_ext.verify_backup(987654)", "42704");
+    }
+
+    #[pg_test]
+    fn unknown_job_hint_points_at_the_jobs_table() {
+        // Restore and verify jobs are in backup_ext.jobs, not in backup_ext.backups.
+        for stmt in [
+            "SELECT backup_ext.wait_for(987654)",
+            "SELECT backup_ext.cancel(987654)",
+        ] {
+            let got = outcome(stmt);
+            let (code, hint) = got.split_once('|').unwrap();
+            assert_eq!(code, "42704", "{stmt} gave {got}");
+            assert!(hint.contains("FROM backup_ext.jobs;"), "{stmt} gave {got}");
+        }
     }
 
     #[pg_test]

@@ -2,14 +2,18 @@
 //! and the worker's check for runs that are due. A schedule never has two runs at once, and runs
 //! missed while the server was down collapse into one run at start.
 
-use backup_core::{validate_schedule_name, CronSchedule, RequestError, ScheduleCommand};
+use backup_core::{
+    split_run_options, validate_schedule_name, CronSchedule, RequestError, ScheduleCommand,
+};
 use chrono::{DateTime, Utc};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
-use crate::api::backup::{enqueue_cluster, enqueue_database, enqueue_globals, Origin};
+use crate::api::backup::{
+    enqueue_cluster, enqueue_database, enqueue_globals, timeout_seconds, Origin,
+};
 use crate::catalog::SpiResult;
 use crate::error::{BackupError, OrReport};
 use crate::settings;
@@ -32,17 +36,24 @@ fn to_timestamptz(t: DateTime<Utc>) -> Option<TimestampWithTimeZone> {
     .flatten()
 }
 
+/// The major version of the configured pg_dump, which decides the compression syntax.
+fn pg_dump_major() -> u32 {
+    tools::tool_version(&settings::bin_dir(), "pg_dump")
+        .map(|v| v.0)
+        .unwrap_or(15)
+}
+
 /// Creates or replaces a schedule; returns when it runs next.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn schedule(name: String, cron: String, command: JsonB) -> Option<TimestampWithTimeZone> {
     validate_schedule_name(&name).or_report();
     let parsed = CronSchedule::parse(&cron).or_report();
-    let tool_major = tools::tool_version(&settings::bin_dir(), "pg_dump")
-        .map(|v| v.0)
-        .unwrap_or(15);
-    // Validated here; stored as given, so run options (timeout, include_databases) survive.
-    ScheduleCommand::from_value_for_tool(&command.0, tool_major).or_report();
+    // Validated here as strictly as each run will be; stored as given, so run options
+    // (timeout, include_databases) survive.
+    ScheduleCommand::from_value_for_tool(&command.0, pg_dump_major()).or_report();
+    let options = command.0.get("options").cloned().unwrap_or(Value::Null);
+    timeout_seconds(&split_run_options(&options).1);
     Spi::run_with_args(
         "INSERT INTO backup_ext.schedule_entries AS s (name, cron, command)
          VALUES ($1, $2, $3)
@@ -150,8 +161,11 @@ pub fn enqueue(entry: &Entry) -> (Option<i64>, Option<i64>) {
         schedule: Some(&entry.name),
         run_as: Some(&entry.created_by),
     };
-    match text("backup") {
-        Some("database") => (
+    // The same parser as schedule(): a row with no or an unknown "backup" (edited by hand, or
+    // stored before schedule() checked it) is refused, not run as a cluster backup.
+    let command = ScheduleCommand::from_value_for_tool(c, pg_dump_major()).or_report();
+    match command {
+        ScheduleCommand::Database { .. } => (
             Some(enqueue_database(
                 text("dbname").unwrap_or_default(),
                 text("format").unwrap_or("custom"),
@@ -163,7 +177,7 @@ pub fn enqueue(entry: &Entry) -> (Option<i64>, Option<i64>) {
             )),
             None,
         ),
-        Some("globals") => (
+        ScheduleCommand::Globals { .. } => (
             Some(enqueue_globals(
                 text("label"),
                 c.get("no_role_passwords")
@@ -173,7 +187,7 @@ pub fn enqueue(entry: &Entry) -> (Option<i64>, Option<i64>) {
             )),
             None,
         ),
-        _ => (
+        ScheduleCommand::Cluster { .. } => (
             None,
             Some(enqueue_cluster(
                 text("format").unwrap_or("custom"),

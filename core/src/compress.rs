@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 /// A compression spec that pg_dump in `bin_dir` will accept, passed through
 /// verbatim as `--compress=<spec>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Compression {
     pub spec: String,
     /// False for level 0 and `none`: the output is then not compressed and
@@ -22,8 +23,9 @@ pub struct Compression {
 /// First pg_dump major version with the `METHOD[:DETAIL]` syntax.
 const METHOD_SYNTAX_MAJOR: u32 = 16;
 
-const SYNTAX_HINT: &str = "compress takes a gzip level 0-9; with pg_dump 16 or later also none, \
-     gzip[:1-9], lz4[:1-12], zstd[:1-22] or METHOD:level=N";
+const SYNTAX_HINT: &str =
+    "The compress argument takes a gzip level 0-9; with pg_dump 16 or later also none, \
+     gzip[:1-9], lz4[:1-12], zstd[:1-22] or METHOD:level=N.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompressionMethod {
@@ -141,8 +143,8 @@ pub fn validate_compress(
                         quoted(spec)
                     ),
                     format!(
-                        "pg_dump {tool_major} takes a gzip level 0-9; lz4 and zstd need \
-                         pg_dump 16 or later (backup_ext.bin_dir)"
+                        "The configured pg_dump {tool_major} takes a gzip level 0-9; lz4 and \
+                         zstd need pg_dump 16 or later (backup_ext.bin_dir)."
                     ),
                 ));
             }
@@ -156,8 +158,8 @@ pub fn validate_compress(
                 "the tar format cannot be compressed by pg_dump (compress => {})",
                 quoted(spec)
             ),
-            "use format => 'custom' or 'directory' for compressed archives, \
-             or omit compress for tar",
+            "Use format => 'custom' or 'directory' for compressed archives, \
+             or omit compress for tar.",
         ));
     }
 
@@ -241,8 +243,8 @@ mod tests {
             assert!(e.message.contains("version 15"), "{}", e.message);
             assert_eq!(
                 e.hint,
-                "pg_dump 15 takes a gzip level 0-9; lz4 and zstd need pg_dump 16 or later \
-                 (backup_ext.bin_dir)"
+                "The configured pg_dump 15 takes a gzip level 0-9; lz4 and zstd need pg_dump 16 \
+                 or later (backup_ext.bin_dir)."
             );
         }
     }

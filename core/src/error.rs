@@ -88,6 +88,114 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::FeatureNotSupported);
     }
 
+    /// Hints reach the user next to the server's own, which are sentences: a capital letter
+    /// and a full stop (PostgreSQL's error style guide), as the extension's other hints are.
+    #[test]
+    fn hints_are_sentences() {
+        use crate::format::Format;
+        use crate::options::DumpOptions;
+        use crate::request::DumpRequest;
+        use crate::restore::{use_list_for, RestoreRequest};
+        use crate::retention::RetentionPolicy;
+        use crate::schedule::{validate_schedule_name, CronSchedule, ScheduleCommand};
+        use serde_json::{json, Value};
+
+        let dump = |format: &str, compress: Option<&str>, jobs: Option<i32>, o: Value| {
+            DumpRequest::validate(format, compress, jobs, &o, 15).map(|_| ())
+        };
+        let restore = |format: Format, globals: bool, create_db: bool, jobs, o: Value| {
+            RestoreRequest::validate(format, globals, create_db, jobs, &o).map(|_| ())
+        };
+        let mut results: Vec<Result<(), RequestError>> = vec![
+            Format::parse("zip").map(|_| ()),
+            crate::status::JobStatus::parse("done").map(|_| ()),
+            crate::restore_argv::validate_database_name(""),
+            dump("custom", Some("banana"), None, json!({})),
+            dump("custom", Some("zstd"), None, json!({})),
+            dump("tar", Some("6"), None, json!({})),
+            dump("custom", None, Some(2), json!({})),
+            dump("directory", None, Some(0), json!({})),
+            restore(Format::Plain, true, true, None, json!({})),
+            restore(Format::Tar, false, false, Some(2), json!({})),
+            restore(Format::Custom, false, false, Some(99), json!({})),
+            restore(
+                Format::Custom,
+                false,
+                false,
+                Some(2),
+                json!({"single_transaction": true}),
+            ),
+            restore(Format::Plain, false, false, None, json!({"tables": ["t"]})),
+            restore(Format::Custom, false, true, None, json!({"clean": true})),
+            restore(Format::Custom, false, false, None, json!([])),
+            restore(Format::Custom, false, false, None, json!({"x": 1})),
+            restore(Format::Custom, false, false, None, json!({"toc_ids": "1"})),
+            restore(Format::Custom, false, false, None, json!({"toc_ids": [0]})),
+            use_list_for("", &[5]).map(|_| ()),
+            RetentionPolicy::from_value(&json!([])).map(|_| ()),
+            RetentionPolicy::from_value(&json!({"x": 1})).map(|_| ()),
+            RetentionPolicy::from_value(&json!({"keep_last": 0})).map(|_| ()),
+            validate_schedule_name(""),
+            validate_schedule_name(&"n".repeat(64)),
+            validate_schedule_name("a\nb"),
+        ];
+        for options in [
+            json!([]),
+            json!({"x": 1}),
+            json!({"tables": "t"}),
+            json!({"tables": [1]}),
+            json!({"tables": [""]}),
+            json!({"tables": ["a\u{0}b"]}),
+            json!({"no_owner": 1}),
+            json!({"schema_only": true, "data_only": true}),
+        ] {
+            results.push(DumpOptions::from_value(&options).map(|_| ()));
+        }
+        for cron in [
+            "",
+            "@reboot",
+            "@often",
+            "* * * *",
+            "0 * * * * *",
+            "61 * * * *",
+            "L * * * *",
+            "* * * FOO *",
+            "* * * ? *",
+            "*/ * * * *",
+            "0 0 30 2 *",
+            "0\u{1} * * * *",
+        ] {
+            results.push(CronSchedule::parse(cron).map(|_| ()));
+        }
+        for command in [
+            json!([]),
+            json!({}),
+            json!({"backup": 1}),
+            json!({"backup": "tape"}),
+            json!({"backup": "database"}),
+            json!({"backup": "database", "dbname": 5}),
+            json!({"backup": "database", "dbname": "app", "x": 1}),
+            json!({"backup": "database", "dbname": "app", "label": "l".repeat(201)}),
+            json!({"backup": "database", "dbname": "app", "options": {"timeout": 1}}),
+            json!({"backup": "database", "dbname": "app", "options": {"include_databases": []}}),
+            json!({"backup": "cluster", "options": {"include_databases": "app"}}),
+            json!({"backup": "cluster", "options": {"exclude_databases": [1]}}),
+            json!({"backup": "globals", "no_role_passwords": "yes"}),
+        ] {
+            results.push(ScheduleCommand::from_value(&command).map(|_| ()));
+        }
+        for result in results {
+            let e = result.unwrap_err();
+            let first = e.hint.chars().next().unwrap_or(' ');
+            assert!(
+                first.is_uppercase() && e.hint.ends_with('.'),
+                "hint of {:?} is not a sentence: {:?}",
+                e.message,
+                e.hint
+            );
+        }
+    }
+
     #[test]
     fn quoted_makes_whitespace_visible() {
         assert_eq!(quoted(" 5"), "\" 5\"");

@@ -12,7 +12,7 @@ pub enum Format {
     Tar,
 }
 
-pub const FORMAT_HINT: &str = "formats: custom, plain, directory, tar";
+pub const FORMAT_HINT: &str = "Formats: custom, plain, directory, tar.";
 
 impl Format {
     pub const ALL: [Format; 4] = [
@@ -98,7 +98,7 @@ mod tests {
             let e = Format::parse(bad).unwrap_err();
             assert_eq!(e.kind, ErrorKind::InvalidParameter);
             assert!(e.message.contains(&format!("{bad:?}")));
-            assert_eq!(e.hint, "formats: custom, plain, directory, tar");
+            assert_eq!(e.hint, "Formats: custom, plain, directory, tar.");
         }
     }
 

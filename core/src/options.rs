@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DumpOptions {
     pub schemas: Vec<String>,
     pub exclude_schemas: Vec<String>,
@@ -30,9 +31,9 @@ const LIST_KEYS: [&str; 5] = [
 ];
 const BOOL_KEYS: [&str; 4] = ["schema_only", "data_only", "no_owner", "no_privileges"];
 
-pub const OPTIONS_HINT: &str = "option keys: schemas, exclude_schemas, tables, exclude_tables, \
+pub const OPTIONS_HINT: &str = "Option keys: schemas, exclude_schemas, tables, exclude_tables, \
      exclude_table_data (arrays of text); schema_only, data_only, no_owner, no_privileges \
-     (booleans)";
+     (booleans).";
 
 pub(crate) fn json_type(v: &Value) -> &'static str {
     match v {
@@ -52,7 +53,7 @@ pub(crate) fn text_list(key: &str, v: &Value) -> Result<Vec<String>, RequestErro
                 "options.{key} must be an array of text, got {}",
                 json_type(v)
             ),
-            format!("example: {{\"{key}\": [\"public\"]}}"),
+            format!("For example {{\"{key}\": [\"public\"]}}."),
         )
     };
     let items = v.as_array().ok_or_else(type_error)?;
@@ -64,13 +65,13 @@ pub(crate) fn text_list(key: &str, v: &Value) -> Result<Vec<String>, RequestErro
                     "options.{key} must be an array of text, but element {i} is {}",
                     json_type(item)
                 ),
-                format!("example: {{\"{key}\": [\"public\"]}}"),
+                format!("For example {{\"{key}\": [\"public\"]}}."),
             )
         })?;
         if s.is_empty() {
             return Err(RequestError::invalid(
                 format!("options.{key} element {i} is an empty string"),
-                "patterns must be non-empty; remove the element or give a name or pattern",
+                "Patterns must be non-empty: remove the element or give a name or pattern.",
             ));
         }
         // pg_dump receives the pattern through argv, which cannot carry NUL.
@@ -80,7 +81,7 @@ pub(crate) fn text_list(key: &str, v: &Value) -> Result<Vec<String>, RequestErro
                     "options.{key} element {i} ({}) contains a NUL byte",
                     quoted(s)
                 ),
-                "patterns cannot contain NUL bytes",
+                "Patterns cannot contain NUL bytes.",
             ));
         }
         out.push(s.to_string());
@@ -92,7 +93,7 @@ pub(crate) fn boolean(key: &str, v: &Value) -> Result<bool, RequestError> {
     v.as_bool().ok_or_else(|| {
         RequestError::invalid(
             format!("options.{key} must be a boolean, got {}", json_type(v)),
-            format!("example: {{\"{key}\": true}}"),
+            format!("For example {{\"{key}\": true}}."),
         )
     })
 }
@@ -102,7 +103,7 @@ impl DumpOptions {
         let map: &Map<String, Value> = value.as_object().ok_or_else(|| {
             RequestError::invalid(
                 format!("options must be a JSON object, got {}", json_type(value)),
-                format!("pass '{{}}' for defaults; {OPTIONS_HINT}"),
+                format!("Pass '{{}}' for defaults. {OPTIONS_HINT}"),
             )
         })?;
         let mut o = DumpOptions::default();
@@ -128,7 +129,7 @@ impl DumpOptions {
         if o.schema_only && o.data_only {
             return Err(RequestError::invalid(
                 "options.schema_only and options.data_only cannot both be true",
-                "set at most one of schema_only and data_only",
+                "Set at most one of schema_only and data_only.",
             ));
         }
         Ok(o)

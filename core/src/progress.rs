@@ -410,21 +410,33 @@ pg_dump: finished item 3383 TABLE DATA we ird
     }
 }
 
+/// How long counting the tables may take; after that the child is killed and the total
+/// stays unknown.
+pub const COUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Runs a query tool (e.g. psql counting the tables a dump will contain) on a signal-free
-/// thread and hands back the number it prints, so the worker never waits for it.
+/// thread and hands back the number it prints, so the worker never waits for it. The tool
+/// starts like every other child (libpq variables of the server's environment removed, its
+/// own process group, stderr in a file under `work_dir`) and is killed after
+/// [`COUNT_TIMEOUT`], which reads as "unknown".
 pub fn count_in_background(
     command: crate::steps::ToolCommand,
+    work_dir: &Path,
+) -> std::sync::mpsc::Receiver<Option<u64>> {
+    count_within(command, work_dir, COUNT_TIMEOUT)
+}
+
+fn count_within(
+    command: crate::steps::ToolCommand,
+    work_dir: &Path,
+    timeout: std::time::Duration,
 ) -> std::sync::mpsc::Receiver<Option<u64>> {
     let (tx, rx) = std::sync::mpsc::channel();
+    let work_dir = work_dir.to_path_buf();
     let spawned = crate::stream::spawn_signal_free("backup_ext-count", move || {
-        let counted = std::process::Command::new(&command.program)
-            .args(&command.args)
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .output()
+        let counted = crate::steps::list_archive(&command, &work_dir, timeout)
             .ok()
-            .filter(|o| o.status.success())
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok());
+            .and_then(|out| out.trim().parse().ok());
         let _ = tx.send(counted);
     });
     // Without a thread the channel is closed, which callers read as "unknown".
@@ -434,30 +446,80 @@ pub fn count_in_background(
 
 #[cfg(test)]
 mod background_count_tests {
-    use super::count_in_background;
+    use super::{count_in_background, count_within};
     use crate::steps::ToolCommand;
+    use crate::test_support::{fake_tool, TempDir};
+    use std::time::{Duration, Instant};
+
+    fn count(cmd: ToolCommand, dir: &TempDir) -> Option<u64> {
+        count_in_background(cmd, dir.path())
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap()
+    }
 
     #[test]
     fn counts_what_the_tool_prints() {
+        let dir = TempDir::new("count");
         let cmd = ToolCommand {
             program: "/bin/echo".into(),
             args: vec!["42".into()],
             env: Vec::new(),
         };
-        let rx = count_in_background(cmd);
-        assert_eq!(
-            rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap(),
-            Some(42)
-        );
+        assert_eq!(count(cmd, &dir), Some(42));
         let cmd = ToolCommand {
             program: "/bin/false".into(),
             args: vec![],
             env: Vec::new(),
         };
-        let rx = count_in_background(cmd);
-        assert_eq!(
-            rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap(),
-            None
+        assert_eq!(count(cmd, &dir), None);
+    }
+
+    #[test]
+    fn the_server_environment_does_not_reach_the_tool() {
+        let dir = TempDir::new("count");
+        std::env::set_var("PGPASSWORD", "7777");
+        std::env::set_var("PGOPTIONS", "-c statement_timeout=1");
+        let tool = fake_tool(
+            &dir,
+            "psql",
+            "test -z \"${PGOPTIONS+x}\" || exit 1\nprintf '%s\\n' \"${PGPASSWORD-1}\"",
         );
+        assert_eq!(count(tool.clone(), &dir), Some(1));
+        // What the job itself passes does.
+        let with_login = tool.with_env(vec![("PGPASSWORD".into(), "5".into())]);
+        assert_eq!(count(with_login, &dir), Some(5));
+    }
+
+    #[test]
+    fn a_tool_that_hangs_is_killed_and_counts_as_unknown() {
+        let dir = TempDir::new("count");
+        let pid_file = dir.path().join("pid");
+        let tool = fake_tool(
+            &dir,
+            "psql",
+            &format!("echo $$ > '{}'\nexec sleep 1000", pid_file.display()),
+        );
+        let started = Instant::now();
+        let rx = count_within(tool, dir.path(), Duration::from_millis(500));
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), None);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let pid: libc::pid_t = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Killed and reaped: the pid no longer exists.
+        assert_eq!(unsafe { libc::kill(pid, 0) }, -1);
+        let stderr_files = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "stderr")
+            })
+            .count();
+        assert_eq!(stderr_files, 0);
     }
 }

@@ -29,6 +29,7 @@ pub fn split_run_options(options: &Value) -> (Value, serde_json::Map<String, Val
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DumpRequest {
     pub format: Format,
     pub compress: Option<Compression>,
@@ -56,13 +57,13 @@ impl DumpRequest {
                 if format != Format::Directory {
                     return Err(RequestError::invalid(
                         format!("jobs => {n} cannot be used with format => '{format}'"),
-                        "parallel dump (jobs) needs format => 'directory'",
+                        "Parallel dump (jobs) needs format => 'directory'.",
                     ));
                 }
                 if !(1..=MAX_JOBS).contains(&n) {
                     return Err(RequestError::invalid(
                         format!("jobs => {n} is out of range"),
-                        format!("jobs must be between 1 and {MAX_JOBS}"),
+                        format!("Use a jobs value between 1 and {MAX_JOBS}."),
                     ));
                 }
                 u32::try_from(n).ok()
@@ -94,12 +95,34 @@ impl DumpRequest {
         serde_json::to_value(self)
     }
 
+    /// Reads a request back from its job row through the same checks as [`DumpRequest::validate`]
+    /// (unknown keys at any level, empty or NUL patterns, jobs, format and compression), so that
+    /// a row edited by hand cannot hand pg_dump what the API would refuse.
     pub fn from_stored(value: &Value) -> Result<DumpRequest, serde_json::Error> {
-        DumpRequest::deserialize(value)
+        let stored = DumpRequest::deserialize(value)?;
+        let jobs = stored.jobs.map(|j| i32::try_from(j).unwrap_or(i32::MAX));
+        DumpRequest::validate(
+            stored.format.as_str(),
+            stored.compress.as_ref().map(|c| c.spec.as_str()),
+            jobs,
+            &stored.options.to_json(),
+            STORED_TOOL_MAJOR,
+        )
+        .map_err(stored_error)
     }
 }
 
+/// The compression syntax was checked against the configured pg_dump when the job was
+/// enqueued; reading the row back does not narrow it to an older one.
+const STORED_TOOL_MAJOR: u32 = u32::MAX;
+
+/// A stored request that fails validation, as the error the deserializer would give.
+pub(crate) fn stored_error(e: RequestError) -> serde_json::Error {
+    <serde_json::Error as serde::de::Error>::custom(e.message)
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GlobalsRequest {
     pub no_role_passwords: bool,
 }
@@ -157,7 +180,7 @@ mod tests {
     fn errors_from_each_part_propagate() {
         assert_eq!(
             v("zip", None, None, json!({}), 15).unwrap_err().hint,
-            "formats: custom, plain, directory, tar"
+            "Formats: custom, plain, directory, tar."
         );
         assert_eq!(
             v("custom", Some("zstd"), None, json!({}), 15)
@@ -179,7 +202,7 @@ mod tests {
             let e = v(f, None, Some(4), json!({}), 15).unwrap_err();
             assert_eq!(e.kind, ErrorKind::InvalidParameter);
             assert!(e.message.contains(&format!("'{f}'")), "{}", e.message);
-            assert_eq!(e.hint, "parallel dump (jobs) needs format => 'directory'");
+            assert_eq!(e.hint, "Parallel dump (jobs) needs format => 'directory'.");
         }
         let r = v("directory", None, Some(4), json!({}), 15).unwrap();
         assert_eq!(r.jobs, Some(4));
@@ -234,6 +257,72 @@ mod tests {
                 .file_name_suffix(),
             ".tar"
         );
+    }
+
+    #[test]
+    fn stored_requests_are_read_back_strictly() {
+        let good = v(
+            "directory",
+            Some("5"),
+            Some(2),
+            json!({"tables": ["t"]}),
+            15,
+        )
+        .unwrap()
+        .to_json()
+        .unwrap();
+        assert!(DumpRequest::from_stored(&good).is_ok());
+        let edited = |edit: &dyn Fn(&mut Value)| {
+            let mut stored = good.clone();
+            edit(&mut stored);
+            stored
+        };
+        let cases: [(Value, &str); 9] = [
+            (edited(&|s| s["bogus"] = json!(1)), "unknown field `bogus`"),
+            (
+                edited(&|s| s["options"]["exclude_table"] = json!(["x"])),
+                "unknown field `exclude_table`",
+            ),
+            (
+                edited(&|s| s["compress"]["level"] = json!(5)),
+                "unknown field `level`",
+            ),
+            (
+                edited(&|s| s["options"]["tables"] = json!([""])),
+                "empty string",
+            ),
+            (
+                edited(&|s| s["options"]["tables"] = json!(["a\u{0}b"])),
+                "NUL",
+            ),
+            (edited(&|s| s["jobs"] = json!(1000)), "out of range"),
+            (
+                edited(&|s| s["format"] = json!("custom")),
+                "cannot be used with format",
+            ),
+            (
+                edited(&|s| s["compress"]["spec"] = json!("banana")),
+                "compression specification",
+            ),
+            (
+                edited(&|s| {
+                    s["options"]["schema_only"] = json!(true);
+                    s["options"]["data_only"] = json!(true);
+                }),
+                "cannot both be true",
+            ),
+        ];
+        for (stored, expected) in cases {
+            let e = DumpRequest::from_stored(&stored).unwrap_err().to_string();
+            assert!(e.contains(expected), "{stored}: {e}");
+        }
+        // `compressed` is recomputed from the spec, not trusted.
+        let r = DumpRequest::from_stored(&edited(&|s| s["compress"]["compressed"] = json!(false)))
+            .unwrap();
+        assert!(r.is_compressed());
+
+        assert!(GlobalsRequest::from_stored(&json!({"no_role_passwords": true, "x": 1})).is_err());
+        assert!(GlobalsRequest::from_stored(&json!({"no_role_passwords": "yes"})).is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RestoreOptions {
     pub tables: Vec<String>,
     pub schemas: Vec<String>,
@@ -27,17 +28,17 @@ pub struct RestoreOptions {
     pub toc_ids: Vec<i64>,
 }
 
-pub const RESTORE_OPTIONS_HINT: &str = "option keys: tables, schemas, exclude_schemas (arrays of \
+pub const RESTORE_OPTIONS_HINT: &str = "Option keys: tables, schemas, exclude_schemas (arrays of \
      text); schema_only, data_only, no_owner, no_privileges, single_transaction, clean \
-     (booleans); toc_ids (array of positive integers)";
+     (booleans); toc_ids (array of positive integers).";
 
-pub const PLAIN_RESTORE_HINT: &str = "a plain dump is replayed whole by psql; \
-     tables/schemas/toc_ids need a custom, directory or tar backup";
+pub const PLAIN_RESTORE_HINT: &str = "A plain dump is replayed whole by psql; \
+     tables/schemas/toc_ids need a custom, directory or tar backup.";
 
-pub const PARALLEL_RESTORE_HINT: &str = "parallel restore needs a custom or directory backup";
+pub const PARALLEL_RESTORE_HINT: &str = "Parallel restore needs a custom or directory backup.";
 
 fn toc_id_list(v: &Value) -> Result<Vec<i64>, RequestError> {
-    let hint = "example: {\"toc_ids\": [215, 3359]}; see backup_ext.backup_contents(backup_id)";
+    let hint = "For example {\"toc_ids\": [215, 3359]}; see backup_ext.backup_contents(backup_id).";
     let items = v.as_array().ok_or_else(|| {
         RequestError::invalid(
             format!(
@@ -69,7 +70,7 @@ impl RestoreOptions {
         let map: &Map<String, Value> = value.as_object().ok_or_else(|| {
             RequestError::invalid(
                 format!("options must be a JSON object, got {}", json_type(value)),
-                format!("pass '{{}}' for defaults; {RESTORE_OPTIONS_HINT}"),
+                format!("Pass '{{}}' for defaults. {RESTORE_OPTIONS_HINT}"),
             )
         })?;
         let mut o = RestoreOptions::default();
@@ -96,7 +97,7 @@ impl RestoreOptions {
         if o.schema_only && o.data_only {
             return Err(RequestError::invalid(
                 "options.schema_only and options.data_only cannot both be true",
-                "set at most one of schema_only and data_only",
+                "Set at most one of schema_only and data_only.",
             ));
         }
         Ok(o)
@@ -123,6 +124,7 @@ impl RestoreOptions {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
     pub archive_format: Format,
     pub create_db: bool,
@@ -145,7 +147,7 @@ impl RestoreRequest {
         if is_globals && create_db {
             return Err(RequestError::invalid(
                 "create_db cannot be used when restoring a globals backup",
-                "roles and tablespaces are restored into the cluster, not into a database",
+                "Roles and tablespaces are restored into the cluster, not into a database.",
             ));
         }
         let jobs = match jobs {
@@ -165,7 +167,7 @@ impl RestoreRequest {
                 if !(1..=MAX_JOBS).contains(&n) {
                     return Err(RequestError::invalid(
                         format!("jobs => {n} is out of range"),
-                        format!("jobs must be between 1 and {MAX_JOBS}"),
+                        format!("Use a jobs value between 1 and {MAX_JOBS}."),
                     ));
                 }
                 u32::try_from(n).ok()
@@ -174,7 +176,7 @@ impl RestoreRequest {
         if options.single_transaction && jobs.is_some_and(|j| j > 1) {
             return Err(RequestError::invalid(
                 "options.single_transaction cannot be combined with jobs greater than 1",
-                "use jobs => 1 (or omit it) for a single-transaction restore",
+                "Use jobs => 1 (or omit it) for a single-transaction restore.",
             ));
         }
         if plain {
@@ -193,8 +195,8 @@ impl RestoreRequest {
         if options.clean && create_db {
             return Err(RequestError::invalid(
                 "options.clean cannot be used with create_db => true",
-                "clean drops objects in an existing database before recreating them; \
-                 a newly created database is empty already",
+                "The clean option drops objects in an existing database before recreating them; \
+                 a newly created database is empty already.",
             ));
         }
         Ok(RestoreRequest {
@@ -209,8 +211,22 @@ impl RestoreRequest {
         serde_json::to_value(self)
     }
 
+    /// Reads a request back from its job row through the same checks as
+    /// [`RestoreRequest::validate`] (unknown keys, empty or NUL patterns, jobs, options that
+    /// the format cannot honour), so that a row edited by hand cannot hand pg_restore what the
+    /// API would refuse. Whether the backup is a globals one is not stored: the rules for a
+    /// plain backup, which a globals backup is, apply.
     pub fn from_stored(value: &Value) -> Result<RestoreRequest, serde_json::Error> {
-        RestoreRequest::deserialize(value)
+        let stored = RestoreRequest::deserialize(value)?;
+        let jobs = stored.jobs.map(|j| i32::try_from(j).unwrap_or(i32::MAX));
+        RestoreRequest::validate(
+            stored.archive_format,
+            false,
+            stored.create_db,
+            jobs,
+            &serde_json::to_value(&stored.options)?,
+        )
+        .map_err(crate::request::stored_error)
     }
 }
 
@@ -246,7 +262,7 @@ pub fn use_list_for(listing: &str, ids: &[i64]) -> Result<String, RequestError> 
                 "options.toc_ids {} not found in the backup",
                 missing.join(", ")
             ),
-            "see backup_ext.backup_contents(backup_id)",
+            "See backup_ext.backup_contents(backup_id).",
         ));
     }
     Ok(out)

@@ -27,7 +27,7 @@ fn with_path(prefix: &str, path: &Path) -> OsString {
 }
 
 pub fn validate_database_name(name: &str) -> Result<(), RequestError> {
-    let hint = "database names are 1 to 63 bytes without control characters";
+    let hint = "Database names are 1 to 63 bytes without control characters.";
     if name.is_empty() {
         return Err(RequestError::invalid("database name is empty", hint));
     }

@@ -35,8 +35,8 @@ pub struct RetentionPolicy {
     pub keep_monthly: Option<u32>,
 }
 
-pub const RETENTION_HINT: &str = "retention keys: keep_last, keep_days, keep_daily, keep_weekly, \
-     keep_monthly (whole numbers of at least 1, or null to not use the rule)";
+pub const RETENTION_HINT: &str = "Retention keys: keep_last, keep_days, keep_daily, keep_weekly, \
+     keep_monthly (whole numbers of at least 1, or null to not use the rule).";
 
 impl RetentionPolicy {
     /// A set rule of 0 would silently mean "this rule keeps nothing", which
@@ -47,7 +47,7 @@ impl RetentionPolicy {
             if value == Some(0) {
                 return Err(RequestError::invalid(
                     format!("{name} => 0 is out of range"),
-                    format!("{name} must be at least 1; leave it out (null) to not use that rule"),
+                    format!("Give {name} a value of at least 1, or leave it out (null) to not use that rule."),
                 ));
             }
         }
@@ -65,7 +65,7 @@ impl RetentionPolicy {
         if !value.is_object() {
             return Err(RequestError::invalid(
                 "retention policy must be a JSON object",
-                format!("pass '{{}}' to keep everything; {RETENTION_HINT}"),
+                format!("Pass '{{}}' to keep everything. {RETENTION_HINT}"),
             ));
         }
         let policy = RetentionPolicy::deserialize(value).map_err(|e| {

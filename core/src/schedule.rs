@@ -18,10 +18,10 @@ use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
 use serde_json::{Map, Value};
 
-pub const CRON_HINT: &str = "use 5 fields, minute hour day-of-month month day-of-week, in UTC: \
+pub const CRON_HINT: &str = "Use 5 fields, minute hour day-of-month month day-of-week, in UTC: \
      e.g. '30 2 * * *' runs daily at 02:30; fields take *, lists (1,15), ranges (1-5), steps \
      (*/15, 0-30/10) and names (JAN-DEC, SUN-SAT); @hourly, @daily, @weekly, @monthly and \
-     @yearly also work";
+     @yearly also work.";
 
 const FIELD_NAMES: [&str; 5] = ["minute", "hour", "day-of-month", "month", "day-of-week"];
 const MONTH_NAMES: [&str; 12] = [
@@ -51,7 +51,7 @@ fn alias(expr: &str) -> Result<&'static str, RequestError> {
         "@hourly" => Ok("0 * * * *"),
         "@reboot" => Err(RequestError::unsupported(
             "schedule \"@reboot\" is not supported",
-            "schedules run at clock times; use e.g. '@daily' or '30 2 * * *'",
+            "Schedules run at clock times; use e.g. '@daily' or '30 2 * * *'.",
         )),
         _ => Err(RequestError::invalid(
             format!("unknown schedule shorthand {}", quoted(expr)),
@@ -99,9 +99,9 @@ fn check_field(index: usize, field: &str, expr: &str) -> Result<(), RequestError
         let upper = word.to_ascii_uppercase();
         if !names.contains(&upper.as_str()) {
             let accepted = if names.is_empty() {
-                format!("the {what} field takes numbers only")
+                format!("The {what} field takes numbers only.")
             } else {
-                format!("names in the {what} field: {}", names.join(", "))
+                format!("Names in the {what} field: {}.", names.join(", "))
             };
             return Err(RequestError::invalid(
                 format!(
@@ -109,7 +109,7 @@ fn check_field(index: usize, field: &str, expr: &str) -> Result<(), RequestError
                     quoted(expr),
                     quoted(word)
                 ),
-                format!("{accepted}; {CRON_HINT}"),
+                format!("{accepted} {CRON_HINT}"),
             ));
         }
         word.clear();
@@ -212,7 +212,7 @@ impl CronSchedule {
                             quoted(expr),
                             fields.len()
                         ),
-                        format!("schedules have minute granularity; {CRON_HINT}"),
+                        format!("Schedules have minute granularity. {CRON_HINT}"),
                     ))
                 }
                 n => {
@@ -245,7 +245,7 @@ impl CronSchedule {
         if !(some_hour && some_minute && matches_some_day(&cron)) {
             return Err(RequestError::invalid(
                 format!("cron expression {} never matches a date", quoted(expr)),
-                format!("check the day-of-month and month fields; {CRON_HINT}"),
+                format!("Check the day-of-month and month fields. {CRON_HINT}"),
             ));
         }
         Ok(CronSchedule {
@@ -298,13 +298,13 @@ pub fn validate_schedule_name(name: &str) -> Result<(), RequestError> {
     if chars == 0 {
         return Err(RequestError::invalid(
             "schedule name is empty",
-            format!("give a name of 1 to {MAX_SCHEDULE_NAME_CHARS} characters, e.g. 'nightly'"),
+            format!("Give a name of 1 to {MAX_SCHEDULE_NAME_CHARS} characters, e.g. 'nightly'."),
         ));
     }
     if chars > MAX_SCHEDULE_NAME_CHARS {
         return Err(RequestError::invalid(
             format!("schedule name is {chars} characters long"),
-            format!("schedule names are at most {MAX_SCHEDULE_NAME_CHARS} characters"),
+            format!("Schedule names are at most {MAX_SCHEDULE_NAME_CHARS} characters."),
         ));
     }
     if name.chars().any(char::is_control) {
@@ -313,7 +313,7 @@ pub fn validate_schedule_name(name: &str) -> Result<(), RequestError> {
                 "schedule name {} contains a control character",
                 quoted(name)
             ),
-            "schedule names cannot contain control characters such as newlines or tabs",
+            "Schedule names cannot contain control characters such as newlines or tabs.",
         ));
     }
     Ok(())
@@ -347,7 +347,7 @@ const DATABASE_KEYS: [&str; 7] = [
 ];
 const GLOBALS_KEYS: [&str; 3] = ["backup", "label", "no_role_passwords"];
 const CLUSTER_KEYS: [&str; 4] = ["backup", "format", "label", "options"];
-const KINDS_HINT: &str = "\"backup\" is one of: database, globals, cluster";
+const KINDS_HINT: &str = "The \"backup\" key is one of: database, globals, cluster.";
 /// The format used when a command does not name one, as for backup_database().
 const DEFAULT_FORMAT: &str = "custom";
 
@@ -362,7 +362,7 @@ fn type_error(kind: &str, key: &str, expected: &str, got: &Value, example: &str)
             "\"{key}\" in a {kind} schedule command must be {expected}, got {}",
             json_type(got)
         ),
-        format!("example: {example}"),
+        format!("For example {example}."),
     )
 }
 
@@ -388,20 +388,73 @@ fn label(map: &Map<String, Value>, kind: &str) -> Result<Option<String>, Request
         if n > MAX_LABEL_CHARS {
             return Err(RequestError::invalid(
                 format!("label is {n} characters long"),
-                format!("labels are at most {MAX_LABEL_CHARS} characters"),
+                format!("Labels are at most {MAX_LABEL_CHARS} characters."),
             ));
         }
     }
     Ok(label.map(str::to_string))
 }
 
-/// The pg_dump part of a command's options; run options (timeout, which databases) are
-/// checked by the SQL function the schedule calls.
-fn options(map: &Map<String, Value>) -> Value {
+/// `options.include_databases` / `options.exclude_databases`: arrays of database names.
+fn database_list(key: &str, v: &Value) -> Result<(), RequestError> {
+    let example = format!("For example {{\"{key}\": [\"app\", \"reports\"]}}.");
+    let items = v.as_array().ok_or_else(|| {
+        RequestError::invalid(
+            format!(
+                "options.{key} must be an array of database names, got {}",
+                json_type(v)
+            ),
+            example.clone(),
+        )
+    })?;
+    for item in items {
+        let name = item.as_str().ok_or_else(|| {
+            RequestError::invalid(
+                format!(
+                    "options.{key} must be an array of database names, but has a {}",
+                    json_type(item)
+                ),
+                example.clone(),
+            )
+        })?;
+        validate_database_name(name)?;
+    }
+    Ok(())
+}
+
+/// The pg_dump part of a command's options, after checking its run options by the rules of
+/// backup_database() and backup_cluster(): `timeout` is text (whether it is an interval
+/// takes a cast, done by schedule() on the SQL side), and only a cluster backup chooses
+/// databases. A schedule that every run would refuse is refused when it is created.
+fn options(map: &Map<String, Value>, kind: &str) -> Result<Value, RequestError> {
     let all = present(map, "options")
         .cloned()
         .unwrap_or_else(|| Value::Object(Map::new()));
-    crate::request::split_run_options(&all).0
+    let (dump, run) = crate::request::split_run_options(&all);
+    for (key, v) in &run {
+        match key.as_str() {
+            "timeout" if !v.is_string() => {
+                return Err(RequestError::invalid(
+                    format!(
+                        "options.timeout must be an interval given as text, got {}",
+                        json_type(v)
+                    ),
+                    "For example {\"timeout\": \"2 hours\"}.",
+                ))
+            }
+            "timeout" => {}
+            _ if kind != "cluster" => {
+                return Err(RequestError::invalid(
+                    format!("option {} only applies to cluster backups", quoted(key)),
+                    format!(
+                        "A {kind} schedule command takes the pg_dump options plus \"timeout\"."
+                    ),
+                ))
+            }
+            _ => database_list(key, v)?,
+        }
+    }
+    Ok(dump)
 }
 
 fn dbname(map: &Map<String, Value>) -> Result<String, RequestError> {
@@ -409,7 +462,7 @@ fn dbname(map: &Map<String, Value>) -> Result<String, RequestError> {
     let name = opt_text(map, "database", "dbname", example)?.ok_or_else(|| {
         RequestError::invalid(
             "a database schedule command needs \"dbname\"",
-            format!("example: {example}"),
+            format!("For example {example}."),
         )
     })?;
     validate_database_name(name)?;
@@ -438,7 +491,7 @@ fn check_keys(map: &Map<String, Value>, kind: &str, allowed: &[&str]) -> Result<
         None => Ok(()),
         Some(k) => Err(RequestError::invalid(
             format!("unknown key {} in a {kind} schedule command", quoted(k)),
-            format!("keys for backup = {kind}: {}", allowed.join(", ")),
+            format!("Keys for backup = {kind}: {}.", allowed.join(", ")),
         )),
     }
 }
@@ -461,7 +514,9 @@ impl ScheduleCommand {
                     "schedule command must be a JSON object, got {}",
                     json_type(value)
                 ),
-                format!("example: {{\"backup\": \"database\", \"dbname\": \"app\"}}; {KINDS_HINT}"),
+                format!(
+                    "For example {{\"backup\": \"database\", \"dbname\": \"app\"}}. {KINDS_HINT}"
+                ),
             )
         })?;
         let kind = match map.get("backup") {
@@ -490,8 +545,13 @@ impl ScheduleCommand {
                     .unwrap_or(DEFAULT_FORMAT);
                 let compress = opt_text(map, kind, "compress", "{\"compress\": \"6\"}")?;
                 let jobs = jobs(map)?;
-                let request =
-                    DumpRequest::validate(format, compress, jobs, &options(map), tool_major)?;
+                let request = DumpRequest::validate(
+                    format,
+                    compress,
+                    jobs,
+                    &options(map, kind)?,
+                    tool_major,
+                )?;
                 Ok(ScheduleCommand::Database {
                     dbname,
                     label: label(map, kind)?,
@@ -521,7 +581,8 @@ impl ScheduleCommand {
                 check_keys(map, kind, &CLUSTER_KEYS)?;
                 let format = opt_text(map, kind, "format", "{\"format\": \"custom\"}")?
                     .unwrap_or(DEFAULT_FORMAT);
-                let request = DumpRequest::validate(format, None, None, &options(map), tool_major)?;
+                let request =
+                    DumpRequest::validate(format, None, None, &options(map, kind)?, tool_major)?;
                 Ok(ScheduleCommand::Cluster {
                     label: label(map, kind)?,
                     request,

@@ -11,7 +11,7 @@ pub enum JobStatus {
     Cancelled,
 }
 
-const HINT: &str = "statuses: queued, running, succeeded, failed, cancelled";
+const HINT: &str = "Statuses: queued, running, succeeded, failed, cancelled.";
 
 impl JobStatus {
     pub const ALL: [JobStatus; 5] = [

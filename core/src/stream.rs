@@ -144,14 +144,14 @@ fn sync_parent(path: &Path) -> io::Result<()> {
     File::open(parent)?.sync_all()
 }
 
-/// Makes a finished backup visible under its final name. The rename is
-/// only durable once the directory holding it is fsynced. An existing
-/// `final_path` is never replaced.
 /// Size and SHA-256 of a file read from disk (verification must read the bytes again).
 pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
     crate::manifest::hash_file(path, &crate::manifest::HashMeter::default())
 }
 
+/// Makes a finished backup visible under its final name. The rename is
+/// only durable once the directory holding it is fsynced. An existing
+/// `final_path` is never replaced.
 pub fn publish(partial: &Path, final_path: &Path) -> io::Result<()> {
     match fs::symlink_metadata(final_path) {
         Ok(_) => {

@@ -408,3 +408,39 @@ fn a_backup_directory_inside_the_data_directory_is_refused() {
         "dumps written into the data directory"
     );
 }
+
+#[test]
+fn prepare_transaction_wakes_the_worker() {
+    // A cluster of its own: on the shared one, other tests' jobs wake the worker.
+    let c = Cluster::start_with("prepared", &[("max_prepared_transactions", "4")]);
+    let enqueue = "SELECT backup_ext.backup_database('postgres', format => 'plain')";
+    // Right after a job, the idle worker sleeps its full poll interval (10 s) unless woken.
+    let warm_up = c.enqueue(enqueue);
+    assert_eq!(c.wait_final(warm_up, SMALL_JOB), "succeeded");
+
+    let mut session = c.client("postgres");
+    let mut prepared_enqueue = |gid: &str| -> i64 {
+        session.batch_execute("BEGIN").unwrap();
+        let job: i64 = session.query_one(enqueue, &[]).unwrap().get(0);
+        session
+            .batch_execute(&format!("PREPARE TRANSACTION '{gid}'"))
+            .unwrap();
+        job
+    };
+    // COMMIT PREPARED wakes no one: this job becomes visible silently...
+    let first = prepared_enqueue("first");
+    exec(&mut c.client("postgres"), "COMMIT PREPARED 'first'");
+    // ...and the next PREPARE of an enqueue wakes the worker, which then finds it.
+    let second = prepared_enqueue("second");
+    c.wait_for_status(first, &["running", "succeeded"], Duration::from_secs(3));
+
+    // The session's next transaction registers (and wakes) afresh.
+    let third: i64 = session.query_one(enqueue, &[]).unwrap().get(0);
+    c.wait_for_status(third, &["running", "succeeded"], Duration::from_secs(3));
+
+    exec(&mut c.client("postgres"), "COMMIT PREPARED 'second'");
+    for job in [first, second, third] {
+        assert_eq!(c.wait_final(job, SMALL_JOB), "succeeded");
+    }
+    c.stop();
+}

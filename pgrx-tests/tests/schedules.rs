@@ -251,6 +251,70 @@ fn built_in_schedules_fire_once_and_never_overlap() {
     assert_eq!(set_row(&mut client, set_id).status, "succeeded");
 }
 
+#[test]
+fn schedules_refuse_commands_that_every_run_would_refuse() {
+    let c = Cluster::start("schedule_commands");
+    c.create_sample_db("sched_db");
+    let mut client = c.client("postgres");
+
+    // Options backup_database() and backup_cluster() refuse are refused at schedule() time,
+    // not discovered in last_error at every run.
+    for command in [
+        r#"{"backup": "database", "dbname": "sched_db", "options": {"include_databases": ["a"]}}"#,
+        r#"{"backup": "database", "dbname": "sched_db", "options": {"exclude_databases": ["a"]}}"#,
+        r#"{"backup": "database", "dbname": "sched_db", "options": {"timeout": "banana"}}"#,
+        r#"{"backup": "database", "dbname": "sched_db", "options": {"timeout": 60}}"#,
+        r#"{"backup": "cluster", "options": {"timeout": "banana"}}"#,
+        r#"{"backup": "cluster", "options": {"timeout": "0 s"}}"#,
+        r#"{"backup": "cluster", "options": {"include_databases": "sched_db"}}"#,
+        r#"{"options": {"no_owner": true}}"#,
+        r#"{"backup": "everything"}"#,
+    ] {
+        expect_sqlstate(
+            &mut client,
+            &format!("SELECT backup_ext.schedule('bad', '* * * * *', '{command}')"),
+            "22023",
+        );
+    }
+    assert_eq!(
+        one_i64(
+            &mut client,
+            "SELECT count(*) FROM backup_ext.schedule_entries"
+        ),
+        0
+    );
+
+    // What the API accepts is accepted.
+    exec(
+        &mut client,
+        "SELECT backup_ext.schedule('ok_db', '0 3 * * *',
+             '{\"backup\": \"database\", \"dbname\": \"sched_db\",
+               \"options\": {\"timeout\": \"2 hours\"}}');
+         SELECT backup_ext.schedule('ok_cluster', '0 3 * * *',
+             '{\"backup\": \"cluster\", \"options\": {\"timeout\": \"1 hour\",
+               \"include_databases\": [\"sched_db\"]}}');",
+    );
+
+    // A stored command without "backup" (edited by hand) is refused by the worker too,
+    // instead of running as a cluster backup.
+    exec(
+        &mut client,
+        "UPDATE backup_ext.schedule_entries SET command = '{\"label\": \"no kind\"}'
+          WHERE name = 'ok_cluster'",
+    );
+    make_due(&mut client, "ok_cluster", "3 days");
+    c.wait_until("the schedule to fire", Duration::from_secs(20), || {
+        let row = schedule_row(&mut c.client("postgres"), "ok_cluster");
+        row.last_error.is_some() || row.last_set_id.is_some()
+    });
+    let row = schedule_row(&mut client, "ok_cluster");
+    let err = row.last_error.clone().unwrap_or_default();
+    assert!(err.contains("no \"backup\" key"), "{row:?}");
+    assert_eq!(row.last_set_id, None);
+    assert_eq!(row.last_job_id, None);
+    assert!(jobs_of_schedule(&mut client, "ok_cluster").is_empty());
+}
+
 // ---------------------------------------------------------------------------
 // pg_cron
 

@@ -495,8 +495,10 @@ static WORKER_THREAD: std::sync::OnceLock<std::thread::ThreadId> = std::sync::On
 /// How far a job has got: bytes from its run, tables from pg_dump's verbose lines.
 fn progress_of(j: &mut RunningJob) -> catalog::Progress {
     if j.started.elapsed() >= PROGRESS_EVERY {
-        if let Some(cmd) = j.table_count.take() {
-            j.tables_total = Some(backup_core::count_in_background(cmd));
+        // The count's stderr goes beside the dump's, in the work directory.
+        let work_dir = j.stderr_path.as_deref().and_then(std::path::Path::parent);
+        if let (Some(cmd), Some(dir)) = (j.table_count.take(), work_dir) {
+            j.tables_total = Some(backup_core::count_in_background(cmd, dir));
         }
     }
     if let Some(total) = j.tables_total.as_ref().and_then(|rx| rx.try_recv().ok()) {

@@ -75,7 +75,7 @@ fn jobs_rules() {
     );
     for n in [0, 65, -1] {
         let e = v(Format::Custom, false, false, Some(n), json!({})).unwrap_err();
-        assert_eq!(e.hint, "jobs must be between 1 and 64");
+        assert_eq!(e.hint, "Use a jobs value between 1 and 64.");
     }
     for f in [Format::Plain, Format::Tar] {
         let e = v(f, false, false, Some(2), json!({})).unwrap_err();
@@ -165,7 +165,7 @@ fn use_list_keeps_selected_entries() {
     let e = use_list_for(LISTING, &[6, 7, 21]).unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidParameter);
     assert!(e.message.contains("7, 21"), "{}", e.message);
-    assert_eq!(e.hint, "see backup_ext.backup_contents(backup_id)");
+    assert_eq!(e.hint, "See backup_ext.backup_contents(backup_id).");
     assert!(use_list_for(LISTING, &[])
         .unwrap()
         .lines()
@@ -214,4 +214,44 @@ fn plain_script_creating_public() {
     assert!(!script_creates_public_schema(later.as_bytes()).unwrap());
     assert!(!script_creates_public_schema("CREATE SCHEMA sales;\n".as_bytes()).unwrap());
     assert!(!script_creates_public_schema(&[0xff, 0xfe, b'\n'][..]).unwrap());
+}
+
+#[test]
+fn stored_requests_are_read_back_strictly() {
+    let good = v(
+        Format::Custom,
+        false,
+        false,
+        Some(2),
+        json!({"tables": ["t"]}),
+    )
+    .unwrap()
+    .to_json()
+    .unwrap();
+    assert!(RestoreRequest::from_stored(&good).is_ok());
+    let mut unknown = good.clone();
+    unknown["bogus"] = json!(1);
+    let mut unknown_option = good.clone();
+    unknown_option["options"]["table"] = json!(["x"]);
+    let mut empty = good.clone();
+    empty["options"]["tables"] = json!([""]);
+    let mut nul = good.clone();
+    nul["options"]["schemas"] = json!(["a\u{0}b"]);
+    let mut bad_id = good.clone();
+    bad_id["options"]["toc_ids"] = json!([0]);
+    let mut plain = good.clone();
+    plain["archive_format"] = json!("plain");
+    for (stored, expected) in [
+        (unknown, "unknown field `bogus`"),
+        (unknown_option, "unknown field `table`"),
+        (empty, "empty string"),
+        (nul, "NUL"),
+        (bad_id, "positive integer"),
+        (plain, "cannot be used with a plain backup"),
+    ] {
+        let e = RestoreRequest::from_stored(&stored)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(expected), "{stored}: {e}");
+    }
 }

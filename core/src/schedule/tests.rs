@@ -327,7 +327,7 @@ fn database_command_errors() {
     );
     assert!(ok.is_ok(), "{ok:?}");
     let e = cmd(json!({"backup": "database", "dbname": "app", "format": "zip"})).unwrap_err();
-    assert_eq!(e.hint, "formats: custom, plain, directory, tar");
+    assert_eq!(e.hint, "Formats: custom, plain, directory, tar.");
     let e = cmd(json!({"backup": "database", "dbname": "app", "options": {"x": 1}})).unwrap_err();
     assert_eq!(e.message, "unknown option \"x\"");
     let e = cmd(json!({"backup": "database", "dbname": "app", "options": []})).unwrap_err();
@@ -360,7 +360,7 @@ fn globals_command() {
     );
     assert_eq!(
         e.hint,
-        "keys for backup = globals: backup, label, no_role_passwords"
+        "Keys for backup = globals: backup, label, no_role_passwords."
     );
     let e = cmd(json!({"backup": "globals", "no_role_passwords": "yes"})).unwrap_err();
     assert!(e.message.contains("must be a boolean, got string"));
@@ -381,7 +381,7 @@ fn cluster_command() {
     let e = cmd(json!({"backup": "cluster", "jobs": 2})).unwrap_err();
     assert_eq!(
         e.hint,
-        "keys for backup = cluster: backup, format, label, options"
+        "Keys for backup = cluster: backup, format, label, options."
     );
     let e = cmd(json!({"backup": "cluster", "dbname": "app"})).unwrap_err();
     assert!(e.message.contains("\"dbname\""));
@@ -404,4 +404,45 @@ fn command_shape_errors() {
         e.message,
         "unknown backup kind \"Database\" in a schedule command"
     );
+}
+
+#[test]
+fn run_options_are_checked_as_the_api_checks_them() {
+    // Accepted by the API, so accepted here.
+    let ok = cmd(json!({"backup": "cluster", "options": {
+        "timeout": "2 hours", "include_databases": ["a"], "exclude_databases": [],
+        "no_owner": true}}));
+    assert!(ok.is_ok(), "{ok:?}");
+    let ok = cmd(json!({"backup": "database", "dbname": "app", "options": {"timeout": "1 h"}}));
+    assert!(ok.is_ok(), "{ok:?}");
+
+    // Refused by backup_database(), so refused here instead of failing every run.
+    for key in ["include_databases", "exclude_databases"] {
+        let e = cmd(json!({"backup": "database", "dbname": "app", "options": {key: ["a"]}}))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidParameter);
+        assert_eq!(
+            e.message,
+            format!("option \"{key}\" only applies to cluster backups")
+        );
+    }
+    for timeout in [json!(5), json!(null), json!(["1 h"])] {
+        for command in [
+            json!({"backup": "database", "dbname": "app", "options": {"timeout": timeout}}),
+            json!({"backup": "cluster", "options": {"timeout": timeout}}),
+        ] {
+            let e = cmd(command.clone()).unwrap_err();
+            assert!(
+                e.message
+                    .starts_with("options.timeout must be an interval given as text"),
+                "{command}: {}",
+                e.message
+            );
+        }
+    }
+    for list in [json!("a"), json!([1]), json!([""]), json!(["a\nb"])] {
+        let e =
+            cmd(json!({"backup": "cluster", "options": {"include_databases": list}})).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidParameter, "{list}");
+    }
 }
