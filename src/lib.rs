@@ -5,10 +5,10 @@ use pgrx::prelude::*;
 
 mod api;
 mod catalog;
+mod enqueue;
 mod error;
 mod privileges;
 mod purge;
-mod schedules;
 mod settings;
 mod subxact;
 mod tools;

@@ -5,13 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use backup_core::{
-    job_id_of_partial, plan_retention, remove_output, RetainCandidate, RetentionPolicy,
-};
-use chrono::{DateTime, Utc};
-use pgrx::prelude::*;
+use backup_core::{job_id_of_partial, plan_retention, remove_output, RetainCandidate};
+use chrono::Utc;
 
-use crate::catalog::SpiResult;
+use crate::catalog::{self, Candidate, SpiResult};
 use crate::settings;
 
 /// One line of the purge report.
@@ -30,86 +27,6 @@ pub enum Scope<'a> {
     Globals,
 }
 
-struct Candidate {
-    backup_id: i64,
-    kind: String,
-    database: Option<String>,
-    finished_at: DateTime<Utc>,
-    pinned: bool,
-    path: Option<String>,
-}
-
-const UTC_TEXT: &str = "YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"";
-
-fn parse_utc(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(|_| Utc::now())
-}
-
-fn policies() -> SpiResult<BTreeMap<Option<String>, RetentionPolicy>> {
-    Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT database, keep_last, keep_days, keep_daily, keep_weekly, keep_monthly
-               FROM backup_ext.retention",
-            None,
-            &[],
-        )?;
-        let mut out = BTreeMap::new();
-        for row in rows {
-            let n = |i: usize| -> SpiResult<Option<u32>> {
-                Ok(row.get::<i32>(i)?.map(|v| v.max(0) as u32))
-            };
-            out.insert(
-                row.get::<String>(1)?,
-                RetentionPolicy {
-                    keep_last: n(2)?,
-                    keep_days: n(3)?,
-                    keep_daily: n(4)?,
-                    keep_weekly: n(5)?,
-                    keep_monthly: n(6)?,
-                },
-            );
-        }
-        Ok(out)
-    })
-}
-
-fn candidates(scope: Scope) -> SpiResult<Vec<Candidate>> {
-    let (kind, database) = match scope {
-        Scope::All => (None, None),
-        Scope::Database(db) => (Some("database"), Some(db)),
-        Scope::Globals => (Some("globals"), None),
-    };
-    Spi::connect(|client| {
-        let rows = client.select(
-            &format!(
-                "SELECT backup_id, kind, database, to_char(finished_at AT TIME ZONE 'UTC', '{UTC_TEXT}'),
-                        pinned, path
-                   FROM backup_ext.backups
-                  WHERE status = 'succeeded'
-                    AND ($1::text IS NULL OR kind = $1)
-                    AND ($2::text IS NULL OR database = $2)
-                  ORDER BY backup_id"
-            ),
-            None,
-            &[kind.into(), database.into()],
-        )?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(Candidate {
-                backup_id: row.get(1)?.unwrap_or_default(),
-                kind: row.get(2)?.unwrap_or_default(),
-                database: row.get(3)?,
-                finished_at: parse_utc(&row.get::<String>(4)?.unwrap_or_default()),
-                pinned: row.get(5)?.unwrap_or(false),
-                path: row.get(6)?,
-            });
-        }
-        Ok(out)
-    })
-}
-
 /// A path is ours only if it is the one recorded for this backup and its file name carries the
 /// backup's own job id (the names the worker gives); anything else is never deleted.
 fn created_by_us(path: &Path, backup_id: i64) -> bool {
@@ -120,28 +37,6 @@ fn created_by_us(path: &Path, backup_id: i64) -> bool {
             .is_some_and(|n| n.contains(&format!("-job{backup_id:012}.")))
 }
 
-fn expire(backup_id: i64) -> SpiResult<()> {
-    Spi::run_with_args(
-        "UPDATE backup_ext.artifacts SET expired_at = clock_timestamp() WHERE backup_id = $1",
-        &[backup_id.into()],
-    )
-}
-
-/// Locks a backup's row for expiry unless another session holds it (a `pin()` not yet
-/// committed) or it was pinned meanwhile: purge never waits for, nor overrides, a pin.
-fn lock_for_expiry(backup_id: i64) -> SpiResult<bool> {
-    Spi::connect_mut(|client| {
-        let rows = client.update(
-            "SELECT 1 FROM backup_ext.artifacts
-              WHERE backup_id = $1 AND NOT pinned AND expired_at IS NULL
-                FOR UPDATE SKIP LOCKED",
-            None,
-            &[backup_id.into()],
-        )?;
-        Ok(!rows.is_empty())
-    })
-}
-
 fn delete_backup(c: &Candidate, reason: String, dry_run: bool) -> SpiResult<Purged> {
     let mut line = Purged {
         backup_id: Some(c.backup_id),
@@ -149,14 +44,14 @@ fn delete_backup(c: &Candidate, reason: String, dry_run: bool) -> SpiResult<Purg
         path: c.path.clone(),
         reason,
     };
-    if !dry_run && !lock_for_expiry(c.backup_id)? {
+    if !dry_run && !catalog::lock_for_expiry(c.backup_id)? {
         line.reason = "kept: pinned, or being pinned by another session".into();
         return Ok(line);
     }
     let Some(path) = c.path.as_deref().map(PathBuf::from) else {
         // Nothing on disk to delete: just retire the row.
         if !dry_run {
-            expire(c.backup_id)?;
+            catalog::expire(c.backup_id)?;
         }
         return Ok(line);
     };
@@ -171,33 +66,16 @@ fn delete_backup(c: &Candidate, reason: String, dry_run: bool) -> SpiResult<Purg
         return Ok(line);
     }
     match remove_output(&path) {
-        Ok(()) => expire(c.backup_id)?,
+        Ok(()) => catalog::expire(c.backup_id)?,
         Err(e) => line.reason = format!("could not delete ({e}); {}", line.reason),
     }
     Ok(line)
 }
 
-/// The ids of the jobs in one of `statuses`.
-fn job_ids(statuses: &[&str]) -> SpiResult<Vec<i64>> {
-    let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
-    Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT job_id FROM backup_ext.jobs WHERE status = ANY($1)",
-            None,
-            &[statuses.into()],
-        )?;
-        let mut ids = Vec::new();
-        for row in rows {
-            ids.extend(row.get::<i64>(1)?);
-        }
-        Ok(ids)
-    })
-}
-
 /// `*.partial` files and directories that no running job owns: what failed or killed jobs
 /// could not clean up themselves.
 fn leftovers(dry_run: bool) -> SpiResult<Vec<Purged>> {
-    let running = job_ids(&["running"])?;
+    let running = catalog::job_ids(&["running"])?;
     let mut out = Vec::new();
     let Ok(folders) = std::fs::read_dir(settings::directory()) else {
         return Ok(out);
@@ -235,7 +113,7 @@ fn leftovers(dry_run: bool) -> SpiResult<Vec<Purged>> {
 /// left: those of jobs no longer queued or running, and step files of processes other than
 /// `worker_pid`. Recovery at worker start passes its own pid, `purge()` the running worker's.
 pub fn work_leftovers(worker_pid: Option<u32>, dry_run: bool) -> SpiResult<Vec<Purged>> {
-    let unfinished = job_ids(&["queued", "running"])?;
+    let unfinished = catalog::job_ids(&["queued", "running"])?;
     let work_dir = settings::directory().join(".work");
     let stale = match backup_core::stale_work_files(&work_dir, &unfinished, worker_pid) {
         Ok(stale) => stale,
@@ -262,35 +140,19 @@ pub fn work_leftovers(worker_pid: Option<u32>, dry_run: bool) -> SpiResult<Vec<P
     Ok(out)
 }
 
-/// Deletes job history older than `backup_ext.history_days`, except rows of live backups.
-fn forget_history(dry_run: bool) -> SpiResult<i64> {
-    const OLD: &str = "SELECT j.job_id FROM backup_ext.jobs j
-          WHERE j.finished_at < now() - make_interval(days => $1)
-            AND NOT EXISTS (SELECT 1 FROM backup_ext.artifacts a
-                             WHERE a.job_id = j.job_id AND j.status = 'succeeded'
-                               AND a.expired_at IS NULL)";
-    let sql = if dry_run {
-        format!("SELECT count(*) FROM ({OLD}) old")
-    } else {
-        format!(
-            "WITH d AS (DELETE FROM backup_ext.jobs WHERE job_id IN ({OLD}) RETURNING 1)
-             SELECT count(*) FROM d"
-        )
-    };
-    Ok(
-        Spi::get_one_with_args::<i64>(&sql, &[settings::history_days().into()])?
-            .unwrap_or_default(),
-    )
-}
-
 /// Applies retention to `scope`; returns what was (or, with `dry_run`, would be) removed.
 pub fn purge(scope: Scope, dry_run: bool) -> SpiResult<Vec<Purged>> {
-    let policies = policies()?;
+    let policies = catalog::policies()?;
     let default = policies.get(&None).cloned().unwrap_or_default();
     let now = Utc::now();
 
     let mut groups: BTreeMap<(String, Option<String>), Vec<Candidate>> = BTreeMap::new();
-    for c in candidates(scope)? {
+    let (kind, database) = match scope {
+        Scope::All => (None, None),
+        Scope::Database(db) => (Some("database"), Some(db)),
+        Scope::Globals => (Some("globals"), None),
+    };
+    for c in catalog::candidates(kind, database)? {
         groups
             .entry((c.kind.clone(), c.database.clone()))
             .or_default()
@@ -333,7 +195,7 @@ pub fn purge(scope: Scope, dry_run: bool) -> SpiResult<Vec<Purged>> {
             .ok()
             .filter(|&p| p > 0);
         report.extend(work_leftovers(worker_pid, dry_run)?);
-        let forgotten = forget_history(dry_run)?;
+        let forgotten = catalog::forget_history(settings::history_days(), dry_run)?;
         if forgotten > 0 {
             report.push(Purged {
                 backup_id: None,

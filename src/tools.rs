@@ -44,3 +44,10 @@ pub fn forget_versions() {
         *guard = None;
     }
 }
+
+/// The major version of the configured pg_dump, which decides the compression syntax.
+pub fn pg_dump_major() -> u32 {
+    tool_version(&crate::settings::bin_dir(), "pg_dump")
+        .map(|v| v.0)
+        .unwrap_or(15)
+}

@@ -4,4 +4,5 @@ pub mod backup;
 mod jobs;
 mod restore;
 mod retention;
+pub mod schedules;
 mod status;

@@ -14,8 +14,8 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::json;
 
-use crate::api::backup::timeout_seconds;
 use crate::catalog::{self, BackupRecord, NewJob};
+use crate::enqueue::timeout_seconds;
 use crate::error::{BackupError, OrReport};
 use crate::privileges::{self, Caller};
 use crate::{settings, wake};

@@ -2,6 +2,7 @@
 //! `backup_ext.max_parallel` children, records each outcome, and cleans up after crashes.
 
 mod job;
+mod scheduler;
 mod txn;
 
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use pgrx::prelude::*;
 
 use crate::catalog::{self, Outcome};
 use crate::purge::{self, Scope};
-use crate::{schedules, settings, tools, wake};
+use crate::{settings, tools, wake};
 use job::{Context, Kind, RunningJob};
 use txn::{in_transaction, spi};
 
@@ -122,7 +123,7 @@ impl Worker {
         }
         self.last_schedule_check = Some(Instant::now());
         let now = chrono::Utc::now();
-        let entries = match spi(schedules::entries) {
+        let entries = match spi(catalog::schedule_entries) {
             Ok(entries) => entries,
             Err(e) => {
                 warning!("backup_ext: cannot read schedules: {e}");
@@ -130,7 +131,7 @@ impl Worker {
             }
         };
         for entry in entries {
-            let at = match schedules::due(&entry, now) {
+            let at = match scheduler::due(&entry, now) {
                 Ok(Some(at)) => at,
                 Ok(None) => continue,
                 Err(e) => {
@@ -142,8 +143,8 @@ impl Worker {
                 Err("skipped: the previous run has not finished".to_string())
             } else {
                 in_transaction(|| {
-                    let started = schedules::enqueue(&entry);
-                    schedules::record_run(&entry.name, at, started, None)
+                    let started = scheduler::enqueue(&entry);
+                    catalog::record_schedule_run(&entry.name, at, started, None)
                         .map_err(|e| e.to_string())?;
                     Ok(started)
                 })
@@ -151,7 +152,7 @@ impl Worker {
             if let Err(e) = started {
                 log!("backup_ext: schedule \"{}\" did not run: {e}", entry.name);
                 if let Err(e) =
-                    spi(|| schedules::record_run(&entry.name, at, (None, None), Some(&e)))
+                    spi(|| catalog::record_schedule_run(&entry.name, at, (None, None), Some(&e)))
                 {
                     warning!("backup_ext: cannot record schedule \"{}\": {e}", entry.name);
                 }

@@ -1,0 +1,135 @@
+//! The `backup_sets` and `artifacts` tables: what a backup is, where it lies, how it was
+//! verified, whether it is pinned.
+
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::Value;
+
+use super::SpiResult;
+
+/// What a caller asks for; one `jobs` row plus its `artifacts` row.
+pub struct NewBackup<'a> {
+    pub kind: &'a str,
+    pub database: Option<&'a str>,
+    pub format: &'a str,
+    pub compress: Option<&'a str>,
+    pub label: Option<&'a str>,
+    pub request: Value,
+    pub set_id: Option<i64>,
+    pub schedule: Option<&'a str>,
+    pub run_as: Option<&'a str>,
+    pub timeout_seconds: Option<i32>,
+}
+
+/// Inserts the job and the row that will describe its file; returns the job id.
+pub fn enqueue_backup(b: &NewBackup) -> SpiResult<i64> {
+    Spi::connect_mut(|client| {
+        let args: Vec<DatumWithOid> = vec![
+            b.kind.into(),
+            b.database.into(),
+            JsonB(b.request.clone()).into(),
+            b.label.into(),
+            b.format.into(),
+            b.compress.into(),
+            b.set_id.into(),
+            b.schedule.into(),
+            b.timeout_seconds.into(),
+            b.run_as.into(),
+        ];
+        let row = client.update(
+            "WITH j AS (
+                 INSERT INTO backup_ext.jobs
+                        (kind, database, request, label, set_id, schedule, timeout_seconds,
+                         run_as)
+                 VALUES ($1, $2, $3, $4, $7, $8, $9, $10)
+                 RETURNING job_id, kind, database)
+             INSERT INTO backup_ext.artifacts (backup_id, job_id, kind, database, format, compress)
+             SELECT job_id, job_id, kind, database, $5, $6 FROM j
+             RETURNING job_id",
+            Some(1),
+            &args,
+        )?;
+        Ok(row.first().get_one::<i64>()?.unwrap_or_default())
+    })
+}
+
+/// Starts a backup_cluster() set.
+pub fn create_set(format: &str, label: Option<&str>, options: &Value) -> SpiResult<i64> {
+    Ok(Spi::get_one_with_args::<i64>(
+        "INSERT INTO backup_ext.backup_sets (format, label, options) VALUES ($1, $2, $3)
+         RETURNING set_id",
+        &[format.into(), label.into(), JsonB(options.clone()).into()],
+    )?
+    .unwrap_or_default())
+}
+
+/// One backup as restore, verify and inspection need it.
+pub struct BackupRecord {
+    pub backup_id: i64,
+    pub kind: String,
+    pub database: Option<String>,
+    pub format: String,
+    pub compress: Option<String>,
+    pub path: Option<String>,
+    pub size_bytes: Option<i64>,
+    pub sha256: Option<String>,
+    pub status: String,
+}
+
+pub fn backup_record(backup_id: i64) -> SpiResult<Option<BackupRecord>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT backup_id, kind, database, format, compress, path, size_bytes, sha256, status
+               FROM backup_ext.backups WHERE backup_id = $1",
+            None,
+            &[backup_id.into()],
+        )?;
+        if let Some(row) = rows.into_iter().next() {
+            return Ok(Some(BackupRecord {
+                backup_id: row.get(1)?.unwrap_or_default(),
+                kind: row.get(2)?.unwrap_or_default(),
+                database: row.get(3)?,
+                format: row.get(4)?.unwrap_or_default(),
+                compress: row.get(5)?,
+                path: row.get(6)?,
+                size_bytes: row.get(7)?,
+                sha256: row.get(8)?,
+                status: row.get(9)?.unwrap_or_default(),
+            }));
+        }
+        Ok(None)
+    })
+}
+
+/// Sets or clears a backup's pin.
+pub fn set_pinned(backup_id: i64, pinned: bool) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE backup_ext.artifacts SET pinned = $2 WHERE backup_id = $1",
+        &[backup_id.into(), pinned.into()],
+    )
+}
+
+/// Records a verification result on the backup it checked.
+pub fn record_verification(
+    backup_id: i64,
+    passed: bool,
+    message: &str,
+    table_rows: Option<Value>,
+) -> SpiResult<()> {
+    // A row held by another session (a pin() not yet committed) is skipped rather than waited
+    // for; the job's own message keeps the result.
+    Spi::run_with_args(
+        "UPDATE backup_ext.artifacts
+            SET verified_at = clock_timestamp(), verify_status = $2, verify_message = $3,
+                table_rows = coalesce($4, table_rows)
+          WHERE backup_id = (SELECT backup_id FROM backup_ext.artifacts
+                              WHERE backup_id = $1 FOR UPDATE SKIP LOCKED)",
+        &[
+            backup_id.into(),
+            (if passed { "passed" } else { "failed" }).into(),
+            message.into(),
+            table_rows.map(JsonB).into(),
+        ],
+    )
+}

@@ -1,0 +1,216 @@
+//! What the worker and the SQL functions read about the cluster itself (`pg_database`,
+//! `pg_roles`, settings) and the per-job login roles they create and drop.
+
+use pgrx::prelude::*;
+
+use super::SpiResult;
+
+/// Databases a cluster backup covers: connectable and not templates.
+pub fn dumpable_databases() -> SpiResult<Vec<String>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT datname::text FROM pg_catalog.pg_database
+              WHERE datallowconn AND NOT datistemplate AND datconnlimit <> -2
+              ORDER BY datname",
+            None,
+            &[],
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Some(name) = row.get::<String>(1)? {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// `Some(datallowconn)` for an existing database, `None` when there is no such database.
+pub fn database_allows_connections(name: &str) -> SpiResult<Option<bool>> {
+    Spi::get_one_with_args::<bool>(
+        "SELECT datallowconn AND datconnlimit <> -2 FROM pg_catalog.pg_database WHERE datname = $1",
+        &[name.into()],
+    )
+    .or_else(|e| match e {
+        pgrx::spi::Error::InvalidPosition => Ok(None),
+        other => Err(other),
+    })
+}
+
+pub fn extension_installed() -> SpiResult<bool> {
+    Ok(Spi::get_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'backup_ext')",
+    )?
+    .unwrap_or(false))
+}
+
+/// `server_version` of the running server, recorded with each backup.
+pub fn server_version() -> SpiResult<String> {
+    Ok(Spi::get_one::<String>("SELECT current_setting('server_version')")?.unwrap_or_default())
+}
+
+/// The bootstrap superuser, whom the tools connect as by default.
+pub fn bootstrap_superuser() -> SpiResult<String> {
+    Ok(
+        Spi::get_one::<String>("SELECT rolname::text FROM pg_catalog.pg_roles WHERE oid = 10")?
+            .unwrap_or_else(|| "postgres".into()),
+    )
+}
+
+/// What `pg_database` says about a restore target.
+pub struct DatabaseFacts {
+    pub exists: bool,
+    pub is_template: bool,
+}
+
+pub fn database_facts(name: &str) -> SpiResult<DatabaseFacts> {
+    let template = Spi::get_one_with_args::<bool>(
+        "SELECT datistemplate FROM pg_catalog.pg_database WHERE datname = $1",
+        &[name.into()],
+    )
+    .or_else(|e| match e {
+        pgrx::spi::Error::InvalidPosition => Ok(None),
+        other => Err(other),
+    })?;
+    Ok(DatabaseFacts {
+        exists: template.is_some(),
+        is_template: template.unwrap_or(false),
+    })
+}
+
+/// Whether `role` is a superuser now (a role dropped since the request is not).
+pub fn role_is_superuser(role: &str) -> SpiResult<Option<bool>> {
+    Spi::get_one_with_args::<bool>(
+        "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1::name",
+        &[role.into()],
+    )
+    .or_else(|e| match e {
+        pgrx::spi::Error::InvalidPosition => Ok(None),
+        other => Err(other),
+    })
+}
+
+/// Creates the login role of one job: LOGIN with the given SCRAM verifier, a member of the
+/// sandbox group and either of `acts_for` (whose rights it then has) or, without it, of
+/// `pg_read_all_data` with BYPASSRLS (to count rows and nothing else). Names are quoted by
+/// `format('%I')`; the verifier stays out of pg_stat_statements.
+pub fn create_job_role(role: &str, acts_for: Option<&str>, verifier: &str) -> SpiResult<()> {
+    let sql = Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.format(
+                    'CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
+                     INHERIT %s PASSWORD %L IN ROLE %I, %I',
+                    $1,
+                    CASE WHEN $2::text IS NULL THEN 'BYPASSRLS' ELSE 'NOBYPASSRLS' END,
+                    $3, coalesce($2, 'pg_read_all_data'), $4)",
+        &[
+            role.into(),
+            acts_for.into(),
+            verifier.into(),
+            backup_core::login::SANDBOX_GROUP.into(),
+        ],
+    )?
+    .unwrap_or_default();
+    Spi::run("SET LOCAL pg_stat_statements.track_utility = off")?;
+    Spi::run(&sql)
+}
+
+/// Ends the sessions of a job's login role and drops it. A role that still owns something
+/// (a restored object created after a `RESET ROLE`) is kept, without LOGIN, and reported.
+pub fn drop_job_role(role: &str) -> SpiResult<Result<(), String>> {
+    let exists = Spi::get_one_with_args::<bool>(
+        "SELECT true FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1::name",
+        &[role.into()],
+    )
+    .unwrap_or(None)
+    .unwrap_or(false);
+    if !exists {
+        return Ok(Ok(()));
+    }
+    Spi::run_with_args(
+        "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity
+          WHERE usename OPERATOR(pg_catalog.=) $1::name",
+        &[role.into()],
+    )?;
+    let drop = Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.format('DROP ROLE IF EXISTS %I', $1)",
+        &[role.into()],
+    )?
+    .unwrap_or_default();
+    let nologin = Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.format('ALTER ROLE %I NOLOGIN', $1)",
+        &[role.into()],
+    )?
+    .unwrap_or_default();
+    if crate::subxact::try_or_none(|| Spi::run(&drop)).is_some_and(|r| r.is_ok()) {
+        return Ok(Ok(()));
+    }
+    Spi::run(&nologin)?;
+    Ok(Err(format!(
+        "role \"{role}\" still owns objects or privileges and was kept without LOGIN"
+    )))
+}
+
+/// Per-job login roles whose job is not running (left by a crash).
+pub fn leftover_job_roles() -> SpiResult<Vec<String>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT r.rolname::text FROM pg_catalog.pg_roles r
+              WHERE r.rolname OPERATOR(pg_catalog.~) '^backup_ext_job_[0-9]+$'
+                AND NOT EXISTS (
+                    SELECT 1 FROM backup_ext.jobs j
+                     WHERE j.status = 'running'
+                       AND r.rolname OPERATOR(pg_catalog.=)
+                           ('backup_ext_job_' OPERATOR(pg_catalog.||) j.job_id::text)::name)",
+            None,
+            &[],
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Some(name) = row.get::<String>(1)? {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// The access list of a restore's source database, to give the new database the same.
+pub fn source_access(dbname: Option<&str>) -> SpiResult<backup_core::SourceAccess> {
+    use backup_core::{DatabaseGrant, SourceAccess};
+    let Some(dbname) = dbname else {
+        return Ok(SourceAccess::Unknown);
+    };
+    Spi::connect(|client| {
+        let found = client.select(
+            "SELECT d.datacl IS NULL FROM pg_catalog.pg_database d
+              WHERE d.datname OPERATOR(pg_catalog.=) $1::name",
+            None,
+            &[dbname.into()],
+        )?;
+        let Some(row) = found.into_iter().next() else {
+            return Ok(SourceAccess::Unknown);
+        };
+        if row.get::<bool>(1)?.unwrap_or(false) {
+            return Ok(SourceAccess::Default);
+        }
+        let rows = client.select(
+            "SELECT CASE WHEN a.grantee = 0 THEN NULL
+                         ELSE pg_catalog.pg_get_userbyid(a.grantee)::text END,
+                    a.privilege_type
+               FROM pg_catalog.pg_database d, pg_catalog.aclexplode(d.datacl) a
+              WHERE d.datname OPERATOR(pg_catalog.=) $1::name
+                AND a.grantee OPERATOR(pg_catalog.<>) d.datdba
+              ORDER BY 1 NULLS FIRST, 2",
+            None,
+            &[dbname.into()],
+        )?;
+        let mut grants = Vec::new();
+        for row in rows {
+            grants.push(DatabaseGrant {
+                grantee: row.get(1)?,
+                privilege: row.get(2)?.unwrap_or_default(),
+            });
+        }
+        Ok(SourceAccess::Grants(grants))
+    })
+}

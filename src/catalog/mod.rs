@@ -1,0 +1,28 @@
+//! The only code that reads or writes `backup_ext.*` tables, one file per table family. Every
+//! value travels as a `$n` parameter; no SQL text is ever built from user input (identifiers in
+//! the few utility statements go through `format('%I')`). The items are re-exported here, so
+//! callers write `catalog::claim_next_job` whatever file it lives in.
+
+mod backups;
+mod cluster;
+mod jobs;
+mod retention;
+mod schedules;
+
+pub use backups::*;
+pub use cluster::*;
+pub use jobs::*;
+pub use retention::*;
+pub use schedules::*;
+
+pub type SpiResult<T> = Result<T, pgrx::spi::Error>;
+
+/// `to_char` format of a UTC timestamp that `parse_utc` reads back.
+pub(crate) const UTC_TEXT: &str = "YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"";
+
+/// A timestamp written with [`UTC_TEXT`].
+pub(crate) fn parse_utc(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}

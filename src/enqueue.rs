@@ -1,0 +1,210 @@
+//! Turning a validated request into job rows: database, globals and whole-cluster backups.
+//! Used alike by the SQL functions (`api/backup.rs`) and the worker's scheduler; it checks the
+//! request, not who asks (the SQL functions do that first).
+
+use backup_core::{split_run_options, DumpRequest, GlobalsRequest, RequestError};
+use pgrx::prelude::*;
+use serde_json::Value;
+
+use crate::catalog::{self, NewBackup};
+use crate::error::{BackupError, OrReport};
+use crate::{settings, tools, wake};
+
+const MAX_LABEL_CHARS: usize = 200;
+/// The oldest pg_dump this extension is built against; a bare `-Z` level means the same to all.
+const BASE_TOOL_MAJOR: u32 = 15;
+
+/// Where a request comes from, recorded on its job.
+#[derive(Default, Clone, Copy)]
+pub struct Origin<'a> {
+    pub set_id: Option<i64>,
+    pub schedule: Option<&'a str>,
+    /// The role whose rights the job uses (the caller, or a schedule's creator).
+    pub run_as: Option<&'a str>,
+}
+
+fn validate_label(label: Option<&str>) -> Result<(), BackupError> {
+    match label {
+        Some(l) if l.chars().count() > MAX_LABEL_CHARS => Err(RequestError::invalid(
+            format!("label is {} characters long", l.chars().count()),
+            format!("Labels are at most {MAX_LABEL_CHARS} characters."),
+        )
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+/// The per-call `timeout` (an interval given as text) in seconds.
+pub(crate) fn timeout_seconds(run: &serde_json::Map<String, Value>) -> Option<i32> {
+    let timeout = run.get("timeout")?;
+    let Some(text) = timeout.as_str() else {
+        BackupError::Request(RequestError::invalid(
+            "options.timeout must be an interval given as text",
+            "For example {\"timeout\": \"2 hours\"}.",
+        ))
+        .report()
+    };
+    let seconds = crate::subxact::try_or_none(|| {
+        Spi::get_one_with_args::<f64>(
+            "SELECT extract(epoch FROM $1::interval)::float8",
+            &[text.into()],
+        )
+    })
+    .and_then(|r| r.ok().flatten())
+    .unwrap_or_else(|| {
+        BackupError::Request(RequestError::invalid(
+            format!("options.timeout {text:?} is not an interval"),
+            "For example {\"timeout\": \"2 hours\"} or {\"timeout\": \"90 min\"}.",
+        ))
+        .report()
+    });
+    if !(1.0..=i32::MAX as f64).contains(&seconds) {
+        BackupError::Request(RequestError::invalid(
+            format!("options.timeout {text:?} must be at least one second"),
+            "Leave it out to use backup_ext.job_timeout.",
+        ))
+        .report();
+    }
+    Some(seconds as i32)
+}
+
+fn tool_major_for(compress: Option<&str>) -> u32 {
+    match compress {
+        Some(c) if !c.bytes().all(|b| b.is_ascii_digit()) => {
+            tools::tool_version(&settings::bin_dir(), "pg_dump")
+                .map_err(|e| {
+                    RequestError::unsupported(
+                        format!("cannot tell which compression pg_dump supports: {e}"),
+                        "Check backup_ext.bin_dir.",
+                    )
+                })
+                .or_report()
+                .0
+        }
+        _ => BASE_TOOL_MAJOR,
+    }
+}
+
+pub fn check_database(dbname: &str) {
+    match catalog::database_allows_connections(dbname).or_report() {
+        None => BackupError::NoSuchDatabase(dbname.into()).report(),
+        Some(false) => BackupError::DatabaseNotConnectable(dbname.into()).report(),
+        Some(true) => {}
+    }
+}
+
+/// Validates and enqueues one database dump; raises on a bad request.
+pub fn enqueue_database(
+    dbname: &str,
+    format: &str,
+    compress: Option<&str>,
+    jobs: Option<i32>,
+    label: Option<&str>,
+    options: Value,
+    origin: Origin,
+) -> i64 {
+    validate_label(label).or_report();
+    let (options, run) = split_run_options(&options);
+    if let Some(key) = run.keys().find(|k| k.as_str() != "timeout") {
+        BackupError::Request(RequestError::invalid(
+            format!("option {key:?} only applies to backup_cluster()"),
+            "backup_database() takes the pg_dump options plus \"timeout\".",
+        ))
+        .report();
+    }
+    let timeout_seconds = timeout_seconds(&run);
+    let request = DumpRequest::validate(format, compress, jobs, &options, tool_major_for(compress))
+        .or_report();
+    check_database(dbname);
+    let compress_spec = request.compress.as_ref().map(|c| c.spec.clone());
+    let job_id = catalog::enqueue_backup(&NewBackup {
+        kind: "database",
+        database: Some(dbname),
+        format: request.format.as_str(),
+        compress: compress_spec.as_deref(),
+        label,
+        request: request.to_json().unwrap_or_default(),
+        set_id: origin.set_id,
+        schedule: origin.schedule,
+        run_as: origin.run_as,
+        timeout_seconds,
+    })
+    .or_report();
+    wake::wake_worker_on_commit();
+    job_id
+}
+
+/// Enqueues `pg_dumpall --globals-only`.
+pub fn enqueue_globals(label: Option<&str>, no_role_passwords: bool, origin: Origin) -> i64 {
+    validate_label(label).or_report();
+    let request = GlobalsRequest { no_role_passwords };
+    let job_id = catalog::enqueue_backup(&NewBackup {
+        kind: "globals",
+        database: None,
+        format: "plain",
+        compress: None,
+        label,
+        request: request.to_json().unwrap_or_default(),
+        set_id: origin.set_id,
+        schedule: origin.schedule,
+        run_as: origin.run_as,
+        timeout_seconds: None,
+    })
+    .or_report();
+    wake::wake_worker_on_commit();
+    job_id
+}
+
+fn text_array(run: &serde_json::Map<String, Value>, key: &str) -> Vec<String> {
+    match run.get(key) {
+        None => Vec::new(),
+        Some(Value::Array(items)) if items.iter().all(|i| i.is_string()) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect(),
+        Some(_) => BackupError::Request(RequestError::invalid(
+            format!("options.{key} must be an array of database names"),
+            format!("For example {{\"{key}\": [\"app\", \"reports\"]}}."),
+        ))
+        .report(),
+    }
+}
+
+/// Enqueues globals plus one dump per connectable, non-template database as one set. The
+/// options are pg_dump's (applied to every database) plus include_databases,
+/// exclude_databases and timeout.
+pub fn enqueue_cluster(format: &str, label: Option<&str>, options: Value, origin: Origin) -> i64 {
+    validate_label(label).or_report();
+    let (dump_options, run) = split_run_options(&options);
+    // Validate the shared part once, before anything is written.
+    DumpRequest::validate(format, None, None, &dump_options, BASE_TOOL_MAJOR).or_report();
+    timeout_seconds(&run);
+    let include = text_array(&run, "include_databases");
+    let exclude = text_array(&run, "exclude_databases");
+    for name in include.iter().chain(&exclude) {
+        if catalog::database_allows_connections(name)
+            .or_report()
+            .is_none()
+        {
+            BackupError::NoSuchDatabase(name.clone()).report();
+        }
+    }
+    let mut per_db = dump_options;
+    if let (Some(t), Some(map)) = (run.get("timeout"), per_db.as_object_mut()) {
+        map.insert("timeout".into(), t.clone());
+    }
+
+    let set_id = catalog::create_set(format, label, &options).or_report();
+    let origin = Origin {
+        set_id: Some(set_id),
+        ..origin
+    };
+    enqueue_globals(label, false, origin);
+    for dbname in catalog::dumpable_databases().or_report() {
+        let included = include.is_empty() || include.contains(&dbname);
+        if included && !exclude.contains(&dbname) {
+            enqueue_database(&dbname, format, None, None, label, per_db.clone(), origin);
+        }
+    }
+    set_id
+}
