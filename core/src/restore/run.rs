@@ -2,7 +2,9 @@
 //! database (optional), restore into it, and drop it again if the restore
 //! failed, so that a failed restore leaves nothing half-filled behind.
 
-use crate::steps::{Capture, Feed, JobResult, JobRun, Step, StepEnd, ToolCommand, CLEANUP_TIMEOUT};
+use crate::process::step::{
+    Capture, Feed, JobResult, JobRun, Step, StepEnd, ToolCommand, CLEANUP_TIMEOUT,
+};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

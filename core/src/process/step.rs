@@ -5,10 +5,10 @@
 //! Helper threads (feeding stdin, reading stdout) are plain std threads
 //! with every signal blocked, like the dump's stream thread.
 
-use crate::child::{describe_exit, stderr_tail, without_progress_lines, ChildGuard};
-use crate::rows::{count_copy_rows, plain_dump_reader};
-use crate::run::{DumpRun, RunResult, CANCEL_GRACE, STDERR_TAIL_BYTES};
-use crate::stream::spawn_signal_free;
+use crate::dump::run::{DumpRun, RunResult, CANCEL_GRACE, STDERR_TAIL_BYTES};
+use crate::process::child::{describe_exit, stderr_tail, without_progress_lines, ChildGuard};
+use crate::process::stream::spawn_signal_free;
+use crate::verify::rows::{count_copy_rows, plain_dump_reader};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};

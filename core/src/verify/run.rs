@@ -3,16 +3,16 @@
 //! into a scratch database and compare row counts. The scratch database is
 //! dropped whatever happens once it was created.
 
+use crate::files::manifest::{directory_manifest_metered, hash_file, HashMeter};
 use crate::format::Format;
-use crate::manifest::{directory_manifest_metered, hash_file, HashMeter};
-use crate::restore_run::RestoreStep;
-use crate::rows::{compare_counts, count_copy_rows, open_plain_dump, parse_counts};
-use crate::steps::{
+use crate::process::step::{
     Capture, Captured, Feed, JobResult, JobRun, Step, StepEnd, Stoppable, ToolCommand,
     VerifyReport, CLEANUP_TIMEOUT,
 };
-use crate::stream::spawn_signal_free;
-use crate::toc::parse_toc;
+use crate::process::stream::spawn_signal_free;
+use crate::restore::run::RestoreStep;
+use crate::restore::toc::parse_toc;
+use crate::verify::rows::{compare_counts, count_copy_rows, open_plain_dump, parse_counts};
 use std::collections::BTreeMap;
 use std::io::{self, BufReader};
 use std::path::PathBuf;

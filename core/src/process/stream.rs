@@ -146,7 +146,7 @@ fn sync_parent(path: &Path) -> io::Result<()> {
 
 /// Size and SHA-256 of a file read from disk (verification must read the bytes again).
 pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
-    crate::manifest::hash_file(path, &crate::manifest::HashMeter::default())
+    crate::files::manifest::hash_file(path, &crate::files::manifest::HashMeter::default())
 }
 
 /// Makes a finished backup visible under its final name. The rename is

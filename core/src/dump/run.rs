@@ -6,9 +6,9 @@
 //! `.partial` path and is renamed to the final name only after it is
 //! complete and fsynced; every other outcome removes it.
 
-use crate::child::{describe_exit, stderr_tail, without_progress_lines, ChildGuard};
-use crate::manifest::{directory_manifest, sync_tree, tree_size, Manifest};
-use crate::stream::{publish, remove_output, StreamOutcome, StreamWriter};
+use crate::files::manifest::{directory_manifest, sync_tree, tree_size, Manifest};
+use crate::process::child::{describe_exit, stderr_tail, without_progress_lines, ChildGuard};
+use crate::process::stream::{publish, remove_output, StreamOutcome, StreamWriter};
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::io;

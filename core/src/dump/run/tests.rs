@@ -12,7 +12,7 @@ fn sh_spec(dir: &TempDir, script: &str, extra: &[&Path], directory: bool) -> Run
     let final_path = dir
         .path()
         .join(if directory { "out.dir" } else { "out.dump" });
-    let partial = crate::paths::partial_path(&final_path);
+    let partial = crate::files::paths::partial_path(&final_path);
     let mut args: Vec<OsString> = vec!["-c".into(), script.into()];
     args.extend(extra.iter().map(|p| p.as_os_str().to_owned()));
     RunSpec {
@@ -74,7 +74,7 @@ fn echo_program() {
         program: PathBuf::from("/bin/echo"),
         args: vec!["abc".into()],
         output: OutputKind::Stdout {
-            partial: crate::paths::partial_path(&final_path),
+            partial: crate::files::paths::partial_path(&final_path),
         },
         final_path: final_path.clone(),
         stderr_path: dir.path().join("e.stderr"),
@@ -182,7 +182,7 @@ fn drop_kills_child_and_removes_partial() {
 fn directory_output() {
     let dir = TempDir::new("run");
     let final_path = dir.path().join("out.dir");
-    let partial = crate::paths::partial_path(&final_path);
+    let partial = crate::files::paths::partial_path(&final_path);
     let spec = sh_spec(
         &dir,
         "mkdir -p \"$0\"; printf x > \"$0/toc.dat\"",
@@ -213,7 +213,7 @@ fn directory_output() {
 #[test]
 fn failed_directory_output_is_removed() {
     let dir = TempDir::new("run");
-    let partial = crate::paths::partial_path(&dir.path().join("out.dir"));
+    let partial = crate::files::paths::partial_path(&dir.path().join("out.dir"));
     let spec = sh_spec(
         &dir,
         "mkdir -p \"$0\"; printf x > \"$0/toc.dat\"; echo 'pg_dump: error: disk full' >&2; exit 1",

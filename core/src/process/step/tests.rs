@@ -1,7 +1,7 @@
 //! Steps driven by small shell programs.
 
 use super::*;
-use crate::run::{OutputKind, RunSpec};
+use crate::dump::run::{OutputKind, RunSpec};
 use crate::test_support::{fake_tool, poll_job, TempDir};
 use std::io::Write;
 use std::time::Instant;
@@ -163,7 +163,7 @@ fn dump_run_as_job() {
         program: PathBuf::from("/bin/sh"),
         args: vec!["-c".into(), "printf abc".into()],
         output: OutputKind::Stdout {
-            partial: crate::paths::partial_path(&final_path),
+            partial: crate::files::paths::partial_path(&final_path),
         },
         final_path: final_path.clone(),
         stderr_path: dir.path().join("x.stderr"),

@@ -5,7 +5,7 @@
 //! are always attached with `=` so that none can be mistaken for an option.
 
 use crate::conninfo::{quote_conninfo_value, Connection};
-use crate::request::{DumpRequest, GlobalsRequest};
+use crate::dump::request::{DumpRequest, GlobalsRequest};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 

@@ -1,9 +1,9 @@
 //! A restore that first proves the backup still matches its recorded checksum: the target is
 //! not touched until the hash (or directory manifest) agrees.
 
-use crate::restore_run::{RestorePlan, RestoreRun};
-use crate::steps::{JobResult, JobRun};
-use crate::verify_run::{VerifyPlan, VerifyRun};
+use crate::process::step::{JobResult, JobRun};
+use crate::restore::run::{RestorePlan, RestoreRun};
+use crate::verify::run::{VerifyPlan, VerifyRun};
 use std::io;
 
 pub struct CheckedRestore {
@@ -77,7 +77,7 @@ impl JobRun for CheckedRestore {
 mod tests {
     use super::*;
     use crate::format::Format;
-    use crate::restore_run::RestoreStep;
+    use crate::restore::run::RestoreStep;
     use crate::test_support::{fake_tool, poll_job, TempDir};
 
     const SHA_ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";

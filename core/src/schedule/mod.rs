@@ -8,11 +8,11 @@
 //! As in Vixie cron, when both day-of-month and day-of-week are restricted
 //! (neither is `*`), a day matching either one matches.
 
+use crate::dump::options::json_type;
+use crate::dump::options::DumpOptions;
+use crate::dump::request::{DumpRequest, GlobalsRequest};
 use crate::error::{quoted, RequestError};
-use crate::options::json_type;
-use crate::options::DumpOptions;
-use crate::request::{DumpRequest, GlobalsRequest};
-use crate::restore_argv::validate_database_name;
+use crate::restore::argv::validate_database_name;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
@@ -430,7 +430,7 @@ fn options(map: &Map<String, Value>, kind: &str) -> Result<Value, RequestError> 
     let all = present(map, "options")
         .cloned()
         .unwrap_or_else(|| Value::Object(Map::new()));
-    let (dump, run) = crate::request::split_run_options(&all);
+    let (dump, run) = crate::dump::request::split_run_options(&all);
     for (key, v) in &run {
         match key.as_str() {
             "timeout" if !v.is_string() => {

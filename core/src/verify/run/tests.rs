@@ -1,7 +1,7 @@
 //! VerifyRun driven by shell scripts standing in for the tools.
 
 use super::*;
-use crate::manifest::directory_manifest;
+use crate::files::manifest::directory_manifest;
 use crate::test_support::{fake_tool, poll_job, TempDir};
 use sha2::{Digest, Sha256};
 use std::fs;

@@ -4,10 +4,10 @@
 //! attached with `=`. Database names given to createdb/dropdb follow `--`,
 //! so a name starting with `-` stays a name.
 
-use crate::argv::{arg, path_arg};
 use crate::conninfo::Connection;
+use crate::dump::argv::{arg, path_arg};
 use crate::error::{quoted, RequestError};
-use crate::restore::RestoreRequest;
+use crate::restore::request::RestoreRequest;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -54,7 +54,7 @@ pub fn validate_database_name(name: &str) -> Result<(), RequestError> {
 }
 
 /// pg_restore into `target_db`. `use_list` is a `--list` excerpt written by
-/// the caller (see [`crate::restore::use_list_for`]) when the request names
+/// the caller (see [`crate::restore::request::use_list_for`]) when the request names
 /// TOC ids. With `role`, pg_restore runs `SET ROLE` to it after connecting.
 pub fn pg_restore_argv(
     bin_dir: &Path,

@@ -2,10 +2,10 @@
 //! pg_dump command line, checked in the calling backend so that mistakes are
 //! reported to the caller instead of surfacing as a failed job later.
 
-use crate::compress::{validate_compress, Compression};
+use crate::dump::compress::{validate_compress, Compression};
+use crate::dump::options::DumpOptions;
 use crate::error::RequestError;
 use crate::format::Format;
-use crate::options::DumpOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

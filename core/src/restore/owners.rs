@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
 
-use crate::toc::TocEntry;
+use crate::restore::toc::TocEntry;
 
 /// Entry kinds that carry rows or values (large objects are owned through their `BLOB` /
 /// `LARGE OBJECT` entries; the `BLOBS` data entry itself has no owner).

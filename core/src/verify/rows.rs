@@ -5,7 +5,7 @@
 //! Table names are compared as pg_dump writes them in `COPY` lines, which
 //! is how `format('%I.%I', …)` prints them on the server side too.
 
-use crate::restore_argv::FIELD_SEPARATOR;
+use crate::restore::argv::FIELD_SEPARATOR;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, ErrorKind, Read};
@@ -128,7 +128,7 @@ pub fn row_count_query() -> &'static str {
 }
 
 /// Parses the output of [`row_count_query`] run through
-/// [`crate::restore_argv::psql_query_argv`].
+/// [`crate::restore::argv::psql_query_argv`].
 pub fn parse_counts(output: &str) -> Result<BTreeMap<String, u64>, String> {
     let mut counts = BTreeMap::new();
     for (idx, line) in output.lines().enumerate() {

@@ -4,10 +4,10 @@
 //! Parsing is as strict as for dumps: an unknown key is an error, because
 //! a misspelled `tables` would silently restore everything.
 
+use crate::dump::options::{boolean, json_type, text_list};
+use crate::dump::request::MAX_JOBS;
 use crate::error::{quoted, RequestError};
 use crate::format::Format;
-use crate::options::{boolean, json_type, text_list};
-use crate::request::MAX_JOBS;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
@@ -226,7 +226,7 @@ impl RestoreRequest {
             jobs,
             &serde_json::to_value(&stored.options)?,
         )
-        .map_err(crate::request::stored_error)
+        .map_err(crate::dump::request::stored_error)
     }
 }
 

@@ -420,21 +420,21 @@ pub const COUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30
 /// own process group, stderr in a file under `work_dir`) and is killed after
 /// [`COUNT_TIMEOUT`], which reads as "unknown".
 pub fn count_in_background(
-    command: crate::steps::ToolCommand,
+    command: crate::process::step::ToolCommand,
     work_dir: &Path,
 ) -> std::sync::mpsc::Receiver<Option<u64>> {
     count_within(command, work_dir, COUNT_TIMEOUT)
 }
 
 fn count_within(
-    command: crate::steps::ToolCommand,
+    command: crate::process::step::ToolCommand,
     work_dir: &Path,
     timeout: std::time::Duration,
 ) -> std::sync::mpsc::Receiver<Option<u64>> {
     let (tx, rx) = std::sync::mpsc::channel();
     let work_dir = work_dir.to_path_buf();
-    let spawned = crate::stream::spawn_signal_free("backup_ext-count", move || {
-        let counted = crate::steps::list_archive(&command, &work_dir, timeout)
+    let spawned = crate::process::stream::spawn_signal_free("backup_ext-count", move || {
+        let counted = crate::process::step::list_archive(&command, &work_dir, timeout)
             .ok()
             .and_then(|out| out.trim().parse().ok());
         let _ = tx.send(counted);
@@ -447,7 +447,7 @@ fn count_within(
 #[cfg(test)]
 mod background_count_tests {
     use super::{count_in_background, count_within};
-    use crate::steps::ToolCommand;
+    use crate::process::step::ToolCommand;
     use crate::test_support::{fake_tool, TempDir};
     use std::time::{Duration, Instant};
 

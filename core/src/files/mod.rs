@@ -1,0 +1,4 @@
+//! Backup files on disk: where they go, what they hold.
+
+pub mod manifest;
+pub mod paths;

@@ -1,0 +1,6 @@
+//! Running the client tools as children without blocking the caller.
+
+pub mod child;
+pub mod step;
+pub mod stream;
+pub mod version;
