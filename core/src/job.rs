@@ -1,6 +1,9 @@
-//! Lifecycle of a backup job as stored in the catalog table.
+//! A job: its lifecycle as stored in the catalog table, and the interface
+//! through which the worker drives it and gets its result.
 
+use crate::dump::run::{DumpRun, RunResult};
 use crate::error::{quoted, RequestError};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobStatus {
@@ -64,6 +67,44 @@ impl JobStatus {
 impl std::fmt::Display for JobStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// A job the worker drives from its main loop. `poll` never blocks on a
+/// child; it returns the result once, then None.
+pub trait JobRun: Send {
+    fn poll(&mut self) -> Option<JobResult>;
+    /// Stops the job and cleans up after it; may block for a bounded time.
+    fn cancel(&mut self);
+    fn progress(&self) -> u64;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobResult {
+    Dump(RunResult),
+    Restore { ok: bool, message: String },
+    Verify(VerifyReport),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub passed: bool,
+    pub message: String,
+    /// Rows per table in the backup, when a test restore counted them.
+    pub archive_rows: Option<BTreeMap<String, u64>>,
+}
+
+impl JobRun for DumpRun {
+    fn poll(&mut self) -> Option<JobResult> {
+        DumpRun::poll(self).map(JobResult::Dump)
+    }
+
+    fn cancel(&mut self) {
+        DumpRun::cancel(self)
+    }
+
+    fn progress(&self) -> u64 {
+        DumpRun::progress(self)
     }
 }
 

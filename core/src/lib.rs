@@ -37,13 +37,14 @@ pub use files::paths::{
     partial_path, resolve_nearest_existing, stale_work_files, work_file_owner, WorkFileOwner,
     GLOBALS_FOLDER,
 };
+pub use files::plain::open_plain_dump;
+pub use files::publish::{hash_file, publish, remove_output};
 pub use format::Format;
-pub use job::JobStatus;
+pub use job::{JobResult, JobRun, JobStatus, VerifyReport};
 pub use process::child::{describe_exit, set_wait_hook, stderr_tail, ChildGuard};
-pub use process::step::{
-    list_archive, run_tool, JobResult, JobRun, ToolCommand, VerifyReport, CLEANUP_TIMEOUT,
-};
-pub use process::stream::{hash_file, publish, remove_output, StreamOutcome, StreamWriter};
+pub use process::command::ToolCommand;
+pub use process::step::{list_archive, run_tool, CLEANUP_TIMEOUT};
+pub use process::stream::{StreamOutcome, StreamWriter};
 pub use process::version::parse_tool_version;
 pub use restore::argv::{
     create_database_argv, createdb_argv, dropdb_argv, pg_restore_argv, pg_restore_to_stdout_argv,
@@ -62,7 +63,5 @@ pub use restore::toc::{parse_toc, TocEntry, TocParseError};
 pub use retention::{plan_retention, RetainCandidate, RetentionDecision, RetentionPolicy};
 pub use schedule::{validate_schedule_name, CronSchedule, ScheduleCommand};
 pub use verify::checked_restore::CheckedRestore;
-pub use verify::rows::{
-    compare_counts, count_copy_rows, open_plain_dump, parse_counts, row_count_query,
-};
+pub use verify::rows::{compare_counts, count_copy_rows, parse_counts, row_count_query};
 pub use verify::run::{ArchiveRows, TestRestorePlan, VerifyPlan, VerifyRun};

@@ -6,22 +6,9 @@
 
 use crate::conninfo::{quote_conninfo_value, Connection};
 use crate::dump::request::{DumpRequest, GlobalsRequest};
+use crate::process::command::{arg, path_arg};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-
-pub(crate) fn arg(s: impl Into<String>) -> OsString {
-    OsString::from(s.into())
-}
-
-/// A path as a positional argument. A relative path starting with `-`
-/// would be read as an option, so such paths are anchored with `./`.
-pub(crate) fn path_arg(path: &Path) -> OsString {
-    if path.as_os_str().to_string_lossy().starts_with('-') {
-        Path::new(".").join(path).into_os_string()
-    } else {
-        path.as_os_str().to_owned()
-    }
-}
 
 /// `output_dir` is where pg_dump creates the directory-format output; it is
 /// ignored for the other formats, which stream to stdout. For the directory

@@ -420,14 +420,14 @@ pub const COUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30
 /// own process group, stderr in a file under `work_dir`) and is killed after
 /// [`COUNT_TIMEOUT`], which reads as "unknown".
 pub fn count_in_background(
-    command: crate::process::step::ToolCommand,
+    command: crate::process::command::ToolCommand,
     work_dir: &Path,
 ) -> std::sync::mpsc::Receiver<Option<u64>> {
     count_within(command, work_dir, COUNT_TIMEOUT)
 }
 
 fn count_within(
-    command: crate::process::step::ToolCommand,
+    command: crate::process::command::ToolCommand,
     work_dir: &Path,
     timeout: std::time::Duration,
 ) -> std::sync::mpsc::Receiver<Option<u64>> {
@@ -447,7 +447,7 @@ fn count_within(
 #[cfg(test)]
 mod background_count_tests {
     use super::{count_in_background, count_within};
-    use crate::process::step::ToolCommand;
+    use crate::process::command::ToolCommand;
     use crate::test_support::{fake_tool, TempDir};
     use std::time::{Duration, Instant};
 

@@ -7,8 +7,9 @@
 //! complete and fsynced; every other outcome removes it.
 
 use crate::files::manifest::{directory_manifest, sync_tree, tree_size, Manifest};
+use crate::files::publish::{publish, remove_output};
 use crate::process::child::{describe_exit, stderr_tail, without_progress_lines, ChildGuard};
-use crate::process::stream::{publish, remove_output, StreamOutcome, StreamWriter};
+use crate::process::stream::{StreamOutcome, StreamWriter};
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::io;

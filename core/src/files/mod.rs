@@ -2,3 +2,5 @@
 
 pub mod manifest;
 pub mod paths;
+pub mod plain;
+pub mod publish;

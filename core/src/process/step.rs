@@ -1,16 +1,17 @@
-//! The common interface of the worker's jobs, and one step of a
+//! One step of a
 //! multi-step job: a tool run as a child, optionally fed a file on stdin
 //! and with its stdout read, all without blocking the caller.
 //!
 //! Helper threads (feeding stdin, reading stdout) are plain std threads
 //! with every signal blocked, like the dump's stream thread.
 
-use crate::dump::run::{DumpRun, RunResult, CANCEL_GRACE, STDERR_TAIL_BYTES};
+use crate::dump::run::{CANCEL_GRACE, STDERR_TAIL_BYTES};
+use crate::files::plain::plain_dump_reader;
 use crate::process::child::{describe_exit, stderr_tail, without_progress_lines, ChildGuard};
+use crate::process::command::ToolCommand;
 use crate::process::stream::spawn_signal_free;
-use crate::verify::rows::{count_copy_rows, plain_dump_reader};
+use crate::verify::rows::count_copy_rows;
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufReader, ErrorKind, Read};
 use std::os::unix::fs::OpenOptionsExt;
@@ -20,89 +21,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-/// A job the worker drives from its main loop. `poll` never blocks on a
-/// child; it returns the result once, then None.
-pub trait JobRun: Send {
-    fn poll(&mut self) -> Option<JobResult>;
-    /// Stops the job and cleans up after it; may block for a bounded time.
-    fn cancel(&mut self);
-    fn progress(&self) -> u64;
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobResult {
-    Dump(RunResult),
-    Restore { ok: bool, message: String },
-    Verify(VerifyReport),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifyReport {
-    pub passed: bool,
-    pub message: String,
-    /// Rows per table in the backup, when a test restore counted them.
-    pub archive_rows: Option<BTreeMap<String, u64>>,
-}
-
-/// A program and its arguments, as the argv builders return them.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ToolCommand {
-    pub program: PathBuf,
-    pub args: Vec<OsString>,
-    /// Extra environment (e.g. `PGPASSWORD` of a per-job login); never shown in messages.
-    pub env: Vec<(String, String)>,
-}
-
-impl From<(PathBuf, Vec<OsString>)> for ToolCommand {
-    fn from((program, args): (PathBuf, Vec<OsString>)) -> Self {
-        ToolCommand {
-            program,
-            args,
-            env: Vec::new(),
-        }
-    }
-}
-
-/// Shows the names of the extra variables, never their values.
-impl std::fmt::Debug for ToolCommand {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let env: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
-        f.debug_struct("ToolCommand")
-            .field("program", &self.program)
-            .field("args", &self.args)
-            .field("env", &env)
-            .finish()
-    }
-}
-
-impl ToolCommand {
-    pub fn with_env(mut self, env: Vec<(String, String)>) -> Self {
-        self.env = env;
-        self
-    }
-
-    pub fn name(&self) -> String {
-        self.program
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| self.program.display().to_string())
-    }
-}
-
-impl JobRun for DumpRun {
-    fn poll(&mut self) -> Option<JobResult> {
-        DumpRun::poll(self).map(JobResult::Dump)
-    }
-
-    fn cancel(&mut self) {
-        DumpRun::cancel(self)
-    }
-
-    fn progress(&self) -> u64 {
-        DumpRun::progress(self)
-    }
-}
 
 /// How long a clean-up step (dropping a database) may take when it has to
 /// run synchronously, on cancel.

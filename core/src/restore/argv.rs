@@ -5,8 +5,8 @@
 //! so a name starting with `-` stays a name.
 
 use crate::conninfo::Connection;
-use crate::dump::argv::{arg, path_arg};
 use crate::error::{quoted, RequestError};
+use crate::process::command::{arg, path_arg};
 use crate::restore::request::RestoreRequest;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -2,9 +2,9 @@
 //! database (optional), restore into it, and drop it again if the restore
 //! failed, so that a failed restore leaves nothing half-filled behind.
 
-use crate::process::step::{
-    Capture, Feed, JobResult, JobRun, Step, StepEnd, ToolCommand, CLEANUP_TIMEOUT,
-};
+use crate::job::{JobResult, JobRun};
+use crate::process::command::ToolCommand;
+use crate::process::step::{Capture, Feed, Step, StepEnd, CLEANUP_TIMEOUT};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,7 +1,7 @@
 //! A restore that first proves the backup still matches its recorded checksum: the target is
 //! not touched until the hash (or directory manifest) agrees.
 
-use crate::process::step::{JobResult, JobRun};
+use crate::job::{JobResult, JobRun};
 use crate::restore::run::{RestorePlan, RestoreRun};
 use crate::verify::run::{VerifyPlan, VerifyRun};
 use std::io;

@@ -7,9 +7,7 @@
 
 use crate::restore::argv::FIELD_SEPARATOR;
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{self, BufRead, ErrorKind, Read};
-use std::path::Path;
+use std::io::{self, BufRead, ErrorKind};
 
 /// Bytes of a line kept for recognising a `COPY` header. A header is
 /// `COPY` + two quoted identifiers of at most 63 bytes, each of which can
@@ -180,24 +178,6 @@ pub fn compare_counts(
         }
     }
     out
-}
-
-/// A plain dump for reading, gunzipped on the fly when `compressed`
-/// (concatenated gzip members are read as one stream).
-pub fn open_plain_dump(path: &Path, compressed: bool) -> io::Result<Box<dyn Read + Send>> {
-    Ok(plain_dump_reader(File::open(path)?, compressed))
-}
-
-/// [`open_plain_dump`] for an already open file (or any reader).
-pub(crate) fn plain_dump_reader(
-    raw: impl Read + Send + 'static,
-    compressed: bool,
-) -> Box<dyn Read + Send> {
-    if compressed {
-        Box::new(flate2::read::MultiGzDecoder::new(raw))
-    } else {
-        Box::new(raw)
-    }
 }
 
 #[cfg(test)]

@@ -4,15 +4,15 @@
 //! dropped whatever happens once it was created.
 
 use crate::files::manifest::{directory_manifest_metered, hash_file, HashMeter};
+use crate::files::plain::open_plain_dump;
 use crate::format::Format;
-use crate::process::step::{
-    Capture, Captured, Feed, JobResult, JobRun, Step, StepEnd, Stoppable, ToolCommand,
-    VerifyReport, CLEANUP_TIMEOUT,
-};
+use crate::job::{JobResult, JobRun, VerifyReport};
+use crate::process::command::ToolCommand;
+use crate::process::step::{Capture, Captured, Feed, Step, StepEnd, Stoppable, CLEANUP_TIMEOUT};
 use crate::process::stream::spawn_signal_free;
 use crate::restore::run::RestoreStep;
 use crate::restore::toc::parse_toc;
-use crate::verify::rows::{compare_counts, count_copy_rows, open_plain_dump, parse_counts};
+use crate::verify::rows::{compare_counts, count_copy_rows, parse_counts};
 use std::collections::BTreeMap;
 use std::io::{self, BufReader};
 use std::path::PathBuf;

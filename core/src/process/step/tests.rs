@@ -1,7 +1,8 @@
 //! Steps driven by small shell programs.
 
 use super::*;
-use crate::dump::run::{OutputKind, RunSpec};
+use crate::dump::run::{DumpRun, OutputKind, RunResult, RunSpec};
+use crate::job::{JobResult, JobRun};
 use crate::test_support::{fake_tool, poll_job, TempDir};
 use std::io::Write;
 use std::time::Instant;

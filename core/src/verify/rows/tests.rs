@@ -1,8 +1,9 @@
 //! COPY row counting, count parsing and comparison.
 
 use super::*;
+use crate::files::plain::open_plain_dump;
 use crate::test_support::TempDir;
-use std::io::{BufReader, Cursor, Write};
+use std::io::{BufReader, Cursor, Read, Write};
 
 /// COPY lines as pg_dump 15 writes them for awkward names.
 const DUMP: &str = "--\n-- PostgreSQL database dump\n--\n\
