@@ -92,10 +92,10 @@ mod tests {
     /// and a full stop (PostgreSQL's error style guide), as the extension's other hints are.
     #[test]
     fn hints_are_sentences() {
+        use crate::dump::options::DumpOptions;
+        use crate::dump::request::DumpRequest;
         use crate::format::Format;
-        use crate::options::DumpOptions;
-        use crate::request::DumpRequest;
-        use crate::restore::{use_list_for, RestoreRequest};
+        use crate::restore::request::{use_list_for, RestoreRequest};
         use crate::retention::RetentionPolicy;
         use crate::schedule::{validate_schedule_name, CronSchedule, ScheduleCommand};
         use serde_json::{json, Value};
@@ -108,8 +108,8 @@ mod tests {
         };
         let mut results: Vec<Result<(), RequestError>> = vec![
             Format::parse("zip").map(|_| ()),
-            crate::status::JobStatus::parse("done").map(|_| ()),
-            crate::restore_argv::validate_database_name(""),
+            crate::job::JobStatus::parse("done").map(|_| ()),
+            crate::restore::argv::validate_database_name(""),
             dump("custom", Some("banana"), None, json!({})),
             dump("custom", Some("zstd"), None, json!({})),
             dump("tar", Some("6"), None, json!({})),

@@ -30,14 +30,14 @@ impl Drop for TempDir {
 
 /// An executable `/bin/sh` script called `name` in `dir/bin`, standing in
 /// for one of the PostgreSQL tools.
-pub fn fake_tool(dir: &TempDir, name: &str, body: &str) -> crate::steps::ToolCommand {
+pub fn fake_tool(dir: &TempDir, name: &str, body: &str) -> crate::process::command::ToolCommand {
     use std::os::unix::fs::PermissionsExt;
     let bin = dir.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let path = bin.join(name);
     std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    crate::steps::ToolCommand {
+    crate::process::command::ToolCommand {
         program: path,
         args: Vec::new(),
         env: Vec::new(),
@@ -45,7 +45,7 @@ pub fn fake_tool(dir: &TempDir, name: &str, body: &str) -> crate::steps::ToolCom
 }
 
 /// Polls a job until it reports, failing the test after 20 seconds.
-pub fn poll_job(run: &mut dyn crate::steps::JobRun) -> crate::steps::JobResult {
+pub fn poll_job(run: &mut dyn crate::job::JobRun) -> crate::job::JobResult {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         if let Some(r) = run.poll() {

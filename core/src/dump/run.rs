@@ -1,0 +1,285 @@
+//! One dump from start to published file, as a non-blocking state machine.
+//!
+//! The worker calls [`DumpRun::poll`] from its main loop and
+//! [`DumpRun::cancel`] when asked to stop, so it never blocks on the child
+//! and stays responsive to PostgreSQL's signals. Output goes to a
+//! `.partial` path and is renamed to the final name only after it is
+//! complete and fsynced; every other outcome removes it.
+
+use crate::files::manifest::{directory_manifest, sync_tree, tree_size, Manifest};
+use crate::files::publish::{publish, remove_output};
+use crate::process::child::{describe_exit, stderr_tail, without_progress_lines, ChildGuard};
+use crate::process::stream::{StreamOutcome, StreamWriter};
+use std::ffi::OsString;
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a cancelled child gets to exit on SIGTERM before SIGKILL.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(2);
+
+/// Bytes of stderr quoted in a failure message.
+pub const STDERR_TAIL_BYTES: usize = 2000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputKind {
+    /// The child writes the backup to stdout; it is streamed into `partial`.
+    Stdout { partial: PathBuf },
+    /// The child creates `partial` itself (its args contain `--file=`).
+    Directory { partial: PathBuf },
+}
+
+impl OutputKind {
+    pub fn partial(&self) -> &Path {
+        match self {
+            OutputKind::Stdout { partial } | OutputKind::Directory { partial } => partial,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSpec {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub output: OutputKind,
+    pub final_path: PathBuf,
+    pub stderr_path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunResult {
+    Succeeded {
+        size: u64,
+        /// File hash for streamed output; manifest hash for a directory.
+        sha256: String,
+        manifest: Option<Manifest>,
+    },
+    Failed {
+        message: String,
+    },
+}
+
+pub struct DumpRun {
+    spec: RunSpec,
+    child: Option<ChildGuard>,
+    writer: Option<StreamWriter>,
+    progress: Arc<AtomicU64>,
+    /// Set once a result was returned or the run was cancelled; the output
+    /// then belongs to the caller (published) or is gone.
+    finished: bool,
+}
+
+fn program_name(program: &Path) -> String {
+    program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| program.display().to_string())
+}
+
+/// A failed write names the file, and says in words when the filesystem is full.
+fn describe_write_error(path: &Path, e: &io::Error) -> String {
+    if e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == io::ErrorKind::StorageFull {
+        format!(
+            "the filesystem is full (ENOSPC): could not write {}: {e}",
+            path.display()
+        )
+    } else {
+        format!("could not write {}: {e}", path.display())
+    }
+}
+
+impl DumpRun {
+    pub fn start(spec: RunSpec) -> io::Result<DumpRun> {
+        // Verbose pg_dump output names every table, so keep it private.
+        let stderr = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&spec.stderr_path)?;
+        let progress = Arc::new(AtomicU64::new(0));
+        match Self::spawn_parts(&spec, stderr, &progress) {
+            Ok((child, writer)) => Ok(DumpRun {
+                spec,
+                child: Some(child),
+                writer,
+                progress,
+                finished: false,
+            }),
+            Err(e) => {
+                let _ = fs::remove_file(&spec.stderr_path);
+                Err(e)
+            }
+        }
+    }
+
+    fn spawn_parts(
+        spec: &RunSpec,
+        stderr: fs::File,
+        progress: &Arc<AtomicU64>,
+    ) -> io::Result<(ChildGuard, Option<StreamWriter>)> {
+        let piped = matches!(spec.output, OutputKind::Stdout { .. });
+        let mut child = ChildGuard::spawn(&spec.program, &spec.args, piped, stderr)?;
+        let writer = match (&spec.output, child.take_stdout()) {
+            (OutputKind::Stdout { partial }, Some(stdout)) => {
+                // On error `child` is dropped here, which kills it.
+                Some(StreamWriter::spawn(stdout, partial, progress.clone())?)
+            }
+            (OutputKind::Stdout { .. }, None) => {
+                return Err(io::Error::other("child stdout was not captured"))
+            }
+            (OutputKind::Directory { .. }, _) => None,
+        };
+        Ok((child, writer))
+    }
+
+    pub fn child_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(ChildGuard::id)
+    }
+
+    /// Bytes written so far. For a directory dump this walks the partial
+    /// directory, so it is only computed when asked.
+    pub fn progress(&self) -> u64 {
+        match &self.spec.output {
+            OutputKind::Stdout { .. } => self.progress.load(Ordering::Relaxed),
+            OutputKind::Directory { partial } => tree_size(partial),
+        }
+    }
+
+    /// Non-blocking: None while the child runs (and forever after a result
+    /// was returned or the run was cancelled).
+    pub fn poll(&mut self) -> Option<RunResult> {
+        if self.finished {
+            return None;
+        }
+        let child = self.child.as_mut()?;
+        let status = match child.try_wait() {
+            Ok(None) => return None,
+            Ok(Some(status)) => Ok(status),
+            Err(e) => Err(e),
+        };
+        self.finished = true;
+        let name = program_name(&self.spec.program);
+        let result = match status {
+            Err(e) => {
+                // The child may still be running: stop it before joining
+                // the stream thread, which would otherwise wait for it.
+                self.stop_child();
+                RunResult::Failed {
+                    message: format!("could not wait for {name}: {e}"),
+                }
+            }
+            Ok(status) if status.success() => {
+                let streamed = self.writer.take().map(StreamWriter::join);
+                match self.finish_output(streamed) {
+                    Ok(result) => result,
+                    Err(e) => RunResult::Failed {
+                        message: format!(
+                            "{name} succeeded but its output could not be saved as {}: {e}",
+                            self.spec.final_path.display()
+                        ),
+                    },
+                }
+            }
+            Ok(status) => {
+                let write_error = self.writer.take().and_then(|w| w.join().err());
+                let tail = without_progress_lines(
+                    &stderr_tail(&self.spec.stderr_path, STDERR_TAIL_BYTES),
+                    &name,
+                );
+                let mut message = format!("{name} {}", describe_exit(status));
+                if !tail.is_empty() {
+                    message.push_str(": ");
+                    message.push_str(&tail);
+                }
+                // When the copy into the file fails (a full disk), the pipe closes and the child
+                // dies of SIGPIPE: the write error is the cause and comes first.
+                if let Some(e) = write_error {
+                    message = format!(
+                        "{}; {message}",
+                        describe_write_error(self.spec.output.partial(), &e)
+                    );
+                }
+                RunResult::Failed { message }
+            }
+        };
+        if matches!(result, RunResult::Failed { .. }) {
+            let _ = remove_output(self.spec.output.partial());
+        }
+        let _ = fs::remove_file(&self.spec.stderr_path);
+        Some(result)
+    }
+
+    fn finish_output(&self, streamed: Option<io::Result<StreamOutcome>>) -> io::Result<RunResult> {
+        let result = match (&self.spec.output, streamed) {
+            (OutputKind::Stdout { .. }, Some(outcome)) => {
+                let o = outcome?;
+                RunResult::Succeeded {
+                    size: o.size,
+                    sha256: o.sha256,
+                    manifest: None,
+                }
+            }
+            (OutputKind::Stdout { .. }, None) => {
+                return Err(io::Error::other("no stream writer for stdout output"))
+            }
+            (OutputKind::Directory { partial }, _) => {
+                sync_tree(partial)?;
+                let m = directory_manifest(partial)?;
+                RunResult::Succeeded {
+                    size: m.total_size,
+                    sha256: m.sha256.clone(),
+                    manifest: Some(m),
+                }
+            }
+        };
+        publish(self.spec.output.partial(), &self.spec.final_path)?;
+        Ok(result)
+    }
+
+    /// Reaps the child (SIGTERM, SIGKILL after the grace period) and waits
+    /// for the stream thread, which ends once the pipe's writer is gone.
+    fn stop_child(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.shutdown(CANCEL_GRACE);
+        }
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+
+    /// Stops the child and removes all output. Blocks for at most about
+    /// [`CANCEL_GRACE`] plus the time to delete the partial output.
+    pub fn cancel(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        self.stop_child();
+        let _ = remove_output(self.spec.output.partial());
+        let _ = fs::remove_file(&self.spec.stderr_path);
+    }
+}
+
+impl Drop for DumpRun {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // Dropping the guard SIGKILLs and reaps the group; only then can the
+        // stream thread see end of file and be joined.
+        self.child = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+        let _ = remove_output(self.spec.output.partial());
+        let _ = fs::remove_file(&self.spec.stderr_path);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,6 @@
+//! Backup files on disk: where they go, what they hold.
+
+pub mod manifest;
+pub mod paths;
+pub mod plain;
+pub mod publish;

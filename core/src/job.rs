@@ -1,0 +1,184 @@
+//! A job: its lifecycle as stored in the catalog table, and the interface
+//! through which the worker drives it and gets its result.
+
+use crate::dump::run::{DumpRun, RunResult};
+use crate::error::{quoted, RequestError};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+const HINT: &str = "Statuses: queued, running, succeeded, failed, cancelled.";
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ];
+
+    /// The spelling stored in the catalog; must match the table's CHECK
+    /// constraint.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<JobStatus, RequestError> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| RequestError::invalid(format!("unknown job status {}", quoted(s)), HINT))
+    }
+
+    /// A final job never changes again, so its row can be trusted as the
+    /// record of what happened.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+
+    /// Guards every status update so a late worker report cannot resurrect
+    /// a job that was already cancelled or finished.
+    pub fn can_transition_to(self, next: JobStatus) -> bool {
+        use JobStatus::*;
+        matches!(
+            (self, next),
+            (Queued, Running) | (Queued, Cancelled) | (Running, Succeeded | Failed | Cancelled)
+        )
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job the worker drives from its main loop. `poll` never blocks on a
+/// child; it returns the result once, then None.
+pub trait JobRun: Send {
+    fn poll(&mut self) -> Option<JobResult>;
+    /// Stops the job and cleans up after it; may block for a bounded time.
+    fn cancel(&mut self);
+    fn progress(&self) -> u64;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobResult {
+    Dump(RunResult),
+    Restore { ok: bool, message: String },
+    Verify(VerifyReport),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub passed: bool,
+    pub message: String,
+    /// Rows per table in the backup, when a test restore counted them.
+    pub archive_rows: Option<BTreeMap<String, u64>>,
+}
+
+impl JobRun for DumpRun {
+    fn poll(&mut self) -> Option<JobResult> {
+        DumpRun::poll(self).map(JobResult::Dump)
+    }
+
+    fn cancel(&mut self) {
+        DumpRun::cancel(self)
+    }
+
+    fn progress(&self) -> u64 {
+        DumpRun::progress(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JobStatus::*;
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn round_trips_every_status() {
+        for st in JobStatus::ALL {
+            assert_eq!(JobStatus::parse(st.as_str()), Ok(st));
+            assert_eq!(st.to_string(), st.as_str());
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_and_wrong_case() {
+        for bad in ["", "Queued", "done", "canceled", " queued"] {
+            let e = JobStatus::parse(bad).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidParameter);
+            assert!(e.message.contains(&format!("{bad:?}")), "{}", e.message);
+            assert!(e
+                .hint
+                .contains("queued, running, succeeded, failed, cancelled"));
+        }
+    }
+
+    #[test]
+    fn final_states() {
+        assert!(!Queued.is_final());
+        assert!(!Running.is_final());
+        assert!(Succeeded.is_final());
+        assert!(Failed.is_final());
+        assert!(Cancelled.is_final());
+    }
+
+    #[test]
+    fn every_transition() {
+        let allowed = [
+            (Queued, Running),
+            (Queued, Cancelled),
+            (Running, Succeeded),
+            (Running, Failed),
+            (Running, Cancelled),
+        ];
+        for from in JobStatus::ALL {
+            for to in JobStatus::ALL {
+                let expected = allowed.contains(&(from, to));
+                assert_eq!(
+                    from.can_transition_to(to),
+                    expected,
+                    "{from} -> {to} should be {expected}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn queued_cannot_jump_to_a_result() {
+        assert!(!Queued.can_transition_to(Succeeded));
+        assert!(!Queued.can_transition_to(Failed));
+        assert!(!Queued.can_transition_to(Queued));
+        assert!(!Running.can_transition_to(Queued));
+        assert!(!Running.can_transition_to(Running));
+    }
+
+    #[test]
+    fn nothing_leaves_a_final_state() {
+        for from in [Succeeded, Failed, Cancelled] {
+            for to in JobStatus::ALL {
+                assert!(!from.can_transition_to(to), "{from} -> {to}");
+            }
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Running the client tools as children without blocking the caller.
+
+pub mod child;
+pub mod command;
+pub mod step;
+pub mod stream;
+pub mod version;

@@ -1,0 +1,373 @@
+//! One step of a
+//! multi-step job: a tool run as a child, optionally fed a file on stdin
+//! and with its stdout read, all without blocking the caller.
+//!
+//! Helper threads (feeding stdin, reading stdout) are plain std threads
+//! with every signal blocked, like the dump's stream thread.
+
+use crate::dump::run::{CANCEL_GRACE, STDERR_TAIL_BYTES};
+use crate::files::plain::plain_dump_reader;
+use crate::process::child::{describe_exit, stderr_tail, without_progress_lines, ChildGuard};
+use crate::process::command::ToolCommand;
+use crate::process::stream::spawn_signal_free;
+use crate::verify::rows::count_copy_rows;
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufReader, ErrorKind, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How long a clean-up step (dropping a database) may take when it has to
+/// run synchronously, on cancel.
+pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Bytes of stderr searched for `ERROR:` lines.
+const STDERR_SCAN_BYTES: usize = 1 << 20;
+
+/// Stops a reader thread early when set (the read then fails).
+pub(crate) struct Stoppable<R> {
+    pub inner: R,
+    pub stop: Arc<AtomicBool>,
+    pub count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Stoppable<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(io::Error::new(ErrorKind::Interrupted, "stopped"));
+        }
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// What goes to the child's stdin.
+pub(crate) enum Feed {
+    Nothing,
+    File { path: PathBuf, compressed: bool },
+}
+
+/// What is done with the child's stdout.
+#[derive(Clone, Copy)]
+pub(crate) enum Capture {
+    Discard,
+    /// Kept as text; more than `limit` bytes is an error.
+    Text {
+        limit: usize,
+    },
+    CopyRows,
+}
+
+#[derive(Debug)]
+pub(crate) enum Captured {
+    Nothing,
+    Text(String),
+    Rows(BTreeMap<String, u64>),
+}
+
+/// How a step ended.
+pub(crate) struct StepEnd {
+    pub name: String,
+    pub status: io::Result<ExitStatus>,
+    /// The end of stderr with verbose chatter removed.
+    pub tail: String,
+    /// Every `ERROR:` line in (the last MiB of) stderr.
+    pub errors: Vec<String>,
+    pub output: io::Result<Captured>,
+    pub feed: io::Result<()>,
+}
+
+impl StepEnd {
+    pub fn exited_ok(&self) -> bool {
+        matches!(&self.status, Ok(s) if s.success())
+    }
+
+    pub fn ok(&self) -> bool {
+        self.exited_ok() && self.output.is_ok() && self.feed.is_ok()
+    }
+
+    /// Why the step failed, for a job message ("" when it did not).
+    pub fn failure(&self) -> String {
+        let name = &self.name;
+        match &self.status {
+            Err(e) => return format!("{name} failed: {e}"),
+            Ok(status) if !status.success() => {
+                let mut m = format!("{name} {}", describe_exit(*status));
+                if !self.tail.is_empty() {
+                    m.push_str(": ");
+                    m.push_str(&self.tail);
+                }
+                return m;
+            }
+            Ok(_) => {}
+        }
+        if let Err(e) = &self.feed {
+            return format!("could not feed the input to {name}: {e}");
+        }
+        if let Err(e) = &self.output {
+            return format!("could not read the output of {name}: {e}");
+        }
+        String::new()
+    }
+}
+
+/// Runs a tool to its end (at most `timeout`) for a short chore such as a dropdb; waiting goes
+/// through the wait hook (see `child::set_wait_hook`).
+pub fn run_tool(cmd: &ToolCommand, work_dir: &Path, timeout: Duration) -> Result<(), String> {
+    let end = Step::run_sync(cmd, work_dir, timeout);
+    if end.ok() {
+        Ok(())
+    } else {
+        Err(end.failure())
+    }
+}
+
+/// The most `pg_restore --list` may print before it is treated as an error.
+const LISTING_LIMIT: usize = 64 * 1024 * 1024;
+
+/// `pg_restore --list` (or another short read-only tool) to its end, at most `timeout`,
+/// returning its stdout.
+pub fn list_archive(
+    cmd: &ToolCommand,
+    work_dir: &Path,
+    timeout: Duration,
+) -> Result<String, String> {
+    let started = Step::start(
+        cmd,
+        work_dir,
+        Feed::Nothing,
+        Capture::Text {
+            limit: LISTING_LIMIT,
+        },
+        Arc::default(),
+    );
+    let end = match started {
+        Ok(step) => step.wait(timeout),
+        Err(e) => StepEnd::not_started(cmd, e),
+    };
+    if !end.ok() {
+        return Err(end.failure());
+    }
+    match end.output {
+        Ok(Captured::Text(text)) => Ok(text),
+        _ => Ok(String::new()),
+    }
+}
+
+static STEP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// One running tool. Dropping it kills the child's process group.
+pub(crate) struct Step {
+    child: ChildGuard,
+    name: String,
+    stderr_path: PathBuf,
+    feeder: Option<JoinHandle<io::Result<()>>>,
+    reader: Option<JoinHandle<io::Result<Captured>>>,
+    stop: Arc<AtomicBool>,
+}
+
+fn read_capped(mut r: impl Read, limit: usize) -> io::Result<Captured> {
+    let mut kept = Vec::new();
+    (&mut r)
+        .take(u64::try_from(limit).unwrap_or(u64::MAX))
+        .read_to_end(&mut kept)?;
+    // Drain the rest so that the child is not blocked on a full pipe.
+    let extra = io::copy(&mut r, &mut io::sink())?;
+    if extra > 0 {
+        return Err(io::Error::new(
+            ErrorKind::InvalidData,
+            format!("output is larger than {limit} bytes"),
+        ));
+    }
+    Ok(Captured::Text(String::from_utf8_lossy(&kept).into_owned()))
+}
+
+fn join<T>(handle: Option<JoinHandle<io::Result<T>>>, none: T) -> io::Result<T> {
+    match handle {
+        None => Ok(none),
+        Some(h) => h
+            .join()
+            .map_err(|_| io::Error::other("a helper thread panicked"))?,
+    }
+}
+
+impl Step {
+    /// `fed` counts the bytes read from a fed file (before gunzipping).
+    pub fn start(
+        cmd: &ToolCommand,
+        work_dir: &Path,
+        feed: Feed,
+        capture: Capture,
+        fed: Arc<AtomicU64>,
+    ) -> io::Result<Step> {
+        let name = cmd.name();
+        let n = STEP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let stderr_path = work_dir.join(format!("{name}-{}-{n}.stderr", std::process::id()));
+        let stderr = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&stderr_path)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let piped_out = !matches!(capture, Capture::Discard);
+        let spawned = ChildGuard::spawn_with(
+            &cmd.program,
+            &cmd.args,
+            &cmd.env,
+            matches!(feed, Feed::File { .. }),
+            piped_out,
+            stderr,
+        );
+        let mut step = match spawned {
+            Ok(child) => Step {
+                child,
+                name,
+                stderr_path,
+                feeder: None,
+                reader: None,
+                stop: stop.clone(),
+            },
+            Err(e) => {
+                let _ = fs::remove_file(&stderr_path);
+                return Err(e);
+            }
+        };
+        // From here on, an error drops `step`, which kills the child.
+        if let (Feed::File { path, compressed }, Some(mut stdin)) = (feed, step.child.take_stdin())
+        {
+            let stop = stop.clone();
+            step.feeder = Some(spawn_signal_free("backup_ext feed", move || {
+                let inner = fs::File::open(&path)?;
+                let raw = Stoppable {
+                    inner,
+                    stop,
+                    count: fed,
+                };
+                io::copy(&mut plain_dump_reader(raw, compressed), &mut stdin).map(|_| ())
+            })?);
+        }
+        if let Some(stdout) = step.child.take_stdout() {
+            step.reader = Some(spawn_signal_free(
+                "backup_ext read",
+                move || match capture {
+                    Capture::Discard => {
+                        io::copy(&mut { stdout }, &mut io::sink()).map(|_| Captured::Nothing)
+                    }
+                    Capture::Text { limit } => read_capped(stdout, limit),
+                    Capture::CopyRows => {
+                        count_copy_rows(BufReader::new(stdout)).map(Captured::Rows)
+                    }
+                },
+            )?);
+        }
+        Ok(step)
+    }
+
+    fn finish(&mut self, status: io::Result<ExitStatus>) -> StepEnd {
+        let feed = join(self.feeder.take(), ());
+        let output = join(self.reader.take(), Captured::Nothing);
+        let tail = without_progress_lines(
+            &stderr_tail(&self.stderr_path, STDERR_TAIL_BYTES),
+            &self.name,
+        );
+        let errors = stderr_tail(&self.stderr_path, STDERR_SCAN_BYTES)
+            .lines()
+            .filter(|l| l.contains("ERROR:"))
+            .map(str::to_string)
+            .collect();
+        let _ = fs::remove_file(&self.stderr_path);
+        StepEnd {
+            name: self.name.clone(),
+            status,
+            tail,
+            errors,
+            output,
+            feed,
+        }
+    }
+
+    /// Non-blocking: None while the child runs.
+    pub fn poll(&mut self) -> Option<StepEnd> {
+        match self.child.try_wait() {
+            Ok(None) => None,
+            Ok(Some(status)) => Some(self.finish(Ok(status))),
+            Err(e) => {
+                self.stop();
+                Some(self.finish(Err(e)))
+            }
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after [`CANCEL_GRACE`]; helper threads are
+    /// told to stop too.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.child.shutdown(CANCEL_GRACE);
+    }
+
+    /// Waits up to `timeout` for the step, stopping it after that.
+    pub fn wait(mut self, timeout: Duration) -> StepEnd {
+        match self.child.wait_timeout(timeout) {
+            Ok(Some(status)) => self.finish(Ok(status)),
+            Ok(None) => {
+                self.stop();
+                let status = self.child.try_wait().and_then(|s| {
+                    s.ok_or_else(|| io::Error::other("the child did not exit after SIGKILL"))
+                });
+                let mut end = self.finish(status);
+                end.tail = format!("did not finish within {}s", timeout.as_secs());
+                end
+            }
+            Err(e) => {
+                self.stop();
+                self.finish(Err(e))
+            }
+        }
+    }
+
+    /// Runs `cmd` to completion, for at most `timeout`.
+    pub fn run_sync(cmd: &ToolCommand, work_dir: &Path, timeout: Duration) -> StepEnd {
+        match Step::start(
+            cmd,
+            work_dir,
+            Feed::Nothing,
+            Capture::Discard,
+            Arc::default(),
+        ) {
+            Ok(step) => step.wait(timeout),
+            Err(e) => StepEnd::not_started(cmd, e),
+        }
+    }
+}
+
+impl StepEnd {
+    pub fn not_started(cmd: &ToolCommand, e: io::Error) -> StepEnd {
+        StepEnd {
+            name: cmd.name(),
+            status: Err(io::Error::new(e.kind(), format!("could not start: {e}"))),
+            tail: String::new(),
+            errors: Vec::new(),
+            output: Ok(Captured::Nothing),
+            feed: Ok(()),
+        }
+    }
+}
+
+impl Drop for Step {
+    fn drop(&mut self) {
+        // The guard's own Drop kills the group; helper threads then see
+        // end of file or a broken pipe and end by themselves.
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = fs::remove_file(&self.stderr_path);
+    }
+}
+
+#[cfg(test)]
+mod tests;

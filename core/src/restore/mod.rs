@@ -1,0 +1,10 @@
+//! Restores: requests, command lines, runs, and what they need to know
+//! about the archive and the target database.
+
+pub mod argv;
+pub mod login;
+pub mod owners;
+pub mod request;
+pub mod run;
+pub mod target;
+pub mod toc;

@@ -1,0 +1,268 @@
+//! A restore as a non-blocking sequence of steps: create the target
+//! database (optional), restore into it, and drop it again if the restore
+//! failed, so that a failed restore leaves nothing half-filled behind.
+
+use crate::job::{JobResult, JobRun};
+use crate::process::command::ToolCommand;
+use crate::process::step::{Capture, Feed, Step, StepEnd, CLEANUP_TIMEOUT};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// How the archive gets into the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreStep {
+    PgRestore(ToolCommand),
+    /// psql reads the script itself (`--file=<path>`).
+    PsqlFile(ToolCommand),
+    /// psql reads stdin (`--file=-`); `input` is streamed into it,
+    /// gunzipped when `compressed`.
+    PsqlStdin {
+        command: ToolCommand,
+        input: PathBuf,
+        compressed: bool,
+    },
+    /// A globals script, run by psql without ON_ERROR_STOP: roles that
+    /// already exist are reported, not fatal.
+    Globals {
+        command: ToolCommand,
+    },
+}
+
+impl RestoreStep {
+    pub(crate) fn start(&self, work_dir: &Path, fed: Arc<AtomicU64>) -> io::Result<Step> {
+        let (cmd, feed) = match self {
+            RestoreStep::PgRestore(c) | RestoreStep::PsqlFile(c) => (c, Feed::Nothing),
+            RestoreStep::Globals { command } => (command, Feed::Nothing),
+            RestoreStep::PsqlStdin {
+                command,
+                input,
+                compressed,
+            } => (
+                command,
+                Feed::File {
+                    path: input.clone(),
+                    compressed: *compressed,
+                },
+            ),
+        };
+        Step::start(cmd, work_dir, feed, Capture::Discard, fed)
+    }
+
+    pub(crate) fn command(&self) -> &ToolCommand {
+        match self {
+            RestoreStep::PgRestore(c) | RestoreStep::PsqlFile(c) => c,
+            RestoreStep::PsqlStdin { command, .. } | RestoreStep::Globals { command } => command,
+        }
+    }
+
+    /// The success message, or the failure message.
+    pub(crate) fn outcome(&self, end: &StepEnd) -> Result<String, String> {
+        if !end.ok() {
+            return Err(end.failure());
+        }
+        if !matches!(self, RestoreStep::Globals { .. }) || end.errors.is_empty() {
+            return Ok(format!("{} finished", end.name));
+        }
+        globals_outcome(&end.errors)
+    }
+}
+
+/// The part of a psql error line from `ERROR:` on, without the
+/// `psql:<file>:<line>: ` prefix.
+fn error_text(line: &str) -> &str {
+    line.find("ERROR:").map_or(line, |i| &line[i..])
+}
+
+/// `ERROR:` lines of a globals script: only "already exists" ones are
+/// acceptable (the cluster has the role or tablespace already).
+pub(crate) fn globals_outcome(errors: &[String]) -> Result<String, String> {
+    let texts: Vec<&str> = errors.iter().map(|l| error_text(l)).collect();
+    let fatal: Vec<&str> = texts
+        .iter()
+        .copied()
+        .filter(|t| !t.ends_with("already exists"))
+        .collect();
+    if !fatal.is_empty() {
+        return Err(format!(
+            "psql reported {} error{}: {}",
+            fatal.len(),
+            if fatal.len() == 1 { "" } else { "s" },
+            fatal.join("; ")
+        ));
+    }
+    let what = if texts.iter().all(|t| t.contains(" role \"")) {
+        "role"
+    } else {
+        "object"
+    };
+    let n = texts.len();
+    Ok(format!(
+        "{n} {what}{} already existed: {}",
+        if n == 1 { "" } else { "s" },
+        texts.join("; ")
+    ))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestorePlan {
+    /// createdb for the target database, when the restore creates it.
+    pub create: Option<ToolCommand>,
+    pub restore: RestoreStep,
+    /// dropdb for the target database, run when the restore fails or is
+    /// cancelled (never when `create` itself failed: the database may then
+    /// belong to someone else).
+    pub drop_on_failure: Option<ToolCommand>,
+    /// Where stderr logs go while the tools run.
+    pub work_dir: PathBuf,
+}
+
+enum Stage {
+    Create(Step),
+    Restore(Step),
+    /// Dropping the database after a failure whose message is kept.
+    Drop(Step, String),
+    Done,
+}
+
+pub struct RestoreRun {
+    plan: RestorePlan,
+    stage: Stage,
+    fed: Arc<AtomicU64>,
+}
+
+impl RestoreRun {
+    pub fn start(plan: RestorePlan) -> io::Result<RestoreRun> {
+        let fed = Arc::new(AtomicU64::new(0));
+        let stage = match &plan.create {
+            Some(create) => Stage::Create(Step::start(
+                create,
+                &plan.work_dir,
+                Feed::Nothing,
+                Capture::Discard,
+                Arc::default(),
+            )?),
+            None => Stage::Restore(plan.restore.start(&plan.work_dir, fed.clone())?),
+        };
+        Ok(RestoreRun { plan, stage, fed })
+    }
+
+    fn failed(message: String) -> JobResult {
+        JobResult::Restore { ok: false, message }
+    }
+
+    /// After a failed restore: start the drop step if there is one.
+    fn fail(&mut self, message: String) -> Option<JobResult> {
+        let Some(drop) = &self.plan.drop_on_failure else {
+            self.stage = Stage::Done;
+            return Some(Self::failed(message));
+        };
+        let started = Step::start(
+            drop,
+            &self.plan.work_dir,
+            Feed::Nothing,
+            Capture::Discard,
+            Arc::default(),
+        );
+        match started {
+            Ok(step) => {
+                self.stage = Stage::Drop(step, message);
+                None
+            }
+            Err(e) => {
+                self.stage = Stage::Done;
+                let end = StepEnd::not_started(drop, e);
+                Some(Self::failed(with_drop_failure(message, &end)))
+            }
+        }
+    }
+}
+
+fn with_drop_failure(message: String, drop: &StepEnd) -> String {
+    if drop.ok() {
+        message
+    } else {
+        format!(
+            "{message}; dropping the database afterwards failed too: {}",
+            drop.failure()
+        )
+    }
+}
+
+impl JobRun for RestoreRun {
+    fn poll(&mut self) -> Option<JobResult> {
+        match &mut self.stage {
+            Stage::Done => None,
+            Stage::Create(step) => {
+                let end = step.poll()?;
+                if !end.ok() {
+                    self.stage = Stage::Done;
+                    return Some(Self::failed(end.failure()));
+                }
+                match self
+                    .plan
+                    .restore
+                    .start(&self.plan.work_dir, self.fed.clone())
+                {
+                    Ok(step) => {
+                        self.stage = Stage::Restore(step);
+                        None
+                    }
+                    Err(e) => {
+                        let name = self.plan.restore.command().name();
+                        self.fail(format!("could not start {name}: {e}"))
+                    }
+                }
+            }
+            Stage::Restore(step) => {
+                let end = step.poll()?;
+                match self.plan.restore.outcome(&end) {
+                    Ok(message) => {
+                        self.stage = Stage::Done;
+                        Some(JobResult::Restore { ok: true, message })
+                    }
+                    Err(message) => self.fail(message),
+                }
+            }
+            Stage::Drop(step, _) => {
+                let end = step.poll()?;
+                match std::mem::replace(&mut self.stage, Stage::Done) {
+                    Stage::Drop(_, message) => Some(Self::failed(with_drop_failure(message, &end))),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// Stops the running tool, then drops the target database (waiting at
+    /// most [`CLEANUP_TIMEOUT`]). A createdb that was interrupted may have
+    /// created the database already, so the drop runs then too.
+    fn cancel(&mut self) {
+        let needs_drop = match std::mem::replace(&mut self.stage, Stage::Done) {
+            Stage::Done => false,
+            Stage::Create(mut step) | Stage::Restore(mut step) => {
+                step.stop();
+                true
+            }
+            Stage::Drop(step, _) => {
+                let _ = step.wait(CLEANUP_TIMEOUT);
+                false
+            }
+        };
+        if needs_drop {
+            if let Some(drop) = &self.plan.drop_on_failure {
+                let _ = Step::run_sync(drop, &self.plan.work_dir, CLEANUP_TIMEOUT);
+            }
+        }
+    }
+
+    /// Bytes of the input file streamed to psql so far (0 for the other
+    /// kinds of restore, where the tool reads the archive itself).
+    fn progress(&self) -> u64 {
+        self.fed.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests;
