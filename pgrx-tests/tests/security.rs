@@ -652,19 +652,25 @@ fn a_restore_by_a_non_superuser_runs_with_the_requesters_rights() {
         assert_gained_nothing(&c, mallory, &before, &format!("the restore into {target}"));
     }
 
-    for backup in [custom, plain] {
-        clear_witness(&c, src);
-        let job = enqueue_as(&c, mallory, &verify_sql(backup));
-        assert_succeeds(&c, job, &format!("test restore of backup {backup}"));
+    test_restores_gain_nothing(&c, mallory, src, &[custom, plain], &before);
+}
+
+/// Test-restores each backup as `role`: the trap in `src` must have run in the scratch
+/// database as `role`, and `role` must have gained nothing.
+fn test_restores_gain_nothing(c: &Cluster, role: &str, src: &str, backups: &[i64], before: &str) {
+    for &backup in backups {
+        clear_witness(c, src);
+        let job = enqueue_as(c, role, &verify_sql(backup));
+        assert_succeeds(c, job, &format!("test restore of backup {backup}"));
         assert_eq!(
-            witness(&c, src),
-            Some(witnessed(&format!("backup_ext_verify_{job}"), mallory)),
+            witness(c, src),
+            Some(witnessed(&format!("backup_ext_verify_{job}"), role)),
             "database|owner|current_user|session of the test restore of backup {backup}"
         );
         assert_gained_nothing(
-            &c,
-            mallory,
-            &before,
+            c,
+            role,
+            before,
             &format!("the test restore of backup {backup}"),
         );
     }
@@ -703,22 +709,7 @@ fn reset_role_inside_a_restore_cannot_reach_a_superuser() {
         assert_gained_nothing(&c, trudy, &before, &format!("the restore into {target}"));
     }
 
-    for backup in [custom, plain] {
-        clear_witness(&c, src);
-        let job = enqueue_as(&c, trudy, &verify_sql(backup));
-        assert_succeeds(&c, job, &format!("test restore of backup {backup}"));
-        assert_eq!(
-            witness(&c, src),
-            Some(witnessed(&format!("backup_ext_verify_{job}"), trudy)),
-            "database|owner|current_user|session of the test restore of backup {backup}"
-        );
-        assert_gained_nothing(
-            &c,
-            trudy,
-            &before,
-            &format!("the test restore of backup {backup}"),
-        );
-    }
+    test_restores_gain_nothing(&c, trudy, src, &[custom, plain], &before);
 }
 
 // ---------------------------------------------------------------------------

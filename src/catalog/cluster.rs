@@ -3,38 +3,24 @@
 
 use pgrx::prelude::*;
 
-use super::SpiResult;
+use super::{optional, texts, SpiResult};
 
 /// Databases a cluster backup covers: connectable and not templates.
 pub fn dumpable_databases() -> SpiResult<Vec<String>> {
-    Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT datname::text FROM pg_catalog.pg_database
-              WHERE datallowconn AND NOT datistemplate AND datconnlimit <> -2
-              ORDER BY datname",
-            None,
-            &[],
-        )?;
-        let mut out = Vec::new();
-        for row in rows {
-            if let Some(name) = row.get::<String>(1)? {
-                out.push(name);
-            }
-        }
-        Ok(out)
-    })
+    texts(
+        "SELECT datname::text FROM pg_catalog.pg_database
+          WHERE datallowconn AND NOT datistemplate AND datconnlimit <> -2
+          ORDER BY datname",
+        &[],
+    )
 }
 
 /// `Some(datallowconn)` for an existing database, `None` when there is no such database.
 pub fn database_allows_connections(name: &str) -> SpiResult<Option<bool>> {
-    Spi::get_one_with_args::<bool>(
+    optional(Spi::get_one_with_args::<bool>(
         "SELECT datallowconn AND datconnlimit <> -2 FROM pg_catalog.pg_database WHERE datname = $1",
         &[name.into()],
-    )
-    .or_else(|e| match e {
-        pgrx::spi::Error::InvalidPosition => Ok(None),
-        other => Err(other),
-    })
+    ))
 }
 
 pub fn extension_installed() -> SpiResult<bool> {
@@ -64,14 +50,10 @@ pub struct DatabaseFacts {
 }
 
 pub fn database_facts(name: &str) -> SpiResult<DatabaseFacts> {
-    let template = Spi::get_one_with_args::<bool>(
+    let template = optional(Spi::get_one_with_args::<bool>(
         "SELECT datistemplate FROM pg_catalog.pg_database WHERE datname = $1",
         &[name.into()],
-    )
-    .or_else(|e| match e {
-        pgrx::spi::Error::InvalidPosition => Ok(None),
-        other => Err(other),
-    })?;
+    ))?;
     Ok(DatabaseFacts {
         exists: template.is_some(),
         is_template: template.unwrap_or(false),
@@ -80,14 +62,10 @@ pub fn database_facts(name: &str) -> SpiResult<DatabaseFacts> {
 
 /// Whether `role` is a superuser now (a role dropped since the request is not).
 pub fn role_is_superuser(role: &str) -> SpiResult<Option<bool>> {
-    Spi::get_one_with_args::<bool>(
+    optional(Spi::get_one_with_args::<bool>(
         "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1::name",
         &[role.into()],
-    )
-    .or_else(|e| match e {
-        pgrx::spi::Error::InvalidPosition => Ok(None),
-        other => Err(other),
-    })
+    ))
 }
 
 /// Creates the login role of one job: LOGIN with the given SCRAM verifier, a member of the
@@ -152,26 +130,16 @@ pub fn drop_job_role(role: &str) -> SpiResult<Result<(), String>> {
 
 /// Per-job login roles whose job is not running (left by a crash).
 pub fn leftover_job_roles() -> SpiResult<Vec<String>> {
-    Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT r.rolname::text FROM pg_catalog.pg_roles r
-              WHERE r.rolname OPERATOR(pg_catalog.~) '^backup_ext_job_[0-9]+$'
-                AND NOT EXISTS (
-                    SELECT 1 FROM backup_ext.jobs j
-                     WHERE j.status = 'running'
-                       AND r.rolname OPERATOR(pg_catalog.=)
-                           ('backup_ext_job_' OPERATOR(pg_catalog.||) j.job_id::text)::name)",
-            None,
-            &[],
-        )?;
-        let mut out = Vec::new();
-        for row in rows {
-            if let Some(name) = row.get::<String>(1)? {
-                out.push(name);
-            }
-        }
-        Ok(out)
-    })
+    texts(
+        "SELECT r.rolname::text FROM pg_catalog.pg_roles r
+          WHERE r.rolname OPERATOR(pg_catalog.~) '^backup_ext_job_[0-9]+$'
+            AND NOT EXISTS (
+                SELECT 1 FROM backup_ext.jobs j
+                 WHERE j.status = 'running'
+                   AND r.rolname OPERATOR(pg_catalog.=)
+                       ('backup_ext_job_' OPERATOR(pg_catalog.||) j.job_id::text)::name)",
+        &[],
+    )
 }
 
 /// The access list of a restore's source database, to give the new database the same.

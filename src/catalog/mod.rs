@@ -26,3 +26,22 @@ pub(crate) fn parse_utc(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .ok()
         .map(|t| t.with_timezone(&chrono::Utc))
 }
+
+/// The first column of every row, as text.
+pub(crate) fn texts(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> SpiResult<Vec<String>> {
+    pgrx::Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(sql, None, args)? {
+            out.extend(row.get::<String>(1)?);
+        }
+        Ok(out)
+    })
+}
+
+/// A single-value lookup where no row means None rather than an error.
+pub(crate) fn optional<T>(found: SpiResult<Option<T>>) -> SpiResult<Option<T>> {
+    found.or_else(|e| match e {
+        pgrx::spi::Error::InvalidPosition => Ok(None),
+        other => Err(other),
+    })
+}
