@@ -86,6 +86,26 @@ else
 fi
 
 echo
+echo "== least privilege: a restorer restores her own data, as herself, and nothing else"
+psql_ postgres -q <<'SQL'
+CREATE ROLE ann LOGIN CREATEDB IN ROLE backup_ext_operator, backup_ext_restorer;
+CREATE DATABASE notes OWNER ann;
+SQL
+psql_ notes -q -U ann -c "CREATE TABLE notes (id int PRIMARY KEY, body text);
+                          INSERT INTO notes SELECT i, 'note ' || i FROM generate_series(1, 100) i;"
+ANN_JOB=$(psql_ postgres -U ann -At -c "SELECT backup_ext.backup_database('notes')")
+psql_ postgres -U ann -At -c "SELECT 'ann: job $ANN_JOB ' || backup_ext.wait_for($ANN_JOB, '10 min')"
+ANN_RESTORE=$(psql_ postgres -U ann -At -c "SELECT backup_ext.restore_backup($ANN_JOB, 'notes_copy')")
+psql_ postgres -U ann -At -c "SELECT 'ann: restore job $ANN_RESTORE ' || backup_ext.wait_for($ANN_RESTORE, '10 min')"
+psql_ notes_copy -At -c "SELECT 'notes_copy belongs to ' || pg_get_userbyid(datdba) || ', its table to '
+                          || (SELECT tableowner FROM pg_tables WHERE tablename = 'notes')
+                          FROM pg_database WHERE datname = 'notes_copy'"
+echo "ann asks for shop's backup (shop's tables are not hers):"
+psql_ postgres -U ann -At -c "SELECT backup_ext.restore_backup($DUMP_JOB, 'shop_for_ann')" 2>&1 | sed 's/^/  /' || true
+echo "what ann sees of the catalog:"
+psql_ postgres -U ann -c "SELECT backup_id, kind, database, status FROM backup_ext.list_backups()"
+
+echo
 echo "== backup_cluster(): globals plus every database, as one set"
 SET_ID=$(psql_ postgres -At -c "SELECT backup_ext.backup_cluster(label => 'demo-cluster')")
 for job in $(psql_ postgres -At -c "SELECT job_id FROM backup_ext.jobs WHERE set_id = $SET_ID"); do

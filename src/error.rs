@@ -119,7 +119,7 @@ impl BackupError {
             ),
             BackupError::BackupCorrupted { backup_id, detail } => (
                 ERRCODE_DATA_CORRUPTED,
-                format!("backup {backup_id} no longer matches its recorded checksum: {detail}"),
+                format!("backup {backup_id} no longer matches its recorded checksum\n{detail}"),
                 "The file changed after it was written. Do not restore it; pick another backup, and run backup_ext.verify_backup() on the others.".into(),
             ),
             BackupError::ReservedTarget { name, why } => (
@@ -164,11 +164,25 @@ impl BackupError {
     }
 
     /// Raises the error as a Postgres ERROR; never returns.
+    /// The tool's own words and checksum values go to DETAIL: the message stays one short
+    /// line. A part after a line break (or, for a tool's failure, after the first ": ") is the
+    /// detail.
     pub fn report(self) -> ! {
+        let split_at_colon = matches!(self, BackupError::ToolFailed(_));
         let (code, message, hint) = self.parts();
-        ErrorReport::new(code, message, "backup_ext")
-            .set_hint(hint)
-            .report(PgLogLevel::ERROR);
+        let (message, detail) = match message.split_once('\n') {
+            Some((m, d)) => (m.to_string(), Some(d.to_string())),
+            None if split_at_colon => match message.split_once(": ") {
+                Some((m, d)) => (m.to_string(), Some(d.to_string())),
+                None => (message, None),
+            },
+            None => (message, None),
+        };
+        let mut report = ErrorReport::new(code, message, "backup_ext").set_hint(hint);
+        if let Some(detail) = detail {
+            report = report.set_detail(detail);
+        }
+        report.report(PgLogLevel::ERROR);
         unreachable!("ERROR reports do not return")
     }
 }

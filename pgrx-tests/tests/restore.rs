@@ -1285,3 +1285,51 @@ fn a_second_restore_into_a_busy_target_is_refused() {
         );
     }
 }
+
+/// Reading a table of contents at call time is bounded like any query: a pg_restore that
+/// never returns (here its toc.dat is a FIFO nobody writes) ends with statement_timeout, and
+/// leaves no process behind.
+#[test]
+fn backup_contents_honours_statement_timeout() {
+    let c = Cluster::start("toc-timeout");
+    let src = "toc_hang_src";
+    c.create_sample_db(src);
+    let b = backup_db(&c, src, ", 'directory'");
+    let toc = b.path_buf().join("toc.dat");
+    std::fs::remove_file(&toc).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&toc)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut client = c.client("postgres");
+    client
+        .batch_execute("SET statement_timeout = '1s'")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = client
+        .query(
+            &format!("SELECT * FROM backup_ext.backup_contents({})", b.backup_id),
+            &[],
+        )
+        .expect_err("a hung pg_restore --list must not hang the call");
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::QUERY_CANCELED),
+        "{}",
+        describe(&err)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", &format!("pg_restore.*{}", b.path_buf().display())])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "pg_restore left running"
+    );
+}

@@ -3,10 +3,10 @@
 //! request never touches the target database.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use backup_core::{
-    archive_data_owners, directory_manifest, hash_file, open_plain_dump, parse_toc,
+    archive_data_owners, directory_manifest, hash_file, list_archive, open_plain_dump, parse_toc,
     pg_restore_list_argv, plain_data_owners, script_is_restricted, split_run_options, tree_size,
     use_list_for, validate_database_name, Format, RequestError, RestoreRequest, TocEntry,
 };
@@ -102,7 +102,17 @@ fn check_integrity(rec: &BackupRecord, path: &Path) {
     }
 }
 
-/// `pg_restore --list` of an archive, parsed.
+/// How long reading a table of contents may take at call time; `statement_timeout` and
+/// `pg_cancel_backend()` end it sooner.
+const LIST_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// While a backend waits for pg_restore: stop when its query is cancelled (or times out) or
+/// the backend is told to end; check_for_interrupts!() then raises the matching error.
+fn interrupt_pending() -> bool {
+    unsafe { pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0 }
+}
+
+/// `pg_restore --list` of an archive, parsed. Bounded, and cancellable like any query.
 fn read_contents(rec: &BackupRecord, path: &Path) -> (String, Vec<TocEntry>) {
     if rec.kind != "database" || archive_format(rec) == Format::Plain {
         BackupError::Request(RequestError::unsupported(
@@ -114,26 +124,38 @@ fn read_contents(rec: &BackupRecord, path: &Path) -> (String, Vec<TocEntry>) {
         ))
         .report();
     }
-    let (program, args) = pg_restore_list_argv(&settings::bin_dir(), path);
-    let output = Command::new(&program)
-        .args(&args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| BackupError::ToolFailed(format!("cannot run {}: {e}", program.display())))
+    backup_core::set_wait_hook(interrupt_pending);
+    let work_dir = settings::directory().join(".work");
+    make_private_dir(&work_dir)
+        .map_err(|e| BackupError::ToolFailed(format!("cannot create {}: {e}", work_dir.display())))
         .or_report();
-    if !output.status.success() {
-        BackupError::ToolFailed(format!(
-            "pg_restore --list could not read backup {}: {}",
-            rec.backup_id,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-        .report();
-    }
-    let listing = String::from_utf8_lossy(&output.stdout).into_owned();
+    let listed = list_archive(
+        &pg_restore_list_argv(&settings::bin_dir(), path).into(),
+        &work_dir,
+        LIST_TIMEOUT,
+    );
+    // A cancel or statement_timeout that stopped the wait is reported as what it is.
+    pg_sys::check_for_interrupts!();
+    let listing = listed
+        .map_err(|e| {
+            BackupError::ToolFailed(format!(
+                "pg_restore --list could not read backup {}: {e}",
+                rec.backup_id
+            ))
+        })
+        .or_report();
     let entries = parse_toc(&listing)
         .map_err(|e| BackupError::ToolFailed(format!("unexpected pg_restore --list output: {e}")))
         .or_report();
     (listing, entries)
+}
+
+fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// A role that is not a superuser reads through a restore (or a test restore, whose scratch

@@ -480,15 +480,16 @@ impl Worker {
 /// While the worker waits for a child (cancelling a restore runs dropdb), it must answer the
 /// signal barriers that DROP DATABASE sends to every backend, or the two would wait for each
 /// other. Only on the worker's own thread: barriers belong to the backend.
-fn absorb_signal_barriers() {
+fn absorb_signal_barriers() -> bool {
     if WORKER_THREAD.get() != Some(&std::thread::current().id()) {
-        return;
+        return false;
     }
     unsafe {
         if pg_sys::ProcSignalBarrierPending != 0 {
             pg_sys::ProcessProcSignalBarrier();
         }
     }
+    false
 }
 
 static WORKER_THREAD: std::sync::OnceLock<std::thread::ThreadId> = std::sync::OnceLock::new();

@@ -29,12 +29,13 @@ pub const REMOVED_ENV: [&str; 8] = [
 
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
-static WAIT_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+static WAIT_HOOK: std::sync::OnceLock<fn() -> bool> = std::sync::OnceLock::new();
 
-/// Something the process must keep doing while it waits for a child. The worker must answer
-/// the server's signal barriers: a DROP DATABASE run by the child waits for every backend,
-/// the waiting worker included, to absorb one.
-pub fn set_wait_hook(hook: fn()) {
+/// Something the process must keep doing while it waits for a child, and whether it must stop
+/// waiting. The worker must answer the server's signal barriers: a DROP DATABASE run by the
+/// child waits for every backend, the waiting worker included, to absorb one. A backend stops
+/// waiting when its query is cancelled or times out.
+pub fn set_wait_hook(hook: fn() -> bool) {
     let _ = WAIT_HOOK.set(hook);
 }
 
@@ -195,8 +196,10 @@ impl ChildGuard {
             if Instant::now() >= deadline {
                 return Ok(None);
             }
-            if let Some(hook) = WAIT_HOOK.get() {
-                hook();
+            // The hook says true when the process must stop waiting (a backend whose query
+            // was cancelled or timed out): the wait ends as if it had timed out.
+            if WAIT_HOOK.get().is_some_and(|hook| hook()) {
+                return Ok(None);
             }
             std::thread::sleep(POLL_INTERVAL);
         }
