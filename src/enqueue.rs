@@ -2,7 +2,7 @@
 //! Used alike by the SQL functions (`api/backup.rs`) and the worker's scheduler; it checks the
 //! request, not who asks (the SQL functions do that first).
 
-use backup_core::{split_run_options, DumpRequest, GlobalsRequest, RequestError};
+use backup_core::{split_run_options, DumpRequest, GlobalsRequest, JobKind, RequestError};
 use pgrx::prelude::*;
 use serde_json::Value;
 
@@ -118,7 +118,7 @@ pub fn enqueue_database(
     check_database(dbname);
     let compress_spec = request.compress.as_ref().map(|c| c.spec.clone());
     let job_id = catalog::enqueue_backup(&NewBackup {
-        kind: "database",
+        kind: JobKind::Database,
         database: Some(dbname),
         format: request.format.as_str(),
         compress: compress_spec.as_deref(),
@@ -139,7 +139,7 @@ pub fn enqueue_globals(label: Option<&str>, no_role_passwords: bool, origin: Ori
     validate_label(label).or_report();
     let request = GlobalsRequest { no_role_passwords };
     let job_id = catalog::enqueue_backup(&NewBackup {
-        kind: "globals",
+        kind: JobKind::Globals,
         database: None,
         format: "plain",
         compress: None,

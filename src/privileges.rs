@@ -122,9 +122,9 @@ impl Caller {
     }
 
     /// The backup's database must be readable by the caller; globals need a superuser.
-    pub fn require_backup_access(&self, kind: &str, database: Option<&str>, what: &str) {
-        match (kind, database) {
-            ("database", Some(db)) => self.require_connect(db, what),
+    pub fn require_backup_access(&self, of_database: bool, database: Option<&str>, what: &str) {
+        match (of_database, database) {
+            (true, Some(db)) => self.require_connect(db, what),
             _ => self.require_superuser(&format!("{what} a globals backup")),
         }
     }

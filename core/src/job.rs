@@ -64,6 +64,71 @@ impl JobStatus {
     }
 }
 
+impl JobStatus {
+    /// The statuses a job may be in for it to move to `self`: what status updates put in their
+    /// WHERE clause, so that no update can break [`JobStatus::can_transition_to`].
+    pub fn predecessors(self) -> Vec<&'static str> {
+        JobStatus::ALL
+            .into_iter()
+            .filter(|from| from.can_transition_to(self))
+            .map(JobStatus::as_str)
+            .collect()
+    }
+}
+
+/// What a job does; the spellings match the `jobs.kind` CHECK constraint (and, for the two
+/// kinds of backup, `artifacts.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    /// pg_dump of one database.
+    Database,
+    /// pg_dumpall --globals-only.
+    Globals,
+    Restore,
+    Verify,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 4] = [
+        JobKind::Database,
+        JobKind::Globals,
+        JobKind::Restore,
+        JobKind::Verify,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Database => "database",
+            JobKind::Globals => "globals",
+            JobKind::Restore => "restore",
+            JobKind::Verify => "verify",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<JobKind, RequestError> {
+        JobKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                RequestError::invalid(
+                    format!("unknown job kind {}", quoted(s)),
+                    "Job kinds are: database, globals, restore, verify.",
+                )
+            })
+    }
+
+    /// Whether the job writes a backup (and so has an `artifacts` row of its own).
+    pub fn is_backup(self) -> bool {
+        matches!(self, JobKind::Database | JobKind::Globals)
+    }
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl std::fmt::Display for JobStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -105,6 +170,30 @@ impl JobRun for DumpRun {
 
     fn progress(&self) -> u64 {
         DumpRun::progress(self)
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_and_unknown_is_refused() {
+        for k in JobKind::ALL {
+            assert_eq!(JobKind::parse(k.as_str()).unwrap(), k);
+        }
+        assert!(JobKind::parse("cluster").is_err());
+        assert!(JobKind::Database.is_backup() && JobKind::Globals.is_backup());
+        assert!(!JobKind::Restore.is_backup() && !JobKind::Verify.is_backup());
+    }
+
+    #[test]
+    fn predecessors_follow_the_transitions() {
+        assert_eq!(JobStatus::Running.predecessors(), ["queued"]);
+        assert_eq!(JobStatus::Cancelled.predecessors(), ["queued", "running"]);
+        assert_eq!(JobStatus::Succeeded.predecessors(), ["running"]);
+        assert_eq!(JobStatus::Failed.predecessors(), ["running"]);
+        assert!(JobStatus::Queued.predecessors().is_empty());
     }
 }
 

@@ -40,7 +40,7 @@ pub use files::paths::{
 pub use files::plain::open_plain_dump;
 pub use files::publish::{hash_file, publish, remove_output};
 pub use format::Format;
-pub use job::{JobResult, JobRun, JobStatus, VerifyReport};
+pub use job::{JobKind, JobResult, JobRun, JobStatus, VerifyReport};
 pub use process::child::{describe_exit, set_wait_hook, stderr_tail, ChildGuard};
 pub use process::command::ToolCommand;
 pub use process::step::{list_archive, run_tool, CLEANUP_TIMEOUT};

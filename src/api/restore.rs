@@ -8,7 +8,7 @@ use std::time::Duration;
 use backup_core::{
     archive_data_owners, directory_manifest, hash_file, list_archive, open_plain_dump, parse_toc,
     pg_restore_list_argv, plain_data_owners, script_is_restricted, split_run_options, tree_size,
-    use_list_for, validate_database_name, Format, RequestError, RestoreRequest, TocEntry,
+    use_list_for, validate_database_name, Format, JobKind, RequestError, RestoreRequest, TocEntry,
 };
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -30,7 +30,11 @@ fn succeeded_backup(backup_id: i64, caller: &Caller, what: &str) -> BackupRecord
     let Some(rec) = catalog::backup_record(backup_id).or_report() else {
         BackupError::NoSuchBackup(backup_id).report()
     };
-    caller.require_backup_access(&rec.kind, rec.database.as_deref(), what);
+    caller.require_backup_access(
+        rec.kind == Ok(JobKind::Database),
+        rec.database.as_deref(),
+        what,
+    );
     if rec.status != "succeeded" {
         BackupError::BackupNotUsable {
             backup_id,
@@ -114,7 +118,7 @@ fn interrupt_pending() -> bool {
 
 /// `pg_restore --list` of an archive, parsed. Bounded, and cancellable like any query.
 fn read_contents(rec: &BackupRecord, path: &Path) -> (String, Vec<TocEntry>) {
-    if rec.kind != "database" || archive_format(rec) == Format::Plain {
+    if rec.kind != Ok(JobKind::Database) || archive_format(rec) == Format::Plain {
         BackupError::Request(RequestError::unsupported(
             format!(
                 "backup {} is a plain SQL script and has no table of contents",
@@ -163,7 +167,7 @@ fn make_private_dir(dir: &Path) -> std::io::Result<()> {
 /// in the backup must be one it acts for. The backup itself was written with a superuser's
 /// rights.
 fn check_data_owners(rec: &BackupRecord, path: &Path, caller: &Caller, what: &str) {
-    if caller.superuser || rec.kind != "database" {
+    if caller.superuser || rec.kind != Ok(JobKind::Database) {
         return;
     }
     let owners = if archive_format(rec) == Format::Plain {
@@ -263,7 +267,7 @@ fn restore_backup(
     let (caller, _owner) = privileges::enter();
     let rec = succeeded_backup(backup_id, &caller, "restore");
     let path = existing_path(&rec).to_path_buf();
-    let is_globals = rec.kind == "globals";
+    let is_globals = rec.kind == Ok(JobKind::Globals);
     let create_db = create_db.unwrap_or(true) && !is_globals;
     let options = options.map(|o| o.0).unwrap_or_else(|| json!({}));
     let (options, run) = split_run_options(&options);
@@ -307,7 +311,7 @@ fn restore_backup(
     check_data_owners(&rec, &path, &caller, "restore");
 
     let job_id = catalog::enqueue_job(&NewJob {
-        kind: "restore",
+        kind: JobKind::Restore,
         database: target.as_deref(),
         run_as: &caller.name,
         backup_id,
@@ -357,7 +361,7 @@ fn verify_backup(backup_id: i64, test_restore: default!(Option<bool>, "false")) 
     let (caller, _owner) = privileges::enter();
     let rec = succeeded_backup(backup_id, &caller, "verify");
     let test_restore = test_restore.unwrap_or(false);
-    if test_restore && rec.kind == "globals" {
+    if test_restore && rec.kind == Ok(JobKind::Globals) {
         BackupError::Request(RequestError::unsupported(
             format!(
                 "backup {backup_id} holds roles, which cannot be restored into a scratch database"
@@ -371,7 +375,7 @@ fn verify_backup(backup_id: i64, test_restore: default!(Option<bool>, "false")) 
         check_data_owners(&rec, &path, &caller, "test-restore");
     }
     let job_id = catalog::enqueue_job(&NewJob {
-        kind: "verify",
+        kind: JobKind::Verify,
         database: rec.database.as_deref(),
         run_as: &caller.name,
         backup_id,

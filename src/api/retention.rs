@@ -45,7 +45,11 @@ fn pin(backup_id: i64, pinned: default!(Option<bool>, "true")) -> bool {
     let Some(rec) = catalog::backup_record(backup_id).or_report() else {
         BackupError::NoSuchBackup(backup_id).report()
     };
-    caller.require_backup_access(&rec.kind, rec.database.as_deref(), "pin");
+    caller.require_backup_access(
+        rec.kind == Ok(backup_core::JobKind::Database),
+        rec.database.as_deref(),
+        "pin",
+    );
     if matches!(rec.status.as_str(), "queued" | "running") {
         BackupError::BackupUnfinished {
             backup_id,

@@ -6,11 +6,13 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::Value;
 
-use super::SpiResult;
+use backup_core::JobKind;
+
+use super::{job_kind, SpiResult};
 
 /// What a caller asks for; one `jobs` row plus its `artifacts` row.
 pub struct NewBackup<'a> {
-    pub kind: &'a str,
+    pub kind: JobKind,
     pub database: Option<&'a str>,
     pub format: &'a str,
     pub compress: Option<&'a str>,
@@ -26,7 +28,7 @@ pub struct NewBackup<'a> {
 pub fn enqueue_backup(b: &NewBackup) -> SpiResult<i64> {
     Spi::connect_mut(|client| {
         let args: Vec<DatumWithOid> = vec![
-            b.kind.into(),
+            b.kind.as_str().into(),
             b.database.into(),
             JsonB(b.request.clone()).into(),
             b.label.into(),
@@ -67,7 +69,8 @@ pub fn create_set(format: &str, label: Option<&str>, options: &Value) -> SpiResu
 /// One backup as restore, verify and inspection need it.
 pub struct BackupRecord {
     pub backup_id: i64,
-    pub kind: String,
+    /// Database or Globals.
+    pub kind: Result<JobKind, String>,
     pub database: Option<String>,
     pub format: String,
     pub compress: Option<String>,
@@ -88,7 +91,7 @@ pub fn backup_record(backup_id: i64) -> SpiResult<Option<BackupRecord>> {
         if let Some(row) = rows.into_iter().next() {
             return Ok(Some(BackupRecord {
                 backup_id: row.get(1)?.unwrap_or_default(),
-                kind: row.get(2)?.unwrap_or_default(),
+                kind: job_kind(row.get(2)?),
                 database: row.get(3)?,
                 format: row.get(4)?.unwrap_or_default(),
                 compress: row.get(5)?,

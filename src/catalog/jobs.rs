@@ -4,7 +4,14 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::Value;
 
-use super::SpiResult;
+use backup_core::{JobKind, JobStatus};
+
+/// The statuses from which a job may move to `to`, as a text array parameter.
+fn predecessors(to: JobStatus) -> Vec<String> {
+    to.predecessors().into_iter().map(str::to_string).collect()
+}
+
+use super::{job_kind, SpiResult};
 
 /// A job's status, whether this very transaction inserted it, and whom it is for.
 pub struct JobState {
@@ -81,7 +88,7 @@ pub fn request_cancel(job_id: i64) -> SpiResult<Option<String>> {
 /// A job the worker has just moved from queued to running.
 pub struct ClaimedJob {
     pub job_id: i64,
-    pub kind: String,
+    pub kind: Result<JobKind, String>,
     /// The role whose rights the job uses.
     pub run_as: String,
     pub database: Option<String>,
@@ -112,7 +119,7 @@ pub fn claim_next_job(worker_pid: i32) -> SpiResult<Option<ClaimedJob>> {
         if let Some(row) = rows.into_iter().next() {
             return Ok(Some(ClaimedJob {
                 job_id: row.get(1)?.unwrap_or_default(),
-                kind: row.get(2)?.unwrap_or_default(),
+                kind: job_kind(row.get(2)?),
                 run_as: row.get(8)?.unwrap_or_default(),
                 database: row.get(3)?,
                 request: row.get::<JsonB>(4)?.map(|j| j.0).unwrap_or(Value::Null),
@@ -166,19 +173,28 @@ pub struct ArtifactFacts {
 /// Records how a job ended and tells listeners on channel `backup_ext`.
 pub fn record_outcome(job_id: i64, outcome: &Outcome) -> SpiResult<()> {
     let (status, error, message) = match outcome {
-        Outcome::Succeeded { message, .. } => ("succeeded", None, message.as_deref()),
-        Outcome::Failed(e) => ("failed", Some(e.as_str()), None),
-        Outcome::Cancelled(e) => ("cancelled", Some(e.as_str()), None),
+        Outcome::Succeeded { message, .. } => (JobStatus::Succeeded, None, message.as_deref()),
+        Outcome::Failed(e) => (JobStatus::Failed, Some(e.as_str()), None),
+        Outcome::Cancelled(e) => (JobStatus::Cancelled, Some(e.as_str()), None),
     };
+    // Only from a status that may move to this one (JobStatus::can_transition_to): a late
+    // report never resurrects a job that already ended.
+    let from = predecessors(status);
     Spi::connect_mut(|client| {
         client.update(
             "UPDATE backup_ext.jobs
                 SET status = $2, finished_at = clock_timestamp(), error = $3, message = $4,
                     tables_done = CASE WHEN $2 = 'succeeded' THEN coalesce(tables_total, tables_done)
                                        ELSE tables_done END
-              WHERE job_id = $1 AND status = 'running'",
+              WHERE job_id = $1 AND status = ANY($5)",
             None,
-            &[job_id.into(), status.into(), error.into(), message.into()],
+            &[
+                job_id.into(),
+                status.as_str().into(),
+                error.into(),
+                message.into(),
+                from.into(),
+            ],
         )?;
         if let Outcome::Succeeded {
             artifact:
@@ -283,7 +299,7 @@ pub fn cancel_requests(running: &[i64]) -> SpiResult<Vec<i64>> {
 /// A job an earlier worker left `running`.
 pub struct Interrupted {
     pub job_id: i64,
-    pub kind: String,
+    pub kind: Result<JobKind, String>,
     pub database: Option<String>,
     pub request: Value,
     pub path: Option<String>,
@@ -293,7 +309,7 @@ pub struct Interrupted {
 fn interrupted(row: &pgrx::spi::SpiHeapTupleData) -> SpiResult<Interrupted> {
     Ok(Interrupted {
         job_id: row.get(1)?.unwrap_or_default(),
-        kind: row.get(2)?.unwrap_or_default(),
+        kind: job_kind(row.get(2)?),
         database: row.get(3)?,
         request: row.get::<JsonB>(4)?.map(|j| j.0).unwrap_or(Value::Null),
         path: row.get(5)?,
@@ -363,7 +379,7 @@ pub fn unfinished_restore_into(database: &str) -> SpiResult<Option<i64>> {
 
 /// A restore or verify job: reads a backup, writes no artifact of its own.
 pub struct NewJob<'a> {
-    pub kind: &'a str,
+    pub kind: JobKind,
     pub database: Option<&'a str>,
     pub run_as: &'a str,
     pub backup_id: i64,
@@ -376,7 +392,7 @@ pub fn enqueue_job(job: &NewJob) -> SpiResult<i64> {
         "INSERT INTO backup_ext.jobs (kind, database, backup_id, request, timeout_seconds, run_as)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING job_id",
         &[
-            job.kind.into(),
+            job.kind.as_str().into(),
             job.database.into(),
             job.backup_id.into(),
             JsonB(job.request.clone()).into(),

@@ -45,3 +45,11 @@ pub(crate) fn optional<T>(found: SpiResult<Option<T>>) -> SpiResult<Option<T>> {
         other => Err(other),
     })
 }
+
+/// A `kind` column read back as a [`backup_core::JobKind`]; the table's CHECK constraint makes
+/// an unknown value impossible short of a newer version's row, which is then refused where the
+/// kind is used.
+pub(crate) fn job_kind(text: Option<String>) -> Result<backup_core::JobKind, String> {
+    let text = text.unwrap_or_default();
+    backup_core::JobKind::parse(&text).map_err(|e| e.message)
+}

@@ -1,7 +1,7 @@
 //! The background worker: waits on its latch, claims queued jobs, runs up to
 //! `backup_ext.max_parallel` children, records each outcome, and cleans up after crashes.
 
-mod job;
+mod kinds;
 mod scheduler;
 mod txn;
 
@@ -14,7 +14,7 @@ use pgrx::prelude::*;
 use crate::catalog::{self, Outcome};
 use crate::purge::{self, Scope};
 use crate::{settings, tools, wake};
-use job::{Context, Kind, RunningJob};
+use kinds::{Context, Kind, RunningJob};
 use txn::{in_transaction, spi};
 
 /// Sleep between checks while children run: bounds cancel, timeout and progress latency. A
@@ -166,10 +166,10 @@ impl Worker {
             Ok(jobs) => {
                 for interrupted in jobs {
                     if let Some(path) = &interrupted.path {
-                        job::remove_leftovers(std::path::Path::new(path));
+                        kinds::remove_leftovers(std::path::Path::new(path));
                     }
-                    if let Some(db) = job::database_left_behind(&interrupted) {
-                        match context().and_then(|ctx| job::drop_database(&ctx, &db)) {
+                    if let Some(db) = kinds::database_left_behind(&interrupted) {
+                        match context().and_then(|ctx| kinds::drop_database(&ctx, &db)) {
                             Ok(()) => log!(
                                 "backup_ext: dropped database \"{db}\" left by interrupted job {}",
                                 interrupted.job_id
@@ -252,7 +252,7 @@ impl Worker {
                 );
             }
         }
-        let outcome = job::outcome_of(result);
+        let outcome = kinds::outcome_of(result);
         let succeeded = matches!(outcome, Outcome::Succeeded { .. });
         self.drop_login_role(job_id, job.login_role.as_deref());
         self.record(job_id, outcome);
@@ -369,8 +369,8 @@ impl Worker {
                     Some(id) => catalog::backup_record(id).map_err(err)?,
                     None => None,
                 };
-                let plan = job::prepare(&claimed, backup.as_ref(), &ctx);
-                if let Ok(job::Plan {
+                let plan = kinds::prepare(&claimed, backup.as_ref(), &ctx);
+                if let Ok(kinds::Plan {
                     output: Some(output),
                     tool,
                     ..
@@ -411,7 +411,7 @@ impl Worker {
             };
             let output = plan.output.clone();
             let login_role = plan.login_role.clone();
-            match job::start(plan.start) {
+            match kinds::start(plan.start) {
                 Ok(run) => self.running.push(RunningJob {
                     job_id,
                     kind: plan.kind,
@@ -427,7 +427,7 @@ impl Worker {
                 }),
                 Err(e) => {
                     if let Some(output) = output {
-                        job::remove_leftovers(&output);
+                        kinds::remove_leftovers(&output);
                     }
                     self.drop_login_role(job_id, login_role.as_deref());
                     self.record(
@@ -452,7 +452,7 @@ impl Worker {
         let for_recovery: Vec<i64> = match spi(|| catalog::running_jobs(&ids)) {
             Ok(jobs) => jobs
                 .iter()
-                .filter(|j| job::database_left_behind(j).is_some())
+                .filter(|j| kinds::database_left_behind(j).is_some())
                 .map(|j| j.job_id)
                 .collect(),
             Err(e) => {

@@ -1,0 +1,120 @@
+//! Database and globals backups: pg_dump / pg_dumpall into the backup directory.
+
+use std::path::PathBuf;
+
+use backup_core::{
+    backup_file_name, database_folder, is_inside, partial_path, pg_dump_argv,
+    pg_dumpall_globals_argv, psql_query_argv, DumpRequest, GlobalsRequest, OutputKind,
+    ProgressTracker, RunSpec, ToolCommand, GLOBALS_FOLDER,
+};
+
+use super::*;
+use crate::catalog::ClaimedJob;
+
+/// The query that counts the tables whose data a whole-database dump will contain (pg_dump's
+/// verbose output never says); `None` when filters make the number uncertain.
+pub(super) fn table_count_command(
+    ctx: &Context,
+    dbname: &str,
+    request: &DumpRequest,
+) -> Option<ToolCommand> {
+    let o = &request.options;
+    let filtered = !(o.schemas.is_empty()
+        && o.exclude_schemas.is_empty()
+        && o.tables.is_empty()
+        && o.exclude_tables.is_empty()
+        && o.exclude_table_data.is_empty());
+    if filtered || o.schema_only {
+        return None;
+    }
+    let sql = "SELECT count(*) FROM pg_catalog.pg_class c
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.relkind = 'r'
+                  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                  AND n.nspname NOT LIKE 'pg\\_toast%'
+                  AND n.nspname NOT LIKE 'pg\\_temp%'";
+    Some(psql_query_argv(&ctx.bin_dir, &ctx.connection, dbname, sql).into())
+}
+
+pub(super) fn prepare_backup(
+    claimed: &ClaimedJob,
+    ctx: &Context,
+    work_dir: PathBuf,
+) -> Result<Plan, String> {
+    let stderr_path = work_dir.join(format!("job-{}.stderr", claimed.job_id));
+    let unreadable = |e: serde_json::Error| format!("stored request cannot be read: {e}");
+    let (folder, suffix, tool, request) = match claimed.database.as_deref() {
+        Some(dbname) if claimed.kind == Ok(JobKind::Database) => {
+            let request = DumpRequest::from_stored(&claimed.request).map_err(unreadable)?;
+            let suffix = request.file_name_suffix();
+            (database_folder(dbname), suffix, "pg_dump", Some(request))
+        }
+        _ => (GLOBALS_FOLDER.to_string(), ".sql", "pg_dumpall", None),
+    };
+    let folder = ctx.directory.join(folder);
+    make_private_dir(&folder)?;
+    let final_path = folder.join(backup_file_name(
+        started_at(claimed),
+        claimed.job_id,
+        suffix,
+    ));
+    // Folder names are percent-encoded, so this holds for every database name; checked anyway
+    // because a path that left the directory would be written and later purged.
+    if !is_inside(&ctx.directory, &final_path) {
+        return Err(format!(
+            "refusing to write {} outside backup_ext.directory",
+            final_path.display()
+        ));
+    }
+    let partial = partial_path(&final_path);
+
+    let mut progress = ProgressTracker::default();
+    let mut table_count = None;
+    let (program, args, output) = match request {
+        Some(request) => {
+            progress = progress.with_jobs(request.jobs);
+            table_count = claimed
+                .database
+                .as_deref()
+                .and_then(|db| table_count_command(ctx, db, &request));
+            let dbname = claimed.database.as_deref().unwrap_or_default();
+            let dir_output = (!request.format.writes_to_stdout()).then_some(partial.as_path());
+            let (program, args) =
+                pg_dump_argv(&ctx.bin_dir, &ctx.connection, dbname, &request, dir_output);
+            let output = if dir_output.is_some() {
+                OutputKind::Directory { partial }
+            } else {
+                OutputKind::Stdout { partial }
+            };
+            (program, args, output)
+        }
+        None => {
+            let request = GlobalsRequest::from_stored(&claimed.request).map_err(unreadable)?;
+            let (program, args) = pg_dumpall_globals_argv(
+                &ctx.bin_dir,
+                &ctx.connection,
+                &ctx.catalog_database,
+                &request,
+            );
+            (program, args, OutputKind::Stdout { partial })
+        }
+    };
+    Ok(Plan {
+        start: Start::Dump(RunSpec {
+            program,
+            args,
+            output,
+            final_path: final_path.clone(),
+            stderr_path: stderr_path.clone(),
+        }),
+        kind: Kind::Backup {
+            database: claimed.database.clone(),
+        },
+        login_role: None,
+        output: Some(final_path),
+        tool,
+        stderr_path: (claimed.kind == Ok(JobKind::Database)).then_some(stderr_path),
+        progress,
+        table_count,
+    })
+}

@@ -1,0 +1,229 @@
+//! One job in the worker: from a claimed catalog row to a running child, and from the child's
+//! result to the catalog outcome. One file per kind of job prepares its commands
+//! (`backup.rs`, `restore.rs`, `verify.rs`); the tool handling itself lives in `backup_core`.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use backup_core::{
+    dropdb_argv, partial_path, remove_output, run_tool, CheckedRestore, Connection, DumpRun,
+    Format, JobKind, JobResult, JobRun, ProgressTracker, RestorePlan, RestoreRun, RunResult,
+    RunSpec, ToolCommand, VerifyPlan, VerifyRun, CLEANUP_TIMEOUT,
+};
+
+use crate::catalog::{ArtifactFacts, BackupRecord, ClaimedJob, Outcome};
+
+mod backup;
+mod restore;
+mod verify;
+
+/// Restores of files up to this size were hashed when they were requested; bigger ones are
+/// hashed by the worker before the target is touched.
+pub(super) const HASHED_AT_CALL_TIME_BYTES: i64 = 256 * 1024 * 1024;
+
+/// Everything a job needs from the server's configuration, read once per claim.
+pub struct Context {
+    pub bin_dir: PathBuf,
+    pub directory: PathBuf,
+    pub connection: Connection,
+    pub catalog_database: String,
+    pub job_timeout: Option<Duration>,
+}
+
+/// What kind of job runs, as far as recording its outcome is concerned.
+pub enum Kind {
+    Backup { database: Option<String> },
+    Restore,
+    Verify { backup_id: i64 },
+}
+
+/// A job whose child is running.
+pub struct RunningJob {
+    pub job_id: i64,
+    pub kind: Kind,
+    /// The job's own login role, dropped when the job ends.
+    pub login_role: Option<String>,
+    pub run: Box<dyn JobRun>,
+    pub started: Instant,
+    pub timeout: Option<Duration>,
+    /// pg_dump's stderr, read for `--verbose` progress lines.
+    pub stderr_path: Option<PathBuf>,
+    pub stderr_offset: u64,
+    pub progress: ProgressTracker,
+    /// Counted only for jobs still running after a second: short dumps need no progress, and
+    /// the extra connection would cost them time.
+    pub table_count: Option<ToolCommand>,
+    pub tables_total: Option<Receiver<Option<u64>>>,
+}
+
+/// How to start a claimed job.
+pub enum Start {
+    Dump(RunSpec),
+    Restore(RestorePlan),
+    CheckedRestore(Box<VerifyPlan>, RestorePlan),
+    Verify(Box<VerifyPlan>),
+}
+
+/// What `prepare` decided for a claimed job.
+pub struct Plan {
+    pub start: Start,
+    pub kind: Kind,
+    pub login_role: Option<String>,
+    /// For backups: the final path, recorded before the child starts.
+    pub output: Option<PathBuf>,
+    pub tool: &'static str,
+    pub stderr_path: Option<PathBuf>,
+    pub progress: ProgressTracker,
+    /// How to count the tables the dump will contain.
+    pub table_count: Option<ToolCommand>,
+}
+
+pub(super) fn started_at(claimed: &ClaimedJob) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(&claimed.started_at)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|_| chrono::Utc::now())
+}
+
+pub(super) fn make_private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))
+}
+
+pub(super) fn work_dir(ctx: &Context) -> Result<PathBuf, String> {
+    if !ctx.directory.is_absolute() {
+        return Err(format!(
+            "backup_ext.directory must be an absolute path, not {:?}",
+            ctx.directory
+        ));
+    }
+    backup_core::check_outside_data_directory(&ctx.directory, &crate::settings::data_directory())?;
+    let dir = ctx.directory.join(".work");
+    make_private_dir(&dir)?;
+    Ok(dir)
+}
+
+/// Works out the commands and paths for a claimed job; `backup` is the backup a restore or
+/// verify job reads.
+pub fn prepare(
+    claimed: &ClaimedJob,
+    backup: Option<&BackupRecord>,
+    ctx: &Context,
+) -> Result<Plan, String> {
+    let work_dir = work_dir(ctx)?;
+    match claimed.kind.clone()? {
+        JobKind::Database | JobKind::Globals => backup::prepare_backup(claimed, ctx, work_dir),
+        JobKind::Restore => {
+            restore::prepare_restore(claimed, backup.ok_or("the backup is gone")?, ctx, work_dir)
+        }
+        JobKind::Verify => {
+            verify::prepare_verify(claimed, backup.ok_or("the backup is gone")?, ctx, work_dir)
+        }
+    }
+}
+
+pub(super) fn archive(backup: &BackupRecord) -> Result<(PathBuf, Format), String> {
+    let path = backup
+        .path
+        .as_deref()
+        .map(PathBuf::from)
+        .ok_or_else(|| format!("backup {} has no file", backup.backup_id))?;
+    let format = Format::parse(&backup.format).map_err(|e| e.message)?;
+    Ok((path, format))
+}
+
+pub(super) fn checksum_plan(
+    backup: &BackupRecord,
+    work_dir: PathBuf,
+) -> Result<VerifyPlan, String> {
+    let (path, format) = archive(backup)?;
+    Ok(VerifyPlan {
+        path,
+        format,
+        expected_sha256: backup.sha256.clone().unwrap_or_default(),
+        expected_size: backup.size_bytes.unwrap_or_default().max(0) as u64,
+        list: None,
+        test_restore: None,
+        work_dir,
+    })
+}
+
+/// The scratch database of a verification, by job id.
+pub fn scratch_database(job_id: i64) -> String {
+    format!("backup_ext_verify_{job_id}")
+}
+
+/// A database an interrupted job may have half made: the target of a restore that was to
+/// create it, or a verification's scratch database.
+pub fn database_left_behind(job: &crate::catalog::Interrupted) -> Option<String> {
+    let flag = |k: &str| {
+        job.request
+            .get(k)
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false)
+    };
+    match job.kind {
+        Ok(JobKind::Restore) if flag("create_db") => job.database.clone(),
+        Ok(JobKind::Verify) if flag("test_restore") => Some(scratch_database(job.job_id)),
+        _ => None,
+    }
+}
+
+/// Drops a database with `dropdb --if-exists --force`, waiting for it.
+pub fn drop_database(ctx: &Context, name: &str) -> Result<(), String> {
+    let cmd = dropdb_argv(&ctx.bin_dir, &ctx.connection, &ctx.catalog_database, name).into();
+    run_tool(&cmd, &ctx.directory.join(".work"), CLEANUP_TIMEOUT)
+}
+
+/// Starts the child (or first step) of a prepared job.
+pub fn start(start: Start) -> std::io::Result<Box<dyn JobRun>> {
+    Ok(match start {
+        Start::Dump(spec) => Box::new(DumpRun::start(spec)?),
+        Start::Restore(plan) => Box::new(RestoreRun::start(plan)?),
+        Start::CheckedRestore(check, plan) => Box::new(CheckedRestore::start(*check, plan)?),
+        Start::Verify(plan) => Box::new(VerifyRun::start(*plan)?),
+    })
+}
+
+/// Turns a finished job's result into the catalog's outcome.
+pub fn outcome_of(result: JobResult) -> Outcome {
+    match result {
+        JobResult::Dump(RunResult::Succeeded {
+            size,
+            sha256,
+            manifest,
+        }) => Outcome::Succeeded {
+            artifact: Some(ArtifactFacts {
+                size: size as i64,
+                sha256,
+                manifest: manifest.and_then(|m| serde_json::to_value(m).ok()),
+            }),
+            message: None,
+        },
+        JobResult::Dump(RunResult::Failed { message }) => Outcome::Failed(message),
+        JobResult::Restore { ok: true, message } => Outcome::Succeeded {
+            artifact: None,
+            message: Some(message).filter(|m| !m.is_empty()),
+        },
+        JobResult::Restore { ok: false, message } => Outcome::Failed(message),
+        JobResult::Verify(report) if report.passed => Outcome::Succeeded {
+            artifact: None,
+            message: Some(report.message),
+        },
+        JobResult::Verify(report) => Outcome::Failed(report.message),
+    }
+}
+
+/// Removes whatever a job that did not succeed may have left: its partial output and, if the
+/// rename happened before the outcome could be recorded, the final file too.
+pub fn remove_leftovers(final_path: &Path) {
+    for p in [partial_path(final_path), final_path.to_path_buf()] {
+        if let Err(e) = remove_output(&p) {
+            pgrx::warning!("backup_ext: could not remove {}: {e}", p.display());
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Restores: the target database, the login a non-superuser's restore uses, and the tool that
+//! reads the archive into it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use backup_core::{
+    access_sql, create_database_argv, create_database_sql, dropdb_argv, list_archive, login,
+    open_plain_dump, pg_restore_argv, pg_restore_list_argv, psql_script_argv, quote_ident,
+    script_creates_public_schema, set_role_sql, use_list_for, without_public_schema, Connection,
+    Format, ProgressTracker, RestorePlan, RestoreRequest, RestoreStep, SourceAccess, ToolCommand,
+};
+
+use super::*;
+use crate::catalog::{self, BackupRecord, ClaimedJob};
+
+/// How long reading an archive's table of contents may take before the job fails.
+pub(super) const LIST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The login a restore or test restore uses instead of the worker's superuser role (see
+/// `backup_core::login`): a role made for the one job.
+pub struct Sandbox {
+    pub login: String,
+    password: String,
+    verifier: String,
+    grant: SandboxGrant,
+}
+
+/// What the job's login role may do.
+pub(super) enum SandboxGrant {
+    /// Act for a requester that is not a superuser: a member of it; the tools `SET ROLE` to it.
+    ActsFor(String),
+    /// Only read: counting a test restore's rows for a superuser's verification. Nothing that
+    /// runs while the rows are counted (planning evaluates a restored index's predicate, say)
+    /// may run as a superuser.
+    ReadsAll,
+}
+
+impl Sandbox {
+    pub(super) fn new(job_id: i64, grant: SandboxGrant) -> Result<Sandbox, String> {
+        let (password, verifier) = login::new_credentials()
+            .map_err(|e| format!("cannot make a password for the job's login: {e}"))?;
+        Ok(Sandbox {
+            login: login::job_role(job_id),
+            password,
+            verifier,
+            grant,
+        })
+    }
+
+    /// The login acting for the job's requester; None when that is a superuser, whose jobs
+    /// run as the worker's own role.
+    pub(super) fn for_requester(claimed: &ClaimedJob) -> Result<Option<Sandbox>, String> {
+        match catalog::role_is_superuser(&claimed.run_as).map_err(|e| e.to_string())? {
+            Some(true) => Ok(None),
+            Some(false) => Sandbox::new(
+                claimed.job_id,
+                SandboxGrant::ActsFor(claimed.run_as.clone()),
+            )
+            .map(Some),
+            None => Err(format!(
+                "role \"{}\" that requested the job no longer exists",
+                claimed.run_as
+            )),
+        }
+    }
+
+    /// The role the tools `SET ROLE` to, when acting for a requester.
+    pub(super) fn run_as(&self) -> Option<&str> {
+        match &self.grant {
+            SandboxGrant::ActsFor(role) => Some(role),
+            SandboxGrant::ReadsAll => None,
+        }
+    }
+
+    /// Creates the login role; the last step of preparing a job, so that a job that fails to
+    /// prepare leaves no role behind.
+    pub(super) fn create(&self) -> Result<(), String> {
+        let created = match &self.grant {
+            SandboxGrant::ActsFor(role) => {
+                catalog::create_job_role(&self.login, Some(role), &self.verifier)
+            }
+            SandboxGrant::ReadsAll => catalog::create_job_role(&self.login, None, &self.verifier),
+        };
+        created.map_err(|e| format!("cannot create the job's login role: {e}"))
+    }
+
+    pub(super) fn connection(&self, ctx: &Context) -> Connection {
+        Connection {
+            user: self.login.clone(),
+            ..ctx.connection.clone()
+        }
+    }
+
+    pub(super) fn env(&self) -> Vec<(String, String)> {
+        vec![("PGPASSWORD".into(), self.password.clone())]
+    }
+}
+
+/// Who a restore step connects as, and into which database.
+pub(super) struct RestoreTarget<'a> {
+    pub(super) name: &'a str,
+    /// The database was just created from template0 (so it has a `public` schema already).
+    pub(super) fresh: bool,
+    pub(super) sandbox: Option<&'a Sandbox>,
+}
+
+/// The restore step for an archive; writes a `-L` list next to the job's other files when
+/// `toc_ids` asks for exact entries, or when a fresh database already has the `public`
+/// schema the archive creates.
+pub(super) fn restore_step(
+    backup: &BackupRecord,
+    target: &RestoreTarget,
+    request: &RestoreRequest,
+    ctx: &Context,
+    list_file: &Path,
+) -> Result<RestoreStep, String> {
+    let (path, format) = archive(backup)?;
+    // A read-only login (ReadsAll) never restores: only a sandbox acting for someone does.
+    let sandbox = target.sandbox.filter(|s| s.run_as().is_some());
+    let conn = match sandbox {
+        Some(sandbox) => sandbox.connection(ctx),
+        None => ctx.connection.clone(),
+    };
+    let env = sandbox.map(Sandbox::env).unwrap_or_default();
+    let command = |argv: (PathBuf, Vec<std::ffi::OsString>)| -> ToolCommand {
+        ToolCommand::from(argv).with_env(env.clone())
+    };
+    if backup.kind == Ok(JobKind::Globals) {
+        if sandbox.is_some() {
+            return Err("a globals backup can only be restored by a superuser".into());
+        }
+        let argv = psql_script_argv(
+            &ctx.bin_dir,
+            &conn,
+            target.name,
+            Some(&path),
+            false,
+            false,
+            &[],
+        );
+        return Ok(RestoreStep::Globals {
+            command: command(argv),
+        });
+    }
+    if format == Format::Plain {
+        let single = request.options.single_transaction;
+        let compressed = backup
+            .compress
+            .as_deref()
+            .is_some_and(|c| c != "0" && c != "none");
+        let mut before = Vec::new();
+        if let Some(role) = sandbox.and_then(Sandbox::run_as) {
+            before.push(set_role_sql(role));
+        }
+        if target.fresh {
+            let creates_public = open_plain_dump(&path, compressed)
+                .and_then(script_creates_public_schema)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            if creates_public {
+                before.push("DROP SCHEMA public".into());
+            }
+        }
+        return Ok(if compressed {
+            RestoreStep::PsqlStdin {
+                command: command(psql_script_argv(
+                    &ctx.bin_dir,
+                    &conn,
+                    target.name,
+                    None,
+                    true,
+                    single,
+                    &before,
+                )),
+                input: path,
+                compressed: true,
+            }
+        } else {
+            RestoreStep::PsqlFile(command(psql_script_argv(
+                &ctx.bin_dir,
+                &conn,
+                target.name,
+                Some(&path),
+                true,
+                single,
+                &before,
+            )))
+        });
+    }
+    let use_list = if request.options.toc_ids.is_empty() && !target.fresh {
+        None
+    } else {
+        let listing = list_archive(
+            &pg_restore_list_argv(&ctx.bin_dir, &path).into(),
+            &work_dir(ctx)?,
+            LIST_TIMEOUT,
+        )?;
+        let selected = if request.options.toc_ids.is_empty() {
+            None
+        } else {
+            Some(use_list_for(&listing, &request.options.toc_ids).map_err(|e| e.message)?)
+        };
+        let base = selected.as_deref().unwrap_or(&listing);
+        match (
+            target.fresh.then(|| without_public_schema(base)).flatten(),
+            selected,
+        ) {
+            (Some(list), _) | (None, Some(list)) => {
+                std::fs::write(list_file, list)
+                    .map_err(|e| format!("cannot write {}: {e}", list_file.display()))?;
+                Some(list_file)
+            }
+            (None, None) => None,
+        }
+    };
+    let role = sandbox.and_then(Sandbox::run_as);
+    Ok(RestoreStep::PgRestore(command(pg_restore_argv(
+        &ctx.bin_dir,
+        &conn,
+        target.name,
+        &path,
+        request,
+        use_list,
+        role,
+    ))))
+}
+
+/// Creates a restore's new database (owned by the requester when it is not a superuser) and
+/// gives it `access`, as the worker's own role in the catalog database. A read-only login
+/// gets CONNECT on it.
+pub(super) fn create_database(
+    ctx: &Context,
+    name: &str,
+    sandbox: Option<&Sandbox>,
+    access: &SourceAccess,
+) -> ToolCommand {
+    let mut statements = vec![create_database_sql(name, sandbox.and_then(Sandbox::run_as))];
+    statements.extend(access_sql(name, access));
+    if let Some(reader) = sandbox.filter(|s| s.run_as().is_none()) {
+        statements.push(format!(
+            "GRANT CONNECT ON DATABASE {} TO {}",
+            quote_ident(name),
+            quote_ident(&reader.login)
+        ));
+    }
+    create_database_argv(
+        &ctx.bin_dir,
+        &ctx.connection,
+        &ctx.catalog_database,
+        &statements,
+    )
+    .into()
+}
+
+pub(super) fn prepare_restore(
+    claimed: &ClaimedJob,
+    backup: &BackupRecord,
+    ctx: &Context,
+    work_dir: PathBuf,
+) -> Result<Plan, String> {
+    let request = RestoreRequest::from_stored(&claimed.request)
+        .map_err(|e| format!("stored request cannot be read: {e}"))?;
+    let sandbox = Sandbox::for_requester(claimed)?;
+    // Globals are replayed through the catalog database; they belong to the cluster.
+    let target = claimed
+        .database
+        .clone()
+        .unwrap_or_else(|| ctx.catalog_database.clone());
+    let list_file = work_dir.join(format!("job-{}.list", claimed.job_id));
+    let step = restore_step(
+        backup,
+        &RestoreTarget {
+            name: &target,
+            fresh: request.create_db,
+            sandbox: sandbox.as_ref(),
+        },
+        &request,
+        ctx,
+        &list_file,
+    )?;
+    let create = if request.create_db {
+        let access = catalog::source_access(backup.database.as_deref())
+            .map_err(|e| format!("cannot read the source database's access list: {e}"))?;
+        Some(create_database(ctx, &target, sandbox.as_ref(), &access))
+    } else {
+        None
+    };
+    let plan = RestorePlan {
+        create,
+        restore: step,
+        drop_on_failure: request.create_db.then(|| {
+            dropdb_argv(
+                &ctx.bin_dir,
+                &ctx.connection,
+                &ctx.catalog_database,
+                &target,
+            )
+            .into()
+        }),
+        work_dir: work_dir.clone(),
+    };
+    let start = if backup.size_bytes.unwrap_or(i64::MAX) > HASHED_AT_CALL_TIME_BYTES {
+        Start::CheckedRestore(Box::new(checksum_plan(backup, work_dir)?), plan)
+    } else {
+        Start::Restore(plan)
+    };
+    if let Some(sandbox) = &sandbox {
+        sandbox.create()?;
+    }
+    Ok(Plan {
+        start,
+        kind: Kind::Restore,
+        login_role: sandbox.map(|s| s.login),
+        output: None,
+        tool: "pg_restore",
+        stderr_path: None,
+        progress: ProgressTracker::default(),
+        table_count: None,
+    })
+}
