@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
 
-use crate::files::path_str;
+use crate::paths::path_str;
 use crate::process::{
     check_output, chown, free_port, pg_user_ids, running_as_root, stop_stale_server,
     sweep_stale_dirs,

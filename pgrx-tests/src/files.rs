@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::paths::path_str;
 use crate::process::{check_output, chown, pg_user_ids};
 use crate::Cluster;
 
@@ -129,10 +130,6 @@ pub fn assert_backup_path(backups: &Path, folder: &str, job_id: i64, suffix: &st
         };
         assert!(ok, "timestamp part of {file:?} is not YYYYMMDDTHHMMSSZ");
     }
-}
-
-pub fn path_str(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 /// `pg_restore --list` of an archive; panics if pg_restore fails.

@@ -12,6 +12,7 @@ mod cluster;
 mod files;
 mod jobs;
 mod ops;
+mod paths;
 mod process;
 mod sql;
 
@@ -21,6 +22,7 @@ pub use cluster::*;
 pub use files::*;
 pub use jobs::*;
 pub use ops::*;
+pub use paths::*;
 pub use postgres;
 pub use process::*;
 pub use sql::*;

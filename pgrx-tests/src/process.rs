@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use crate::files::path_str;
+use crate::paths::path_str;
 use crate::{Cluster, PG_USER};
 
 pub fn check_output(what: &str, out: &Output) {
