@@ -14,6 +14,7 @@ mod jobs;
 mod ops;
 mod paths;
 mod process;
+mod restore;
 mod sql;
 
 use std::time::Duration;
@@ -25,6 +26,7 @@ pub use ops::*;
 pub use paths::*;
 pub use postgres;
 pub use process::*;
+pub use restore::*;
 pub use sql::*;
 
 /// Where the PostgreSQL 15 server and client programs live.
