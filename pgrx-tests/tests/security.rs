@@ -73,7 +73,8 @@ fn enqueue_as(c: &Cluster, role: &str, sql: &str) -> i64 {
         .get(0)
 }
 
-/// `status`, `error` and `message` of a job.
+/// `status`, `error` and `message` of a job, read over a [`pinned`] connection (the
+/// library's `job_outcome` uses an ordinary one).
 fn job_outcome(c: &Cluster, job: i64) -> (String, Option<String>, Option<String>) {
     let row = pinned(c, "postgres")
         .query_one(
@@ -108,13 +109,6 @@ fn backup_as(c: &Cluster, role: &str, db: &str, args: &str) -> i64 {
     c.backup(job).backup_id
 }
 
-fn restore_sql(backup_id: i64, target: &str, rest: &str) -> String {
-    format!(
-        "SELECT backup_ext.restore_backup({backup_id}, {}{rest})",
-        quote_literal(target)
-    )
-}
-
 fn verify_sql(backup_id: i64) -> String {
     format!("SELECT backup_ext.verify_backup({backup_id}, test_restore => true)")
 }
@@ -140,6 +134,7 @@ fn database_owner(c: &Cluster, db: &str) -> Option<String> {
         .map(|r| r.get(0))
 }
 
+/// Like the library's `database_exists`, but over a [`pinned`] connection.
 fn database_exists(c: &Cluster, db: &str) -> bool {
     database_owner(c, db).is_some()
 }
