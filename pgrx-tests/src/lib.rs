@@ -15,6 +15,7 @@ mod ops;
 mod paths;
 mod process;
 mod restore;
+mod retention;
 mod sql;
 
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub use paths::*;
 pub use postgres;
 pub use process::*;
 pub use restore::*;
+pub use retention::*;
 pub use sql::*;
 
 /// Where the PostgreSQL 15 server and client programs live.

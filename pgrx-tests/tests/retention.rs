@@ -1,5 +1,7 @@
-//! Retention and purge: policies applied by `purge()` and the automatic
-//! purge after a successful backup. Each test runs on its own cluster
+//! Retention and purge: the policies `purge()` applies (last N, days, GFS
+//! buckets, the default policy, pins), its report and dry run, leftovers
+//! of jobs and forgotten history. The automatic purge after a successful
+//! backup is in tests/auto_purge.rs. Each test runs on its own cluster
 //! because it counts databases, jobs or files cluster-wide.
 
 use backup_ext_e2e::postgres::Client;
@@ -7,7 +9,6 @@ use backup_ext_e2e::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 // ---------------------------------------------------------------------------
 // Retention and purge
@@ -101,87 +102,6 @@ fn expected_kept(rows: &[Candidate], policy: Policy) -> BTreeSet<i64> {
 /// The period a backup falls into: its day, ISO week or month.
 type BucketKey = fn(&Candidate) -> &str;
 
-fn fabricated_content(id: i64) -> String {
-    format!("fabricated backup {id}\n")
-}
-
-/// Records succeeded custom-format backups of `db` that finished `days`
-/// days and `hours` hours ago (pairwise), oldest first so that backup ids
-/// grow with time, and creates their (small) files with the names the
-/// worker gives. Returns the new backup ids, oldest first.
-fn fabricate(c: &Cluster, client: &mut Client, db: &str, ages: &[(i32, i32)]) -> Vec<i64> {
-    let days: Vec<i32> = ages.iter().map(|a| a.0).collect();
-    let hours: Vec<i32> = ages.iter().map(|a| a.1).collect();
-    let rows = client
-        .query(
-            "WITH src AS (
-                 SELECT now() - make_interval(days => d, hours => h) AS fin
-                   FROM unnest($2::int[], $3::int[]) AS u(d, h)
-             ), j AS (
-                 INSERT INTO backup_ext.jobs
-                        (kind, database, status, requested_at, started_at, finished_at,
-                         request, label)
-                 SELECT 'database', $1, 'succeeded', fin - interval '2 minutes',
-                        fin - interval '1 minute', fin, '{}', 'fabricated'
-                   FROM src
-                  ORDER BY fin
-                 RETURNING job_id, finished_at
-             )
-             INSERT INTO backup_ext.artifacts
-                    (backup_id, job_id, kind, database, format, path, size_bytes, sha256)
-             SELECT job_id, job_id, 'database', $1, 'custom',
-                    format('%s/%s/%s-job%s.dump', $4::text, $5::text,
-                           to_char(finished_at AT TIME ZONE 'UTC', 'YYYYMMDD\"T\"HH24MISS\"Z\"'),
-                           lpad(job_id::text, 12, '0')),
-                    octet_length('fabricated backup ' || job_id || E'\\n'),
-                    encode(sha256(convert_to('fabricated backup ' || job_id || E'\\n', 'UTF8')),
-                           'hex')
-               FROM j
-             RETURNING backup_id, path",
-            &[&db, &days, &hours, &path_str(&c.backups), &folder_name(db)],
-        )
-        .unwrap_or_else(|e| panic!("fabricating history of {db}: {}", describe(&e)));
-    let mut ids = Vec::new();
-    for r in &rows {
-        let id: i64 = r.get(0);
-        let path: String = r.get(1);
-        c.write_server_file(Path::new(&path), fabricated_content(id).as_bytes());
-        ids.push(id);
-    }
-    ids.sort();
-    // The fabrication relies on ids growing with the finish time.
-    let by_time: Vec<i64> = client
-        .query(
-            "SELECT backup_id FROM backup_ext.backups WHERE backup_id = ANY($1)
-              ORDER BY finished_at, backup_id",
-            &[&ids],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(
-        by_time, ids,
-        "backup ids of {db} do not follow finish times"
-    );
-    ids
-}
-
-/// The id of `db`'s fabricated backup that finished `days` days and
-/// `hours` hours before `now()` (to the minute).
-fn fabricated_id(client: &mut Client, db: &str, days: i32, hours: i32) -> i64 {
-    client
-        .query_one(
-            "SELECT backup_id FROM backup_ext.backups
-              WHERE database = $1
-                AND abs(extract(epoch FROM now() - make_interval(days => $2, hours => $3)
-                                           - finished_at)) < 60",
-            &[&db, &days, &hours],
-        )
-        .unwrap_or_else(|e| panic!("backup of {db} {days} d {hours} h ago: {}", describe(&e)))
-        .get(0)
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct PurgeLine {
     backup_id: Option<i64>,
@@ -207,19 +127,6 @@ fn run_purge(client: &mut Client, dry_run: bool) -> Vec<PurgeLine> {
         .collect();
     lines.sort();
     lines
-}
-
-/// (backup_id, status, path) of every row of `db` in backup_ext.backups.
-fn rows_of(client: &mut Client, db: &str) -> BTreeMap<i64, (String, Option<String>)> {
-    client
-        .query(
-            "SELECT backup_id, status, path FROM backup_ext.backups WHERE database = $1",
-            &[&db],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2))))
-        .collect()
 }
 
 /// The 100-day history used for each policy: one backup a day, three hours
@@ -572,94 +479,4 @@ fn purge_applies_retention_policies_exactly() {
     assert!(!Path::new(p60.1.as_deref().unwrap()).exists());
     assert_eq!(rows_of(&mut client, "ret_last")[&pinned_60].0, "expired");
     assert_eq!(rows_of(&mut client, "ret_last")[&pinned_95].0, "succeeded");
-}
-
-#[test]
-fn successful_backup_purges_its_own_database_only() {
-    let c = Cluster::start("autopurge");
-    let mut client = c.client("postgres");
-    c.create_sample_db("ret_auto");
-    let five: Vec<(i32, i32)> = (1..=5).map(|d| (d, 3)).collect();
-    let auto_ids = fabricate(&c, &mut client, "ret_auto", &five);
-    let other_ids = fabricate(&c, &mut client, "ret_other", &five);
-    exec(
-        &mut client,
-        "SELECT backup_ext.set_retention('ret_auto', keep_last => 2);
-         SELECT backup_ext.set_retention('ret_other', keep_last => 2);",
-    );
-    let partial = c
-        .backups
-        .join("ret_other")
-        .join("20250101T000000Z-job000000999999.dump.partial");
-    c.write_server_file(&partial, b"half");
-    let other_before = rows_of(&mut client, "ret_other");
-
-    let job = c.enqueue("SELECT backup_ext.backup_database('ret_auto')");
-    assert_eq!(c.wait_final(job, SMALL_JOB), "succeeded");
-    let newest_fabricated = *auto_ids.last().unwrap();
-    c.wait_until(
-        "the automatic purge of ret_auto",
-        Duration::from_secs(20),
-        || {
-            rows_of(&mut c.client("postgres"), "ret_auto")
-                .values()
-                .filter(|(s, _)| s == "expired")
-                .count()
-                == 4
-        },
-    );
-    let rows = rows_of(&mut client, "ret_auto");
-    let live: BTreeSet<i64> = rows
-        .iter()
-        .filter(|(_, (s, _))| s == "succeeded")
-        .map(|(id, _)| *id)
-        .collect();
-    assert_eq!(live, BTreeSet::from([newest_fabricated, job]));
-    let on_disk = files_under(&c.backups.join("ret_auto"));
-    let expected: BTreeSet<PathBuf> = live
-        .iter()
-        .map(|id| PathBuf::from(rows[id].1.as_deref().unwrap()))
-        .collect();
-    assert_eq!(on_disk, expected);
-    // Another database with a policy and a leftover is not touched.
-    assert_eq!(rows_of(&mut client, "ret_other"), other_before);
-    assert_eq!(
-        files_under(&c.backups.join("ret_other")).len(),
-        other_ids.len() + 1
-    );
-    assert!(partial.exists());
-
-    // Globals have their own policy and are purged after a globals backup.
-    exec(
-        &mut client,
-        "SELECT backup_ext.set_retention('globals', keep_last => 1)",
-    );
-    let first = c.enqueue("SELECT backup_ext.backup_globals()");
-    assert_eq!(c.wait_final(first, SMALL_JOB), "succeeded");
-    let first_path = c.backup(first).path_buf();
-    let second = c.enqueue("SELECT backup_ext.backup_globals()");
-    assert_eq!(c.wait_final(second, SMALL_JOB), "succeeded");
-    c.wait_until(
-        "the automatic purge of globals",
-        Duration::from_secs(20),
-        || c.backup(first).status == "expired",
-    );
-    assert!(
-        !first_path.exists(),
-        "{} still exists",
-        first_path.display()
-    );
-    assert_eq!(c.backup(second).status, "succeeded");
-    assert_eq!(
-        files_under(&c.backups.join("globals")),
-        BTreeSet::from([c.backup(second).path_buf()])
-    );
-    // ret_auto was not purged again: its two live backups are untouched.
-    assert_eq!(
-        rows_of(&mut client, "ret_auto")
-            .values()
-            .filter(|(s, _)| s == "succeeded")
-            .count(),
-        2
-    );
 }
