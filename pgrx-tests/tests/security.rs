@@ -1470,3 +1470,47 @@ fn plain_scripts_without_restrict_are_for_superusers() {
     assert_succeeds(&c, job, "a superuser's restore of an old-style script");
     assert_eq!(row_count(&c, "rhea_copy", "public.t1"), 100);
 }
+
+/// With `pg_hba.conf` asking the sandbox group for a password (the README's line), the per-job
+/// login authenticates with the SCRAM password the worker set, and nothing else gets in
+/// without one.
+#[test]
+fn job_logins_authenticate_with_their_scram_password() {
+    let c = Cluster::start("security-scram");
+    let hba = c.data.join("pg_hba.conf");
+    let old = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        format!("local all +backup_ext_sandbox scram-sha-256\n{old}"),
+    )
+    .unwrap();
+    exec(&mut pinned(&c, "postgres"), "SELECT pg_reload_conf()");
+    exec(
+        &mut pinned(&c, "postgres"),
+        "CREATE ROLE probe LOGIN IN ROLE backup_ext_sandbox",
+    );
+    let refused = c
+        .try_client_as("postgres", "probe")
+        .err()
+        .map(|e| format!("{e:?}"))
+        .unwrap_or_default();
+    // The server asks for a password, which this client does not have.
+    assert!(
+        refused.contains("password"),
+        "a sandbox member got in without a password: {refused:?}"
+    );
+
+    create_role(&c, "sam", &[OPERATOR, RESTORER]);
+    create_owned_db(&c, "samdb", "sam", SMALL_TABLE_SQL);
+    let backup = backup_as(&c, "sam", "samdb", "");
+    let job = enqueue_as(&c, "sam", &restore_sql(backup, "sam_copy", ""));
+    assert_succeeds(&c, job, "a restore whose login needs its password");
+    assert_eq!(row_count(&c, "sam_copy", "public.t1"), 100);
+    let verify = enqueue_as(&c, PG_USER, &verify_sql(backup));
+    assert_succeeds(
+        &c,
+        verify,
+        "a superuser's test restore counted by a password login",
+    );
+    assert_no_job_roles_remain(&c, "the jobs");
+}
