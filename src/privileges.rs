@@ -98,14 +98,20 @@ impl Caller {
         }
     }
 
+    /// A yes/no question about the caller (`$1`) and one object (`$2`); no row, NULL or an
+    /// error all mean no.
+    fn holds(&self, sql: &str, object: &str) -> bool {
+        Spi::get_one_with_args::<bool>(sql, &[self.name.as_str().into(), object.into()])
+            .unwrap_or(None)
+            .unwrap_or(false)
+    }
+
     fn has_connect(&self, dbname: &str) -> bool {
-        Spi::get_one_with_args::<bool>(
+        self.holds(
             "SELECT pg_catalog.has_database_privilege($1::name, d.oid, 'CONNECT')
                FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) $2::name",
-            &[self.name.as_str().into(), dbname.into()],
+            dbname,
         )
-        .unwrap_or(None)
-        .unwrap_or(false)
     }
 
     /// CONNECT on `dbname`: the right to read it, and so its backups.
@@ -148,13 +154,11 @@ impl Caller {
         if self.superuser {
             return;
         }
-        let owns = Spi::get_one_with_args::<bool>(
+        let owns = self.holds(
             "SELECT pg_catalog.pg_has_role($1::name, d.datdba, 'MEMBER')
                FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) $2::name",
-            &[self.name.as_str().into(), dbname.into()],
-        )
-        .unwrap_or(None)
-        .unwrap_or(false);
+            dbname,
+        );
         if !owns {
             denied(
                 format!(
@@ -169,13 +173,11 @@ impl Caller {
     /// Whether the caller acts for `role` (is it, or a member of it).
     pub fn acts_for(&self, role: &str) -> bool {
         self.superuser
-            || Spi::get_one_with_args::<bool>(
+            || self.holds(
                 "SELECT pg_catalog.pg_has_role($1::name, r.oid, 'MEMBER')
                    FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $2::name",
-                &[self.name.as_str().into(), role.into()],
+                role,
             )
-            .unwrap_or(None)
-            .unwrap_or(false)
     }
 
     /// The visibility rule of the catalog's row security, for functions that read it as the

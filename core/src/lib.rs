@@ -33,9 +33,9 @@ pub use dump::run::{DumpRun, OutputKind, RunResult, RunSpec};
 pub use error::{ErrorKind, RequestError};
 pub use files::manifest::{directory_manifest, sync_tree, tree_size, Manifest, ManifestEntry};
 pub use files::paths::{
-    backup_file_name, check_outside_data_directory, database_folder, is_inside, job_id_of_partial,
-    partial_path, resolve_nearest_existing, stale_work_files, work_file_owner, WorkFileOwner,
-    GLOBALS_FOLDER,
+    backup_file_name, check_outside_data_directory, create_private_dir, database_folder, is_inside,
+    job_id_of_partial, partial_path, resolve_nearest_existing, stale_work_files, work_file_owner,
+    WorkFileOwner, GLOBALS_FOLDER,
 };
 pub use files::plain::open_plain_dump;
 pub use files::publish::{hash_file, publish, remove_output};

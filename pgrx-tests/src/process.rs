@@ -122,6 +122,12 @@ impl Cluster {
     /// Processes named `pg_dump` or `pg_dumpall` that descend from this
     /// cluster's postmaster.
     pub fn dump_processes(&self) -> Vec<u32> {
+        self.tool_processes(&["pg_dump", "pg_dumpall"])
+    }
+
+    /// Processes with one of these names that descend from this cluster's
+    /// postmaster (read from /proc: no procps needed).
+    pub fn tool_processes(&self, names: &[&str]) -> Vec<u32> {
         let Some(postmaster) = self.postmaster_pid() else {
             return Vec::new();
         };
@@ -139,7 +145,7 @@ impl Cluster {
             };
             let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             let comm = comm.trim();
-            if comm != "pg_dump" && comm != "pg_dumpall" {
+            if !names.contains(&comm) {
                 continue;
             }
             let mut cur = pid;

@@ -930,12 +930,9 @@ fn backup_contents_honours_statement_timeout() {
         "took {:?}",
         started.elapsed()
     );
-    let left = std::process::Command::new("pgrep")
-        .args(["-f", &format!("pg_restore.*{}", b.path_buf().display())])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+    assert_eq!(
+        c.tool_processes(&["pg_restore"]),
+        Vec::<u32>::new(),
         "pg_restore left running"
     );
 }

@@ -1514,3 +1514,37 @@ fn job_logins_authenticate_with_their_scram_password() {
     );
     assert_no_job_roles_remain(&c, "the jobs");
 }
+
+/// A requester dropped between the call and the run: the queued restore fails with a clear
+/// message, creates nothing and leaves no login role behind.
+#[test]
+fn a_restore_whose_requester_was_dropped_fails_cleanly() {
+    let c = Cluster::start_with("security-dropped", &[("backup_ext.max_parallel", "1")]);
+    create_role(&c, "zed", &[OPERATOR, RESTORER]);
+    create_owned_db(&c, "zeddb", "zed", SMALL_TABLE_SQL);
+    create_owned_db(&c, "blockdb", PG_USER, SMALL_TABLE_SQL);
+    let backup = backup_as(&c, "zed", "zeddb", "");
+
+    // Keep the only job slot busy so that the restore stays queued.
+    let holder = lock_t1(&c, "blockdb");
+    let blocked = c.enqueue("SELECT backup_ext.backup_database('blockdb')");
+    wait_dump_blocked(&c, "blockdb");
+    let restore = enqueue_as(&c, "zed", &restore_sql(backup, "zed_copy", ""));
+    for db in ["zeddb", "postgres"] {
+        exec(&mut c.client(db), "REASSIGN OWNED BY zed TO postgres");
+    }
+    exec(&mut c.client("postgres"), "DROP ROLE zed");
+    drop(holder);
+
+    assert_eq!(c.wait_final(blocked, SMALL_JOB), "succeeded");
+    assert_eq!(c.wait_final(restore, SMALL_JOB), "failed");
+    let (_, error, _) = job_outcome(&c, restore);
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("\"zed\"") && e.contains("no longer exists")),
+        "{error:?}"
+    );
+    assert!(!database_exists(&c, "zed_copy"));
+    assert_no_job_roles_remain(&c, "the failed restore");
+}

@@ -130,7 +130,7 @@ fn read_contents(rec: &BackupRecord, path: &Path) -> (String, Vec<TocEntry>) {
     }
     backup_core::set_wait_hook(interrupt_pending);
     let work_dir = settings::directory().join(".work");
-    make_private_dir(&work_dir)
+    backup_core::create_private_dir(&work_dir)
         .map_err(|e| BackupError::ToolFailed(format!("cannot create {}: {e}", work_dir.display())))
         .or_report();
     let listed = list_archive(
@@ -154,27 +154,22 @@ fn read_contents(rec: &BackupRecord, path: &Path) -> (String, Vec<TocEntry>) {
     (listing, entries)
 }
 
-fn make_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
 /// A role that is not a superuser reads through a restore (or a test restore, whose scratch
 /// database it owns while it lasts) only data it could already read: every role owning data
 /// in the backup must be one it acts for. The backup itself was written with a superuser's
-/// rights.
-fn check_data_owners(rec: &BackupRecord, path: &Path, caller: &Caller, what: &str) {
+/// rights. `contents` is the archive's table of contents when the caller has read it already.
+fn check_data_owners(
+    rec: &BackupRecord,
+    path: &Path,
+    contents: Option<&[TocEntry]>,
+    caller: &Caller,
+    what: &str,
+) {
     if caller.superuser || rec.kind != Ok(JobKind::Database) {
         return;
     }
     let owners = if archive_format(rec) == Format::Plain {
-        let compressed = rec
-            .compress
-            .as_deref()
-            .is_some_and(|c| c != "0" && c != "none");
+        let compressed = rec.gzipped();
         let unreadable = |e: std::io::Error| {
             BackupError::ToolFailed(format!("cannot read {}: {e}", path.display()))
         };
@@ -195,6 +190,8 @@ fn check_data_owners(rec: &BackupRecord, path: &Path, caller: &Caller, what: &st
             .and_then(plain_data_owners)
             .map_err(unreadable)
             .or_report()
+    } else if let Some(entries) = contents {
+        archive_data_owners(entries)
     } else {
         archive_data_owners(&read_contents(rec, path).1)
     };
@@ -303,12 +300,13 @@ fn restore_backup(
         }
     };
 
-    if !request.options.toc_ids.is_empty() {
-        let (listing, _) = read_contents(&rec, &path);
-        use_list_for(&listing, &request.options.toc_ids).or_report();
+    let contents = (!request.options.toc_ids.is_empty()).then(|| read_contents(&rec, &path));
+    if let Some((listing, _)) = &contents {
+        use_list_for(listing, &request.options.toc_ids).or_report();
     }
     check_integrity(&rec, &path);
-    check_data_owners(&rec, &path, &caller, "restore");
+    let entries = contents.as_ref().map(|(_, entries)| entries.as_slice());
+    check_data_owners(&rec, &path, entries, &caller, "restore");
 
     let job_id = catalog::enqueue_job(&NewJob {
         kind: JobKind::Restore,
@@ -372,7 +370,7 @@ fn verify_backup(backup_id: i64, test_restore: default!(Option<bool>, "false")) 
     }
     if test_restore {
         let path = existing_path(&rec).to_path_buf();
-        check_data_owners(&rec, &path, &caller, "test-restore");
+        check_data_owners(&rec, &path, None, &caller, "test-restore");
     }
     let job_id = catalog::enqueue_job(&NewJob {
         kind: JobKind::Verify,

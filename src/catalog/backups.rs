@@ -80,6 +80,15 @@ pub struct BackupRecord {
     pub status: String,
 }
 
+impl BackupRecord {
+    /// Whether a plain backup's file is gzip-compressed (and so read through gunzip).
+    pub fn gzipped(&self) -> bool {
+        self.compress
+            .as_deref()
+            .is_some_and(|c| c != "0" && c != "none")
+    }
+}
+
 pub fn backup_record(backup_id: i64) -> SpiResult<Option<BackupRecord>> {
     Spi::connect(|client| {
         let rows = client.select(

@@ -349,24 +349,6 @@ pub fn fail_interrupted_jobs(reason: &str) -> SpiResult<Vec<Interrupted>> {
     })
 }
 
-/// The rows of these running jobs, as recovery would see them after a restart.
-pub fn running_jobs(ids: &[i64]) -> SpiResult<Vec<Interrupted>> {
-    Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT j.job_id, j.kind, j.database, j.request, a.path
-               FROM backup_ext.jobs j LEFT JOIN backup_ext.artifacts a ON a.job_id = j.job_id
-              WHERE j.job_id = ANY($1) AND j.status = 'running'",
-            None,
-            &[ids.to_vec().into()],
-        )?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(interrupted(&row)?);
-        }
-        Ok(out)
-    })
-}
-
 /// An unfinished restore into `database`, if any: two restores into one database would trip
 /// over each other.
 pub fn unfinished_restore_into(database: &str) -> SpiResult<Option<i64>> {

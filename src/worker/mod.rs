@@ -416,6 +416,7 @@ impl Worker {
                     job_id,
                     kind: plan.kind,
                     login_role: plan.login_role,
+                    makes_database: plan.makes_database,
                     run,
                     started: Instant::now(),
                     timeout,
@@ -441,27 +442,16 @@ impl Worker {
 
     /// SIGTERM: stop every child at once and say so in the catalog while we still can.
     fn shutdown(&mut self) {
-        let ids: Vec<i64> = self.running.iter().map(|j| j.job_id).collect();
-        if ids.is_empty() {
-            return;
-        }
         // A database a job made (restore target, verify scratch) cannot be dropped while the
         // server shuts down: dropdb cannot connect. Such a job stays `running`, so that recovery
-        // at the next start fails it and drops the database. If the rows cannot be read, every
-        // job is left to recovery.
-        let for_recovery: Vec<i64> = match spi(|| catalog::running_jobs(&ids)) {
-            Ok(jobs) => jobs
-                .iter()
-                .filter(|j| kinds::database_left_behind(j).is_some())
-                .map(|j| j.job_id)
-                .collect(),
-            Err(e) => {
-                warning!("backup_ext: cannot read the running jobs at shutdown: {e}");
-                ids.clone()
-            }
-        };
-        for job_id in ids {
-            if !for_recovery.contains(&job_id) {
+        // at the next start fails it and drops the database.
+        let jobs: Vec<(i64, bool)> = self
+            .running
+            .iter()
+            .map(|j| (j.job_id, j.makes_database))
+            .collect();
+        for (job_id, makes_database) in jobs {
+            if !makes_database {
                 self.stop(
                     job_id,
                     Outcome::Failed("interrupted by server shutdown".into()),

@@ -210,6 +210,16 @@ pub fn check_outside_data_directory(directory: &Path, data_directory: &Path) -> 
     ))
 }
 
+/// Creates `dir` (and its parents) readable by the server's OS user only: backup folders and
+/// the work directory hold dumps, stderr captures and restore lists.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -513,5 +523,16 @@ mod tests {
         );
         let missing = tmp.path().join("missing");
         assert!(stale_work_files(&missing, &[], None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn private_dirs_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = crate::test_support::TempDir::new("private");
+        let dir = tmp.path().join("a/b");
+        create_private_dir(&dir).unwrap();
+        create_private_dir(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
     }
 }

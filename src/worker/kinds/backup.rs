@@ -111,6 +111,7 @@ pub(super) fn prepare_backup(
             database: claimed.database.clone(),
         },
         login_role: None,
+        makes_database: false,
         output: Some(final_path),
         tool,
         stderr_path: (claimed.kind == Ok(JobKind::Database)).then_some(stderr_path),

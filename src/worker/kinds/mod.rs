@@ -44,6 +44,9 @@ pub struct RunningJob {
     pub kind: Kind,
     /// The job's own login role, dropped when the job ends.
     pub login_role: Option<String>,
+    /// It creates a database (a restore target, a verification's scratch database) that only
+    /// it or recovery may drop.
+    pub makes_database: bool,
     pub run: Box<dyn JobRun>,
     pub started: Instant,
     pub timeout: Option<Duration>,
@@ -70,6 +73,7 @@ pub struct Plan {
     pub start: Start,
     pub kind: Kind,
     pub login_role: Option<String>,
+    pub makes_database: bool,
     /// For backups: the final path, recorded before the child starts.
     pub output: Option<PathBuf>,
     pub tool: &'static str,
@@ -86,11 +90,7 @@ pub(super) fn started_at(claimed: &ClaimedJob) -> chrono::DateTime<chrono::Utc> 
 }
 
 pub(super) fn make_private_dir(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    backup_core::create_private_dir(dir)
         .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))
 }
 

@@ -145,10 +145,7 @@ pub(super) fn restore_step(
     }
     if format == Format::Plain {
         let single = request.options.single_transaction;
-        let compressed = backup
-            .compress
-            .as_deref()
-            .is_some_and(|c| c != "0" && c != "none");
+        let compressed = backup.gzipped();
         let mut before = Vec::new();
         if let Some(role) = sandbox.and_then(Sandbox::run_as) {
             before.push(set_role_sql(role));
@@ -311,6 +308,7 @@ pub(super) fn prepare_restore(
         start,
         kind: Kind::Restore,
         login_role: sandbox.map(|s| s.login),
+        makes_database: request.create_db,
         output: None,
         tool: "pg_restore",
         stderr_path: None,

@@ -61,10 +61,7 @@ pub(super) fn prepare_verify(
             &list_file,
         )?;
         let maintenance = &ctx.catalog_database;
-        let compressed = backup
-            .compress
-            .as_deref()
-            .is_some_and(|c| c != "0" && c != "none");
+        let compressed = backup.gzipped();
         let count = ToolCommand::from(psql_query_argv(
             &ctx.bin_dir,
             &login.connection(ctx),
@@ -96,6 +93,7 @@ pub(super) fn prepare_verify(
             backup_id: backup.backup_id,
         },
         login_role: sandbox.map(|s| s.login),
+        makes_database: test_restore,
         output: None,
         tool: "pg_restore",
         stderr_path: None,
