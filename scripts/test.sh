@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Every test, in tiers: format and lint, plain Rust unit tests, in-server #[pg_test]s, then
-# end-to-end tests that start real clusters with the worker and the real dump tools.
+# Every test, in tiers: format and lint, plain Rust unit tests, then for each PostgreSQL major
+# (15, 16, 17, 18) the in-server #[pg_test]s and the end-to-end tests that start real clusters
+# with the worker and the real dump tools.
+#
+#   bash scripts/test.sh                          # every tier on every major
+#   BACKUP_EXT_PG_MAJORS="15 17" bash scripts/test.sh   # a quicker local run on some majors
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-PGRX_TEST_DIR=/tmp/backup_ext-pgrx-tests
+MAJORS=${BACKUP_EXT_PG_MAJORS:-15 16 17 18}
+PG_TREES=${BACKUP_EXT_PG_TREES:-/opt/backup_ext-pg}
+export BACKUP_EXT_PG_TREES=$PG_TREES
 LOG=$(mktemp /tmp/backup_ext-test-XXXXXX.log)
 trap 'rm -f "$LOG"' EXIT
 
@@ -25,18 +30,33 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== unit tests (no PostgreSQL)"
 run_tests cargo test -p backup_core --tests
 
-echo "== in-server tests (cargo pgrx test)"
-mkdir -p "$PGRX_TEST_DIR"
-chown postgres:postgres "$PGRX_TEST_DIR"
-# With --runas, cargo pgrx installs through `sudo cp`, which rewrites backup_ext.so in place
-# under every running server that has it mapped (they crash, e.g. SIGILL). Unlinked first, a
-# running server keeps its mapped copy and the new library is a new file.
-rm -f "$("$PG_CONFIG" --pkglibdir)/backup_ext.so"
-run_tests cargo pgrx test pg15 --runas postgres --pgdata "$PGRX_TEST_DIR/pgdata"
+for major in $MAJORS; do
+    if [ "$major" = 15 ]; then
+        bin=/usr/lib/postgresql/15/bin
+    else
+        bin=$PG_TREES/$major/bin
+    fi
+    pg_config=$bin/pg_config
+    started=$(date +%s)
 
-echo "== end-to-end tests (real clusters, worker, pg_dump)"
-cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null
-run_tests cargo test -p backup_ext_e2e --tests -- --test-threads=2
+    echo "== PostgreSQL $major: in-server tests (cargo pgrx test pg$major)"
+    pgdata=/tmp/backup_ext-pgrx-tests/$major
+    mkdir -p "$pgdata"
+    chown -R postgres:postgres /tmp/backup_ext-pgrx-tests
+    # With --runas, cargo pgrx installs through `sudo cp`, which rewrites backup_ext.so in place
+    # under every running server that has it mapped (they crash, e.g. SIGILL). Unlinked first, a
+    # running server keeps its mapped copy and the new library is a new file.
+    rm -f "$("$pg_config" --pkglibdir)/backup_ext.so"
+    run_tests cargo pgrx test "pg$major" --runas postgres --pgdata "$pgdata/pgdata"
+
+    echo "== PostgreSQL $major: end-to-end tests (real clusters, worker, the real tools)"
+    cargo pgrx install --pg-config "$pg_config" --no-default-features --features "pg$major" >/dev/null
+    skip=()
+    # pg_cron comes from Debian, which packages it for PostgreSQL 15 only.
+    [ -f "$("$pg_config" --pkglibdir)/pg_cron.so" ] || skip=(--skip pg_cron_schedules_backups_through_sql)
+    BACKUP_EXT_PG_BIN=$bin run_tests cargo test -p backup_ext_e2e --tests -- --test-threads=2 "${skip[@]}"
+    echo "== PostgreSQL $major: $(( $(date +%s) - started )) s"
+done
 
 # One closing line over every tier.
 sed 's/\x1b\[[0-9;]*m//g' "$LOG" | awk '

@@ -17,7 +17,7 @@ use crate::process::{
     sweep_stale_dirs,
 };
 use crate::sql::describe;
-use crate::{BIN_DIR, EXTENSION_SO, PG_USER, SCRATCH_ROOT};
+use crate::{bin_dir, extension_so, PG_USER, SCRATCH_ROOT};
 
 /// A running PostgreSQL cluster in its own scratch directory.
 pub struct Cluster {
@@ -86,10 +86,12 @@ impl Cluster {
     }
 
     pub fn start_opts(name: &str, opts: ClusterOptions) -> Cluster {
-        if opts.extension && !Path::new(EXTENSION_SO).exists() {
+        if opts.extension && !extension_so().exists() {
             panic!(
-                "{EXTENSION_SO} does not exist; install the extension first with \
-                 `cargo pgrx install --pg-config {BIN_DIR}/pg_config`"
+                "{} does not exist; install the extension first with \
+                 `cargo pgrx install --pg-config {}/pg_config`",
+                extension_so().display(),
+                bin_dir().display()
             );
         }
         let (uid, gid) = pg_user_ids();
@@ -191,7 +193,7 @@ impl Cluster {
 
     /// Path of a PostgreSQL program.
     pub fn bin(name: &str) -> PathBuf {
-        Path::new(BIN_DIR).join(name)
+        bin_dir().join(name)
     }
 
     /// A connection as superuser `postgres`.

@@ -1,7 +1,9 @@
 //! Harness for the end-to-end tests in tests/.
 //!
-//! Every test talks to a real PostgreSQL 15 cluster started from the system
-//! binaries with `backup_ext` preloaded. Clusters live in
+//! Every test talks to a real PostgreSQL cluster with `backup_ext` preloaded,
+//! started from the binaries in `BACKUP_EXT_PG_BIN` (default: the Debian
+//! PostgreSQL 15 in `/usr/lib/postgresql/15/bin`; `scripts/test.sh` runs the
+//! suite once per major with the trees `scripts/setup.sh` installs). Clusters live in
 //! `/tmp/backup_ext-e2e/<name>-<pid>` and are owned by the `postgres` user,
 //! because initdb and postgres refuse to run as root.
 //!
@@ -18,6 +20,8 @@ mod restore;
 mod retention;
 mod sql;
 
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 pub use cluster::*;
@@ -31,10 +35,67 @@ pub use restore::*;
 pub use retention::*;
 pub use sql::*;
 
-/// Where the PostgreSQL 15 server and client programs live.
-pub const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
-/// The installed extension library; clusters preload it.
-pub const EXTENSION_SO: &str = "/usr/lib/postgresql/15/lib/backup_ext.so";
+/// The PostgreSQL used when `BACKUP_EXT_PG_BIN` is not set.
+pub const DEFAULT_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+
+/// Where the server and client programs of the PostgreSQL under test live.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        std::env::var_os("BACKUP_EXT_PG_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_BIN_DIR))
+    })
+}
+
+/// `pg_config --<what>` of the PostgreSQL under test.
+pub fn pg_config(what: &str) -> String {
+    let program = bin_dir().join("pg_config");
+    let out = std::process::Command::new(&program)
+        .arg(format!("--{what}"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    assert!(
+        out.status.success(),
+        "{} --{what} failed",
+        program.display()
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The major version of the PostgreSQL under test (15, 16, 17, 18).
+pub fn pg_major() -> u32 {
+    static MAJOR: OnceLock<u32> = OnceLock::new();
+    *MAJOR.get_or_init(|| {
+        let version = pg_config("version");
+        version
+            .strip_prefix("PostgreSQL ")
+            .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|m| m.parse().ok())
+            .unwrap_or_else(|| panic!("cannot read a major version from {version:?}"))
+    })
+}
+
+/// The installed extension library of the PostgreSQL under test; clusters preload it.
+pub fn extension_so() -> PathBuf {
+    PathBuf::from(pg_config("pkglibdir")).join("backup_ext.so")
+}
+
+/// The directory holding the PostgreSQL trees `scripts/setup.sh` installs (16, 17, 18).
+pub fn pg_trees() -> PathBuf {
+    std::env::var_os("BACKUP_EXT_PG_TREES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/backup_ext-pg"))
+}
+
+/// The bin directory of another major: the Debian 15 or a tree under [`pg_trees`].
+pub fn bin_dir_of(major: u32) -> PathBuf {
+    if major == 15 {
+        PathBuf::from(DEFAULT_BIN_DIR)
+    } else {
+        pg_trees().join(major.to_string()).join("bin")
+    }
+}
 /// Parent of every scratch directory.
 pub const SCRATCH_ROOT: &str = "/tmp/backup_ext-e2e";
 /// The OS user that owns clusters and runs server-side tools.

@@ -13,11 +13,7 @@ use backup_ext_e2e::*;
 const OLD_VERSION: &str = "0.1.0";
 
 fn extension_dir() -> PathBuf {
-    let out = std::process::Command::new(Path::new(BIN_DIR).join("pg_config"))
-        .arg("--sharedir")
-        .output()
-        .expect("pg_config --sharedir");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("extension")
+    PathBuf::from(pg_config("sharedir")).join("extension")
 }
 
 /// Installs the 0.1.0 script while alive; removes it on drop.
