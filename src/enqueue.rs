@@ -2,13 +2,15 @@
 //! Used alike by the SQL functions (`api/backup.rs`) and the worker's scheduler; it checks the
 //! request, not who asks (the SQL functions do that first).
 
-use backup_core::{split_run_options, DumpRequest, GlobalsRequest, JobKind, RequestError};
+use backup_core::{
+    split_run_options, DumpRequest, DumpTool, GlobalsRequest, JobKind, RequestError,
+};
 use pgrx::prelude::*;
 use serde_json::Value;
 
 use crate::catalog::{self, NewBackup};
 use crate::error::{BackupError, OrReport};
-use crate::{settings, tools, wake};
+use crate::{tools, wake};
 
 const MAX_LABEL_CHARS: usize = 200;
 /// The oldest pg_dump this extension is built against; a bare `-Z` level means the same to all.
@@ -68,20 +70,19 @@ pub(crate) fn timeout_seconds(run: &serde_json::Map<String, Value>) -> Option<i3
     Some(seconds as i32)
 }
 
-fn tool_major_for(compress: Option<&str>) -> u32 {
+/// What the configured pg_dump accepts, probed only when `compress` names a method: a bare
+/// gzip level means the same to every pg_dump.
+fn dump_tool_for(compress: Option<&str>) -> DumpTool {
     match compress {
-        Some(c) if !c.bytes().all(|b| b.is_ascii_digit()) => {
-            tools::tool_version(&settings::bin_dir(), "pg_dump")
-                .map_err(|e| {
-                    RequestError::unsupported(
-                        format!("cannot tell which compression pg_dump supports: {e}"),
-                        "Check backup_ext.bin_dir.",
-                    )
-                })
-                .or_report()
-                .0
-        }
-        _ => BASE_TOOL_MAJOR,
+        Some(c) if !c.bytes().all(|b| b.is_ascii_digit()) => tools::dump_tool()
+            .map_err(|e| {
+                RequestError::unsupported(
+                    format!("cannot tell which compression pg_dump supports: {e}"),
+                    "Check backup_ext.bin_dir.",
+                )
+            })
+            .or_report(),
+        _ => DumpTool::by_version(BASE_TOOL_MAJOR),
     }
 }
 
@@ -113,7 +114,7 @@ pub fn enqueue_database(
         .report();
     }
     let timeout_seconds = timeout_seconds(&run);
-    let request = DumpRequest::validate(format, compress, jobs, &options, tool_major_for(compress))
+    let request = DumpRequest::validate(format, compress, jobs, &options, dump_tool_for(compress))
         .or_report();
     check_database(dbname);
     let compress_spec = request.compress.as_ref().map(|c| c.spec.clone());
@@ -177,7 +178,14 @@ pub fn enqueue_cluster(format: &str, label: Option<&str>, options: Value, origin
     validate_label(label).or_report();
     let (dump_options, run) = split_run_options(&options);
     // Validate the shared part once, before anything is written.
-    DumpRequest::validate(format, None, None, &dump_options, BASE_TOOL_MAJOR).or_report();
+    DumpRequest::validate(
+        format,
+        None,
+        None,
+        &dump_options,
+        DumpTool::by_version(BASE_TOOL_MAJOR),
+    )
+    .or_report();
     timeout_seconds(&run);
     let include = text_array(&run, "include_databases");
     let exclude = text_array(&run, "exclude_databases");

@@ -27,6 +27,7 @@ pub extern "C-unwind" fn _PG_init() {
     // EXTENSION refuses to run otherwise.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         wake::init_shmem();
+        tools::init_shmem();
         worker::register();
     }
 }

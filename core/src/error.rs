@@ -71,6 +71,7 @@ impl fmt::Display for ErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dump::compress::DumpTool;
 
     #[test]
     fn display_is_the_message_only() {
@@ -101,7 +102,7 @@ mod tests {
         use serde_json::{json, Value};
 
         let dump = |format: &str, compress: Option<&str>, jobs: Option<i32>, o: Value| {
-            DumpRequest::validate(format, compress, jobs, &o, 15).map(|_| ())
+            DumpRequest::validate(format, compress, jobs, &o, DumpTool::by_version(15)).map(|_| ())
         };
         let restore = |format: Format, globals: bool, create_db: bool, jobs, o: Value| {
             RestoreRequest::validate(format, globals, create_db, jobs, &o).map(|_| ())

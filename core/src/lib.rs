@@ -25,7 +25,7 @@ mod test_support;
 
 pub use conninfo::Connection;
 pub use dump::argv::{pg_dump_argv, pg_dumpall_globals_argv, pg_restore_list_argv};
-pub use dump::compress::{validate_compress, Compression, CompressionMethod};
+pub use dump::compress::{validate_compress, Compression, CompressionMethod, DumpTool};
 pub use dump::options::DumpOptions;
 pub use dump::progress::{count_in_background, scan_new_lines, ProgressTracker};
 pub use dump::request::{split_run_options, DumpRequest, GlobalsRequest, RUN_OPTION_KEYS};
@@ -41,6 +41,9 @@ pub use files::plain::open_plain_dump;
 pub use files::publish::{hash_file, publish, remove_output};
 pub use format::Format;
 pub use job::{JobKind, JobResult, JobRun, JobStatus, VerifyReport};
+pub use process::capabilities::{
+    archive_version, probe, version_of, ArchiveVersion, ToolCapabilities,
+};
 pub use process::child::{describe_exit, set_wait_hook, stderr_tail, ChildGuard};
 pub use process::command::ToolCommand;
 pub use process::step::{list_archive, run_tool, CLEANUP_TIMEOUT};

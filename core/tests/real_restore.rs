@@ -72,7 +72,8 @@ fn counts(s: &Server, db: &str) -> BTreeMap<String, u64> {
 }
 
 fn dump(s: &Server, format: &str, file: &Path) {
-    let req = DumpRequest::validate(format, None, None, &json!({}), 15).unwrap();
+    let req =
+        DumpRequest::validate(format, None, None, &json!({}), DumpTool::by_version(15)).unwrap();
     let (prog, args) = pg_dump_argv(&s.bin, &s.conn, &s.db, &req, None);
     let out = Command::new(prog).args(args).output().unwrap();
     assert!(out.status.success());

@@ -6,9 +6,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use backup_core::{
-    archive_data_owners, directory_manifest, hash_file, list_archive, open_plain_dump, parse_toc,
-    pg_restore_list_argv, plain_data_owners, script_is_restricted, split_run_options, tree_size,
-    use_list_for, validate_database_name, Format, JobKind, RequestError, RestoreRequest, TocEntry,
+    archive_data_owners, archive_version, directory_manifest, hash_file, list_archive,
+    open_plain_dump, parse_toc, pg_restore_list_argv, plain_data_owners, script_is_restricted,
+    split_run_options, tree_size, use_list_for, validate_database_name, Format, JobKind,
+    RequestError, RestoreRequest, TocEntry,
 };
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -59,6 +60,34 @@ fn existing_path(rec: &BackupRecord) -> &Path {
 
 fn archive_format(rec: &BackupRecord) -> Format {
     Format::parse(&rec.format).or_report()
+}
+
+/// The configured pg_restore must read the archive's format version: an archive written by a
+/// newer pg_dump is refused here, naming the tools that read it, rather than failing in the
+/// worker. A header that cannot be read is left to the integrity checks.
+fn check_readable(rec: &BackupRecord, path: &Path) {
+    let Ok(Some(version)) = archive_version(path, archive_format(rec)) else {
+        return;
+    };
+    let (major, reads_up_to) = match crate::tools::restore_reads() {
+        Ok(found) => found,
+        Err(e) => BackupError::ToolFailed(format!("cannot probe pg_restore: {e}")).report(),
+    };
+    if version > reads_up_to {
+        BackupError::Request(RequestError::unsupported(
+            format!(
+                "backup {} is an archive of version {version}, which the configured \
+                 pg_restore {major} cannot read (it reads up to {reads_up_to})",
+                rec.backup_id
+            ),
+            format!(
+                "Set backup_ext.bin_dir to a directory with {}; newer tools restore into \
+                 older servers too.",
+                version.readers()
+            ),
+        ))
+        .report();
+    }
 }
 
 /// Size always; SHA-256 too when the backup is small enough to hash within the call.
@@ -300,6 +329,7 @@ fn restore_backup(
         }
     };
 
+    check_readable(&rec, &path);
     let contents = (!request.options.toc_ids.is_empty()).then(|| read_contents(&rec, &path));
     if let Some((listing, _)) = &contents {
         use_list_for(listing, &request.options.toc_ids).or_report();
@@ -342,6 +372,7 @@ fn backup_contents(
     let (caller, _owner) = privileges::enter();
     let rec = succeeded_backup(backup_id, &caller, "inspect");
     let path = existing_path(&rec).to_path_buf();
+    check_readable(&rec, &path);
     let (_, entries) = read_contents(&rec, &path);
     TableIterator::new(
         entries
@@ -367,6 +398,11 @@ fn verify_backup(backup_id: i64, test_restore: default!(Option<bool>, "false")) 
             "Verify globals backups with test_restore => false (checksum only).",
         ))
         .report();
+    }
+    // A missing file is the verification's finding, recorded on the backup; only a test
+    // restore needs the file now.
+    if let Some(path) = rec.path.as_deref().map(Path::new).filter(|p| p.exists()) {
+        check_readable(&rec, path);
     }
     if test_restore {
         let path = existing_path(&rec).to_path_buf();

@@ -30,7 +30,7 @@ fn schedule(name: String, cron: String, command: JsonB) -> Option<TimestampWithT
     let parsed = CronSchedule::parse(&cron).or_report();
     // Validated here as strictly as each run will be; stored as given, so run options
     // (timeout, include_databases) survive.
-    ScheduleCommand::from_value_for_tool(&command.0, tools::pg_dump_major()).or_report();
+    ScheduleCommand::from_value_for_tool(&command.0, tools::schedule_dump_tool()).or_report();
     let options = command.0.get("options").cloned().unwrap_or(Value::Null);
     timeout_seconds(&split_run_options(&options).1);
     catalog::upsert_schedule(&name, parsed.as_str(), command).or_report();

@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 use crate::catalog::Entry;
 use crate::enqueue::{enqueue_cluster, enqueue_database, enqueue_globals, Origin};
 use crate::error::OrReport;
-use crate::tools::pg_dump_major;
 
 /// When a schedule is due at `now`: the occurrence it is due for.
 pub fn due(entry: &Entry, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, RequestError> {
@@ -29,7 +28,8 @@ pub fn enqueue(entry: &Entry) -> (Option<i64>, Option<i64>) {
     };
     // The same parser as schedule(): a row with no or an unknown "backup" (edited by hand, or
     // stored before schedule() checked it) is refused, not run as a cluster backup.
-    let command = ScheduleCommand::from_value_for_tool(c, pg_dump_major()).or_report();
+    let command =
+        ScheduleCommand::from_value_for_tool(c, crate::tools::schedule_dump_tool()).or_report();
     match command {
         ScheduleCommand::Database { .. } => (
             Some(enqueue_database(

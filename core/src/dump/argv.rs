@@ -81,6 +81,7 @@ pub fn pg_restore_list_argv(bin_dir: &Path, path: &Path) -> (PathBuf, Vec<OsStri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dump::compress::DumpTool;
     use serde_json::json;
 
     fn conn() -> Connection {
@@ -98,7 +99,7 @@ mod tests {
         jobs: Option<i32>,
         opts: serde_json::Value,
     ) -> DumpRequest {
-        DumpRequest::validate(format, compress, jobs, &opts, 16).unwrap()
+        DumpRequest::validate(format, compress, jobs, &opts, DumpTool::by_version(16)).unwrap()
     }
 
     fn strs(args: &[OsString]) -> Vec<String> {

@@ -2,8 +2,11 @@
 //! actually run.
 //!
 //! pg_dump 15 only takes a gzip level; the `METHOD[:DETAIL]` syntax with lz4
-//! and zstd arrived in 16. Checking here, in the calling backend, turns what
-//! would be a failed job minutes later into an immediate error.
+//! and zstd arrived in 16, and a pg_dump built without a library refuses that
+//! method. Which methods the configured pg_dump accepts is probed from the
+//! binary itself ([`crate::process::capabilities`]); checking here, in the
+//! calling backend, turns what would be a failed job minutes later into an
+//! immediate error.
 
 use crate::error::{quoted, RequestError};
 use crate::format::Format;
@@ -20,8 +23,53 @@ pub struct Compression {
     pub compressed: bool,
 }
 
-/// First pg_dump major version with the `METHOD[:DETAIL]` syntax.
-const METHOD_SYNTAX_MAJOR: u32 = 16;
+/// What the pg_dump in `bin_dir` accepts as `--compress`: its major version
+/// and the methods it takes by name (none at all before 16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DumpTool {
+    pub major: u32,
+    pub gzip: bool,
+    pub lz4: bool,
+    pub zstd: bool,
+}
+
+impl DumpTool {
+    /// A pg_dump of `major` built with every compression library: what the version implies.
+    /// The real one is probed ([`crate::process::capabilities::probe`]).
+    pub fn by_version(major: u32) -> DumpTool {
+        let named = major >= 16;
+        DumpTool {
+            major,
+            gzip: named,
+            lz4: named,
+            zstd: named,
+        }
+    }
+
+    /// Whether `--compress=<method>` is accepted by name.
+    pub fn accepts(&self, method: CompressionMethod) -> bool {
+        match method {
+            // `none` arrived with the method syntax; gzip is its proxy.
+            CompressionMethod::None | CompressionMethod::Gzip => self.gzip,
+            CompressionMethod::Lz4 => self.lz4,
+            CompressionMethod::Zstd => self.zstd,
+        }
+    }
+
+    /// The methods accepted by name, e.g. "gzip, lz4".
+    pub fn method_names(&self) -> String {
+        [
+            (self.gzip, "none, gzip"),
+            (self.lz4, "lz4"),
+            (self.zstd, "zstd"),
+        ]
+        .iter()
+        .filter(|(ok, _)| *ok)
+        .map(|(_, n)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
+}
 
 const SYNTAX_HINT: &str =
     "The compress argument takes a gzip level 0-9; with pg_dump 16 or later also none, \
@@ -36,7 +84,7 @@ pub enum CompressionMethod {
 }
 
 impl CompressionMethod {
-    fn from_name(name: &str) -> Option<CompressionMethod> {
+    pub fn from_name(name: &str) -> Option<CompressionMethod> {
         match name {
             "none" => Some(CompressionMethod::None),
             "gzip" => Some(CompressionMethod::Gzip),
@@ -56,6 +104,15 @@ impl CompressionMethod {
     }
 
     /// File name ending of a compressed plain-format dump.
+    pub fn name(self) -> &'static str {
+        match self {
+            CompressionMethod::None => "none",
+            CompressionMethod::Gzip => "gzip",
+            CompressionMethod::Lz4 => "lz4",
+            CompressionMethod::Zstd => "zstd",
+        }
+    }
+
     pub fn plain_suffix(self) -> &'static str {
         match self {
             CompressionMethod::None => ".sql",
@@ -123,7 +180,7 @@ impl Compression {
 pub fn validate_compress(
     spec: &str,
     format: Format,
-    tool_major: u32,
+    tool: DumpTool,
 ) -> Result<Compression, RequestError> {
     let parsed = parse_spec(spec).ok_or_else(|| {
         RequestError::invalid(
@@ -132,25 +189,44 @@ pub fn validate_compress(
         )
     })?;
 
-    let compressed = match parsed {
-        Parsed::Level(level) => level != 0,
-        Parsed::Method(method, _) => {
-            if tool_major < METHOD_SYNTAX_MAJOR {
-                return Err(RequestError::unsupported(
-                    format!(
-                        "compression specification {} needs pg_dump 16 or later, \
-                         but the configured pg_dump is version {tool_major}",
-                        quoted(spec)
-                    ),
-                    format!(
-                        "The configured pg_dump {tool_major} takes a gzip level 0-9; lz4 and \
+    let compressed =
+        match parsed {
+            Parsed::Level(level) => level != 0,
+            Parsed::Method(method, _) => {
+                let major = tool.major;
+                if major < 16 {
+                    return Err(RequestError::unsupported(
+                        format!(
+                            "compression specification {} needs pg_dump 16 or later, \
+                         but the configured pg_dump is version {major}",
+                            quoted(spec)
+                        ),
+                        format!(
+                            "The configured pg_dump {major} takes a gzip level 0-9; lz4 and \
                          zstd need pg_dump 16 or later (backup_ext.bin_dir)."
+                        ),
+                    ));
+                }
+                if !tool.accepts(method) {
+                    return Err(RequestError::unsupported(
+                        format!(
+                            "the configured pg_dump {major} was built without {} support \
+                         (compress => {})",
+                            method.name(),
+                            quoted(spec)
+                        ),
+                        format!(
+                        "This pg_dump accepts: a gzip level 0-9{}{}. Point backup_ext.bin_dir at \
+                         a pg_dump built with {}, or choose another method.",
+                        if tool.method_names().is_empty() { "" } else { ", " },
+                        tool.method_names(),
+                        method.name()
                     ),
-                ));
+                    ));
+                }
+                method != CompressionMethod::None
             }
-            method != CompressionMethod::None
-        }
-    };
+        };
 
     if compressed && format == Format::Tar {
         return Err(RequestError::unsupported(
@@ -175,11 +251,42 @@ mod tests {
     use crate::error::ErrorKind;
 
     fn ok(spec: &str, format: Format, major: u32) -> Compression {
-        validate_compress(spec, format, major).unwrap()
+        validate_compress(spec, format, DumpTool::by_version(major)).unwrap()
     }
 
     fn err(spec: &str, format: Format, major: u32) -> RequestError {
-        validate_compress(spec, format, major).unwrap_err()
+        validate_compress(spec, format, DumpTool::by_version(major)).unwrap_err()
+    }
+
+    #[test]
+    fn a_method_the_binary_lacks_is_refused_with_what_it_has() {
+        let no_zstd = DumpTool {
+            zstd: false,
+            ..DumpTool::by_version(18)
+        };
+        let e = validate_compress("zstd:3", Format::Custom, no_zstd).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::FeatureNotSupported);
+        assert_eq!(
+            e.message,
+            "the configured pg_dump 18 was built without zstd support (compress => \"zstd:3\")"
+        );
+        assert_eq!(
+            e.hint,
+            "This pg_dump accepts: a gzip level 0-9, none, gzip, lz4. Point backup_ext.bin_dir \
+             at a pg_dump built with zstd, or choose another method."
+        );
+        assert!(validate_compress("lz4", Format::Custom, no_zstd).is_ok());
+        assert!(validate_compress("6", Format::Custom, no_zstd).is_ok());
+        let bare = DumpTool {
+            major: 16,
+            ..DumpTool::default()
+        };
+        let e = validate_compress("gzip:5", Format::Custom, bare).unwrap_err();
+        assert_eq!(
+            e.hint,
+            "This pg_dump accepts: a gzip level 0-9. Point backup_ext.bin_dir at a pg_dump \
+             built with gzip, or choose another method."
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! pg_dump command line, checked in the calling backend so that mistakes are
 //! reported to the caller instead of surfacing as a failed job later.
 
-use crate::dump::compress::{validate_compress, Compression};
+use crate::dump::compress::{validate_compress, Compression, DumpTool};
 use crate::dump::options::DumpOptions;
 use crate::error::RequestError;
 use crate::format::Format;
@@ -38,18 +38,18 @@ pub struct DumpRequest {
 }
 
 impl DumpRequest {
-    /// `tool_major` is the major version of the pg_dump in `bin_dir`, not of
-    /// the server: it decides which compression syntax is understood.
+    /// `tool` is what the pg_dump in `bin_dir` accepts (not the server's version): it decides
+    /// which compression methods are understood.
     pub fn validate(
         format: &str,
         compress: Option<&str>,
         jobs: Option<i32>,
         options: &Value,
-        tool_major: u32,
+        tool: DumpTool,
     ) -> Result<DumpRequest, RequestError> {
         let format = Format::parse(format)?;
         let compress = compress
-            .map(|spec| validate_compress(spec, format, tool_major))
+            .map(|spec| validate_compress(spec, format, tool))
             .transpose()?;
         let jobs = match jobs {
             None => None,
@@ -106,7 +106,7 @@ impl DumpRequest {
             stored.compress.as_ref().map(|c| c.spec.as_str()),
             jobs,
             &stored.options.to_json(),
-            STORED_TOOL_MAJOR,
+            STORED_TOOL,
         )
         .map_err(stored_error)
     }
@@ -114,7 +114,12 @@ impl DumpRequest {
 
 /// The compression syntax was checked against the configured pg_dump when the job was
 /// enqueued; reading the row back does not narrow it to an older one.
-const STORED_TOOL_MAJOR: u32 = u32::MAX;
+const STORED_TOOL: DumpTool = DumpTool {
+    major: u32::MAX,
+    gzip: true,
+    lz4: true,
+    zstd: true,
+};
 
 /// A stored request that fails validation, as the error the deserializer would give.
 pub(crate) fn stored_error(e: RequestError) -> serde_json::Error {
@@ -163,7 +168,13 @@ mod tests {
         options: Value,
         major: u32,
     ) -> Result<DumpRequest, RequestError> {
-        DumpRequest::validate(format, compress, jobs, &options, major)
+        DumpRequest::validate(
+            format,
+            compress,
+            jobs,
+            &options,
+            DumpTool::by_version(major),
+        )
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub(crate) struct StepEnd {
     pub tail: String,
     /// Every `ERROR:` line in (the last MiB of) stderr.
     pub errors: Vec<String>,
+    /// The last MiB of stderr.
+    pub stderr: String,
     pub output: io::Result<Captured>,
     pub feed: io::Result<()>,
 }
@@ -277,7 +279,8 @@ impl Step {
             &stderr_tail(&self.stderr_path, STDERR_TAIL_BYTES),
             &self.name,
         );
-        let errors = stderr_tail(&self.stderr_path, STDERR_SCAN_BYTES)
+        let stderr = stderr_tail(&self.stderr_path, STDERR_SCAN_BYTES);
+        let errors = stderr
             .lines()
             .filter(|l| l.contains("ERROR:"))
             .map(str::to_string)
@@ -288,6 +291,7 @@ impl Step {
             status,
             tail,
             errors,
+            stderr,
             output,
             feed,
         }
@@ -354,6 +358,7 @@ impl StepEnd {
             status: Err(io::Error::new(e.kind(), format!("could not start: {e}"))),
             tail: String::new(),
             errors: Vec::new(),
+            stderr: String::new(),
             output: Ok(Captured::Nothing),
             feed: Ok(()),
         }

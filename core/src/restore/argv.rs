@@ -55,7 +55,10 @@ pub fn validate_database_name(name: &str) -> Result<(), RequestError> {
 
 /// pg_restore into `target_db`. `use_list` is a `--list` excerpt written by
 /// the caller (see [`crate::restore::request::use_list_for`]) when the request names
-/// TOC ids. With `role`, pg_restore runs `SET ROLE` to it after connecting.
+/// TOC ids. With `role`, pg_restore runs `SET ROLE` to it after connecting. Without
+/// `exit_on_error` pg_restore goes on after a failed statement (see
+/// [`crate::restore::run::RestoreStep::PgRestoreIntoOlderServer`]).
+#[allow(clippy::too_many_arguments)]
 pub fn pg_restore_argv(
     bin_dir: &Path,
     conn: &Connection,
@@ -64,12 +67,13 @@ pub fn pg_restore_argv(
     req: &RestoreRequest,
     use_list: Option<&Path>,
     role: Option<&str>,
+    exit_on_error: bool,
 ) -> (PathBuf, Vec<OsString>) {
     let o = &req.options;
-    let mut args = vec![
-        arg(format!("--dbname={}", conn.conninfo(target_db))),
-        arg("--exit-on-error"),
-    ];
+    let mut args = vec![arg(format!("--dbname={}", conn.conninfo(target_db)))];
+    if exit_on_error {
+        args.push(arg("--exit-on-error"));
+    }
     if let Some(role) = role {
         args.push(arg(format!("--role={role}")));
     }

@@ -14,6 +14,10 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RestoreStep {
     PgRestore(ToolCommand),
+    /// pg_restore newer than the server, run without `--exit-on-error`: it sets parameters
+    /// the server does not know (pg_restore 17 sets `transaction_timeout`), which fail and
+    /// are skipped. The restore succeeds when those are its only errors.
+    PgRestoreIntoOlderServer(ToolCommand),
     /// psql reads the script itself (`--file=<path>`).
     PsqlFile(ToolCommand),
     /// psql reads stdin (`--file=-`); `input` is streamed into it,
@@ -33,7 +37,9 @@ pub enum RestoreStep {
 impl RestoreStep {
     pub(crate) fn start(&self, work_dir: &Path, fed: Arc<AtomicU64>) -> io::Result<Step> {
         let (cmd, feed) = match self {
-            RestoreStep::PgRestore(c) | RestoreStep::PsqlFile(c) => (c, Feed::Nothing),
+            RestoreStep::PgRestore(c)
+            | RestoreStep::PgRestoreIntoOlderServer(c)
+            | RestoreStep::PsqlFile(c) => (c, Feed::Nothing),
             RestoreStep::Globals { command } => (command, Feed::Nothing),
             RestoreStep::PsqlStdin {
                 command,
@@ -52,13 +58,28 @@ impl RestoreStep {
 
     pub(crate) fn command(&self) -> &ToolCommand {
         match self {
-            RestoreStep::PgRestore(c) | RestoreStep::PsqlFile(c) => c,
+            RestoreStep::PgRestore(c)
+            | RestoreStep::PgRestoreIntoOlderServer(c)
+            | RestoreStep::PsqlFile(c) => c,
             RestoreStep::PsqlStdin { command, .. } | RestoreStep::Globals { command } => command,
         }
     }
 
     /// The success message, or the failure message.
     pub(crate) fn outcome(&self, end: &StepEnd) -> Result<String, String> {
+        if let RestoreStep::PgRestoreIntoOlderServer(_) = self {
+            let exited_1 = matches!(&end.status, Ok(s) if s.code() == Some(1));
+            if exited_1 && end.output.is_ok() && end.feed.is_ok() {
+                if let Some(names) = unknown_settings_only(&end.stderr) {
+                    return Ok(format!(
+                        "{} finished; this server does not know {} (SET by the newer \
+                         pg_restore), skipped",
+                        end.name,
+                        names.join(", ")
+                    ));
+                }
+            }
+        }
         if !end.ok() {
             return Err(end.failure());
         }
@@ -67,6 +88,32 @@ impl RestoreStep {
         }
         globals_outcome(&end.errors)
     }
+}
+
+/// The parameters of a pg_restore run whose only errors were `SET <name> = ...` refused with
+/// `unrecognized configuration parameter "<name>"`; None when there was any other error, or
+/// none at all.
+pub(crate) fn unknown_settings_only(stderr: &str) -> Option<Vec<String>> {
+    const UNKNOWN: &str = "ERROR:  unrecognized configuration parameter \"";
+    let lines: Vec<&str> = stderr.lines().collect();
+    let mut names: Vec<String> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let is_error = line.contains("ERROR:") || line.starts_with("pg_restore: error:");
+        if !is_error {
+            continue;
+        }
+        let name = line
+            .split_once(UNKNOWN)
+            .and_then(|(_, rest)| rest.strip_suffix('"'))?;
+        let command = lines.get(i + 1)?.strip_prefix("Command was: ")?;
+        if !command.starts_with(&format!("SET {name} = ")) {
+            return None;
+        }
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    (!names.is_empty()).then_some(names)
 }
 
 /// The part of a psql error line from `ERROR:` on, without the

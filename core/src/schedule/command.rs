@@ -1,6 +1,7 @@
 //! What a schedule runs: the backup command, stored as JSON, and the
 //! schedule's name.
 
+use crate::dump::compress::DumpTool;
 use crate::dump::options::json_type;
 use crate::dump::options::DumpOptions;
 use crate::dump::request::{DumpRequest, GlobalsRequest};
@@ -219,14 +220,14 @@ fn check_keys(map: &Map<String, Value>, kind: &str, allowed: &[&str]) -> Result<
 impl ScheduleCommand {
     /// Parses a command as pg_dump 15 understands it. A compression
     /// method other than a gzip level needs [`ScheduleCommand::from_value_for_tool`]
-    /// with the major version of the installed pg_dump.
+    /// with what the installed pg_dump accepts.
     pub fn from_value(value: &Value) -> Result<ScheduleCommand, RequestError> {
-        ScheduleCommand::from_value_for_tool(value, 15)
+        ScheduleCommand::from_value_for_tool(value, DumpTool::by_version(15))
     }
 
     pub fn from_value_for_tool(
         value: &Value,
-        tool_major: u32,
+        tool: DumpTool,
     ) -> Result<ScheduleCommand, RequestError> {
         let map = value.as_object().ok_or_else(|| {
             RequestError::invalid(
@@ -265,13 +266,8 @@ impl ScheduleCommand {
                     .unwrap_or(DEFAULT_FORMAT);
                 let compress = opt_text(map, kind, "compress", "{\"compress\": \"6\"}")?;
                 let jobs = jobs(map)?;
-                let request = DumpRequest::validate(
-                    format,
-                    compress,
-                    jobs,
-                    &options(map, kind)?,
-                    tool_major,
-                )?;
+                let request =
+                    DumpRequest::validate(format, compress, jobs, &options(map, kind)?, tool)?;
                 Ok(ScheduleCommand::Database {
                     dbname,
                     label: label(map, kind)?,
@@ -302,7 +298,7 @@ impl ScheduleCommand {
                 let format = opt_text(map, kind, "format", "{\"format\": \"custom\"}")?
                     .unwrap_or(DEFAULT_FORMAT);
                 let request =
-                    DumpRequest::validate(format, None, None, &options(map, kind)?, tool_major)?;
+                    DumpRequest::validate(format, None, None, &options(map, kind)?, tool)?;
                 Ok(ScheduleCommand::Cluster {
                     label: label(map, kind)?,
                     request,

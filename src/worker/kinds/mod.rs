@@ -29,6 +29,8 @@ pub struct Context {
     pub connection: Connection,
     pub catalog_database: String,
     pub job_timeout: Option<Duration>,
+    /// The major version of this server (15 for 15.x).
+    pub server_major: u32,
 }
 
 /// What kind of job runs, as far as recording its outcome is concerned.

@@ -211,7 +211,11 @@ pub(super) fn restore_step(
         }
     };
     let role = sandbox.and_then(Sandbox::run_as);
-    Ok(RestoreStep::PgRestore(command(pg_restore_argv(
+    // Newer tools set parameters an older server does not know; pg_restore must then go on
+    // past those (and only those, which the step's outcome checks).
+    let into_older_server = crate::tools::tool_version(&ctx.bin_dir, "pg_restore")
+        .is_ok_and(|(major, _)| major > ctx.server_major);
+    let argv = pg_restore_argv(
         &ctx.bin_dir,
         &conn,
         target.name,
@@ -219,7 +223,13 @@ pub(super) fn restore_step(
         request,
         use_list,
         role,
-    ))))
+        !into_older_server,
+    );
+    Ok(if into_older_server {
+        RestoreStep::PgRestoreIntoOlderServer(command(argv))
+    } else {
+        RestoreStep::PgRestore(command(argv))
+    })
 }
 
 /// Creates a restore's new database (owned by the requester when it is not a superuser) and

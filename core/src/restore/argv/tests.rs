@@ -35,6 +35,7 @@ fn pg_restore_minimal_and_full() {
         &req,
         None,
         None,
+        true,
     );
     assert_eq!(prog, PathBuf::from("/pg/bin/pg_restore"));
     assert_eq!(
@@ -42,6 +43,24 @@ fn pg_restore_minimal_and_full() {
         vec![
             format!("--dbname={}", dbname("new db")),
             "--exit-on-error".into(),
+            "/b/x.dump".to_string(),
+        ]
+    );
+
+    let (_, lenient) = pg_restore_argv(
+        Path::new("/pg/bin"),
+        &conn(),
+        "new db",
+        Path::new("/b/x.dump"),
+        &req,
+        None,
+        None,
+        false,
+    );
+    assert_eq!(
+        strs(&lenient),
+        vec![
+            format!("--dbname={}", dbname("new db")),
             "/b/x.dump".to_string(),
         ]
     );
@@ -66,6 +85,7 @@ fn pg_restore_minimal_and_full() {
         &req,
         Some(Path::new("/w/list 1")),
         Some("mal lory"),
+        true,
     );
     assert_eq!(
         strs(&args),

@@ -206,3 +206,70 @@ fn missing_program_fails_to_start() {
     assert!(RestoreRun::start(t.plan(false, restore)).is_err());
     assert!(t.work_is_empty());
 }
+
+/// What pg_restore 17 prints restoring into a PostgreSQL 15 server (seen with -j 2: one error
+/// per connection).
+const UNKNOWN_SETTING: &str = "pg_restore: error: could not execute query: ERROR:  unrecognized \
+     configuration parameter \"transaction_timeout\"\nCommand was: SET transaction_timeout = 0;";
+
+fn newer_pg_restore(t: &Tools, stderr: &str, code: i32) -> RestoreStep {
+    let body = format!(
+        "touch '{}'\ncat >&2 <<'END'\n{stderr}\nEND\nexit {code}",
+        t.marker("restored").display()
+    );
+    RestoreStep::PgRestoreIntoOlderServer(fake_tool(&t.dir, "pg_restore", &body))
+}
+
+#[test]
+fn newer_tools_may_skip_only_settings_the_server_does_not_know() {
+    let t = Tools::new();
+    let stderr = format!(
+        "{UNKNOWN_SETTING}\n{UNKNOWN_SETTING}\npg_restore: warning: errors ignored on restore: 2"
+    );
+    let mut run = RestoreRun::start(t.plan(true, newer_pg_restore(&t, &stderr, 1))).unwrap();
+    let (ok, message) = restore_result(poll_job(&mut run));
+    assert!(ok, "{message}");
+    assert_eq!(
+        message,
+        "pg_restore finished; this server does not know transaction_timeout (SET by the newer \
+         pg_restore), skipped"
+    );
+    assert!(!t.marker("dropped").exists());
+}
+
+#[test]
+fn newer_tools_fail_on_any_other_error() {
+    for stderr in [
+        // A real error beside the tolerated one.
+        format!(
+            "{UNKNOWN_SETTING}\npg_restore: error: could not execute query: ERROR:  relation \
+             \"t\" already exists\nCommand was: CREATE TABLE public.t (x integer);\n\
+             pg_restore: warning: errors ignored on restore: 2"
+        ),
+        // The unknown parameter of something other than a SET.
+        "pg_restore: error: could not execute query: ERROR:  unrecognized configuration \
+         parameter \"x\"\nCommand was: SELECT set_config('x', '1', false);"
+            .to_string(),
+        // Exit 1 without any error line.
+        "pg_restore: warning: something".to_string(),
+        // A tool error that is not a query error.
+        format!(
+            "{UNKNOWN_SETTING}\npg_restore: error: could not read from input file: end of file"
+        ),
+    ] {
+        let t = Tools::new();
+        let mut run = RestoreRun::start(t.plan(true, newer_pg_restore(&t, &stderr, 1))).unwrap();
+        let (ok, message) = restore_result(poll_job(&mut run));
+        assert!(!ok, "{stderr}: {message}");
+        assert!(
+            message.starts_with("pg_restore exited with code 1: "),
+            "{message}"
+        );
+        assert!(t.marker("dropped").exists(), "{stderr}");
+    }
+    // Any exit but 1 is a failure whatever stderr says.
+    let t = Tools::new();
+    let mut run =
+        RestoreRun::start(t.plan(true, newer_pg_restore(&t, UNKNOWN_SETTING, 2))).unwrap();
+    assert!(!restore_result(poll_job(&mut run)).0);
+}

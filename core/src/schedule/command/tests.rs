@@ -107,7 +107,7 @@ fn database_command_errors() {
     assert_eq!(e.kind, ErrorKind::FeatureNotSupported);
     let ok = ScheduleCommand::from_value_for_tool(
         &json!({"backup": "database", "dbname": "app", "compress": "zstd"}),
-        16,
+        DumpTool::by_version(16),
     );
     assert!(ok.is_ok(), "{ok:?}");
     let e = cmd(json!({"backup": "database", "dbname": "app", "format": "zip"})).unwrap_err();
