@@ -109,7 +109,7 @@ fn verify_and_restore_for_real() {
         test_restore: Some(TestRestorePlan {
             create: createdb_argv(&s.bin, &s.conn, "postgres", scratch).into(),
             restore: RestoreStep::PgRestore(
-                pg_restore_argv(&s.bin, &s.conn, scratch, &archive, &req, None, None).into(),
+                pg_restore_argv(&s.bin, &s.conn, scratch, &archive, &req, None, None, true).into(),
             ),
             archive_rows: ArchiveRows::FromPgRestore(
                 pg_restore_to_stdout_argv(&s.bin, &archive).into(),
@@ -182,6 +182,7 @@ fn verify_and_restore_for_real() {
                 &req,
                 Some(&list_file),
                 None,
+                true,
             )
             .into(),
         ),
@@ -203,7 +204,7 @@ fn verify_and_restore_for_real() {
     let failing = "failing restore";
     run_tool(createdb_argv(&s.bin, &s.conn, "postgres", failing));
     let req = RestoreRequest::validate(Format::Custom, false, false, None, &json!({})).unwrap();
-    let restore = pg_restore_argv(&s.bin, &s.conn, failing, &archive, &req, None, None);
+    let restore = pg_restore_argv(&s.bin, &s.conn, failing, &archive, &req, None, None, true);
     run_tool(restore.clone());
     let mut run = RestoreRun::start(RestorePlan {
         create: None,
