@@ -128,7 +128,9 @@ fn shared(bin_dir: &Path) -> Result<Shared, String> {
 }
 
 /// Version lines of the other tools (pg_dumpall, psql), per process.
-static OTHER_VERSIONS: Mutex<Option<HashMap<PathBuf, (u64, (u32, String))>>> = Mutex::new(None);
+/// A tool's `(major, version line)`, keyed by its program and stamped with its file identity.
+type Versions = HashMap<PathBuf, (u64, (u32, String))>;
+static OTHER_VERSIONS: Mutex<Option<Versions>> = Mutex::new(None);
 
 /// `(major, version line)` of `<bin_dir>/<tool>`.
 pub fn tool_version(bin_dir: &Path, tool: &str) -> Result<(u32, String), String> {

@@ -541,6 +541,6 @@ fn context() -> Result<Context, String> {
         },
         catalog_database: settings::database(),
         job_timeout: settings::job_timeout(),
-        server_major: (pg_sys::PG_VERSION_NUM / 10000) as u32,
+        server_major: pg_sys::PG_VERSION_NUM / 10000,
     })
 }
