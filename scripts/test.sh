@@ -54,6 +54,11 @@ for major in $MAJORS; do
     skip=()
     # pg_cron comes from Debian, which packages it for PostgreSQL 15 only.
     [ -f "$("$pg_config" --pkglibdir)/pg_cron.so" ] || skip=(--skip pg_cron_schedules_backups_through_sql)
+    # The 15 -> 17/18 upgrade test runs in the 18 pass, after this run installed 15 and 17.
+    case " $MAJORS " in
+        *" 15 "*" 17 "*" 18 "*) [ "$major" = 18 ] || skip+=(--skip backups_from_15_restore_on_17_and_18) ;;
+        *) skip+=(--skip backups_from_15_restore_on_17_and_18) ;;
+    esac
     BACKUP_EXT_PG_BIN=$bin run_tests cargo test -p backup_ext_e2e --tests -- --test-threads=2 "${skip[@]}"
     echo "== PostgreSQL $major: $(( $(date +%s) - started )) s"
 done

@@ -37,7 +37,7 @@ pub use files::paths::{
     job_id_of_partial, partial_path, resolve_nearest_existing, stale_work_files, work_file_owner,
     WorkFileOwner, GLOBALS_FOLDER,
 };
-pub use files::plain::open_plain_dump;
+pub use files::plain::{header_settings, open_plain_dump, WithoutSettings};
 pub use files::publish::{hash_file, publish, remove_output};
 pub use format::Format;
 pub use job::{JobKind, JobResult, JobRun, JobStatus, VerifyReport};

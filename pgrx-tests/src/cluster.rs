@@ -17,7 +17,7 @@ use crate::process::{
     sweep_stale_dirs,
 };
 use crate::sql::describe;
-use crate::{bin_dir, extension_so, PG_USER, SCRATCH_ROOT};
+use crate::{bin_dir, bin_dir_of, pg_config_of, PG_USER, SCRATCH_ROOT};
 
 /// A running PostgreSQL cluster in its own scratch directory.
 pub struct Cluster {
@@ -32,6 +32,8 @@ pub struct Cluster {
     pub port: u16,
     /// The `-o` string handed to pg_ctl for start and restart.
     server_options: String,
+    /// The server and client programs of this cluster's PostgreSQL.
+    bin: PathBuf,
     stopped: AtomicBool,
 }
 
@@ -42,6 +44,8 @@ pub struct ClusterOptions {
     pub extension: bool,
     /// Extra `-c name=value` server settings.
     pub settings: Vec<(String, String)>,
+    /// Another PostgreSQL major than the one under test (see [`bin_dir_of`]).
+    pub major: Option<u32>,
 }
 
 impl Default for ClusterOptions {
@@ -49,6 +53,7 @@ impl Default for ClusterOptions {
         ClusterOptions {
             extension: true,
             settings: Vec::new(),
+            major: None,
         }
     }
 }
@@ -65,11 +70,11 @@ impl Cluster {
         Cluster::start_opts(
             name,
             ClusterOptions {
-                extension: true,
                 settings: settings
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
+                ..ClusterOptions::default()
             },
         )
     }
@@ -80,18 +85,38 @@ impl Cluster {
             name,
             ClusterOptions {
                 extension: false,
-                settings: Vec::new(),
+                ..ClusterOptions::default()
+            },
+        )
+    }
+
+    /// A cluster of another PostgreSQL major, with the extension (installed for that major).
+    pub fn start_major(name: &str, major: u32, settings: &[(&str, &str)]) -> Cluster {
+        Cluster::start_opts(
+            name,
+            ClusterOptions {
+                settings: settings
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                major: Some(major),
+                ..ClusterOptions::default()
             },
         )
     }
 
     pub fn start_opts(name: &str, opts: ClusterOptions) -> Cluster {
-        if opts.extension && !extension_so().exists() {
+        let bin = opts
+            .major
+            .map(bin_dir_of)
+            .unwrap_or_else(|| bin_dir().to_path_buf());
+        let library = PathBuf::from(pg_config_of(&bin, "pkglibdir")).join("backup_ext.so");
+        if opts.extension && !library.exists() {
             panic!(
                 "{} does not exist; install the extension first with \
                  `cargo pgrx install --pg-config {}/pg_config`",
-                extension_so().display(),
-                bin_dir().display()
+                library.display(),
+                bin.display()
             );
         }
         let (uid, gid) = pg_user_ids();
@@ -141,6 +166,7 @@ impl Cluster {
             log,
             port,
             server_options,
+            bin,
             stopped: AtomicBool::new(true),
         };
 
@@ -191,7 +217,12 @@ impl Cluster {
         cluster
     }
 
-    /// Path of a PostgreSQL program.
+    /// The directory of this cluster's PostgreSQL programs.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin
+    }
+
+    /// Path of a program of the PostgreSQL under test.
     pub fn bin(name: &str) -> PathBuf {
         bin_dir().join(name)
     }
@@ -253,10 +284,10 @@ impl Cluster {
         let mut cmd = if running_as_root() {
             let mut c = Command::new("runuser");
             c.args(["-u", PG_USER, "--"]);
-            c.arg(Cluster::bin(name));
+            c.arg(self.bin.join(name));
             c
         } else {
-            Command::new(Cluster::bin(name))
+            Command::new(self.bin.join(name))
         };
         cmd.args(args)
             .env("PGHOST", &self.sock)

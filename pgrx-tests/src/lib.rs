@@ -50,7 +50,12 @@ pub fn bin_dir() -> &'static Path {
 
 /// `pg_config --<what>` of the PostgreSQL under test.
 pub fn pg_config(what: &str) -> String {
-    let program = bin_dir().join("pg_config");
+    pg_config_of(bin_dir(), what)
+}
+
+/// `pg_config --<what>` of the PostgreSQL in `bin`.
+pub fn pg_config_of(bin: &Path, what: &str) -> String {
+    let program = bin.join("pg_config");
     let out = std::process::Command::new(&program)
         .arg(format!("--{what}"))
         .output()

@@ -15,6 +15,17 @@ pub fn dumpable_databases() -> SpiResult<Vec<String>> {
     )
 }
 
+/// Of `names`, the parameters this server does not know (in the given order).
+pub fn unknown_settings(names: &[String]) -> SpiResult<Vec<String>> {
+    texts(
+        "SELECT n FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS u(n, i)
+          WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_settings s
+                             WHERE s.name OPERATOR(pg_catalog.=) u.n)
+          ORDER BY i",
+        &[names.to_vec().into()],
+    )
+}
+
 /// `Some(datallowconn)` for an existing database, `None` when there is no such database.
 pub fn database_allows_connections(name: &str) -> SpiResult<Option<bool>> {
     optional(Spi::get_one_with_args::<bool>(

@@ -6,7 +6,7 @@
 //! with every signal blocked, like the dump's stream thread.
 
 use crate::dump::run::{CANCEL_GRACE, STDERR_TAIL_BYTES};
-use crate::files::plain::plain_dump_reader;
+use crate::files::plain::{plain_dump_reader, WithoutSettings};
 use crate::process::child::{describe_exit, stderr_tail, without_progress_lines, ChildGuard};
 use crate::process::command::ToolCommand;
 use crate::process::stream::spawn_signal_free;
@@ -50,7 +50,13 @@ impl<R: Read> Read for Stoppable<R> {
 /// What goes to the child's stdin.
 pub(crate) enum Feed {
     Nothing,
-    File { path: PathBuf, compressed: bool },
+    /// A plain script, gunzipped when `compressed`, without the header's `SET` lines for the
+    /// parameters in `skip` (see [`WithoutSettings`]).
+    File {
+        path: PathBuf,
+        compressed: bool,
+        skip: Vec<String>,
+    },
 }
 
 /// What is done with the child's stdout.
@@ -242,7 +248,14 @@ impl Step {
             }
         };
         // From here on, an error drops `step`, which kills the child.
-        if let (Feed::File { path, compressed }, Some(mut stdin)) = (feed, step.child.take_stdin())
+        if let (
+            Feed::File {
+                path,
+                compressed,
+                skip,
+            },
+            Some(mut stdin),
+        ) = (feed, step.child.take_stdin())
         {
             let stop = stop.clone();
             step.feeder = Some(spawn_signal_free("backup_ext feed", move || {
@@ -252,7 +265,8 @@ impl Step {
                     stop,
                     count: fed,
                 };
-                io::copy(&mut plain_dump_reader(raw, compressed), &mut stdin).map(|_| ())
+                let mut script = WithoutSettings::new(plain_dump_reader(raw, compressed), skip);
+                io::copy(&mut script, &mut stdin).map(|_| ())
             })?);
         }
         if let Some(stdout) = step.child.take_stdout() {

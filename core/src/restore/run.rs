@@ -21,11 +21,13 @@ pub enum RestoreStep {
     /// psql reads the script itself (`--file=<path>`).
     PsqlFile(ToolCommand),
     /// psql reads stdin (`--file=-`); `input` is streamed into it,
-    /// gunzipped when `compressed`.
+    /// gunzipped when `compressed`, without the header's `SET` lines of the parameters in
+    /// `skip_settings` (set by a newer pg_dump, unknown to this server).
     PsqlStdin {
         command: ToolCommand,
         input: PathBuf,
         compressed: bool,
+        skip_settings: Vec<String>,
     },
     /// A globals script, run by psql without ON_ERROR_STOP: roles that
     /// already exist are reported, not fatal.
@@ -45,11 +47,13 @@ impl RestoreStep {
                 command,
                 input,
                 compressed,
+                skip_settings,
             } => (
                 command,
                 Feed::File {
                     path: input.clone(),
                     compressed: *compressed,
+                    skip: skip_settings.clone(),
                 },
             ),
         };
@@ -82,6 +86,16 @@ impl RestoreStep {
         }
         if !end.ok() {
             return Err(end.failure());
+        }
+        if let RestoreStep::PsqlStdin { skip_settings, .. } = self {
+            if !skip_settings.is_empty() {
+                return Ok(format!(
+                    "{} finished; this server does not know {} (SET by the newer pg_dump), \
+                     skipped",
+                    end.name,
+                    skip_settings.join(", ")
+                ));
+            }
         }
         if !matches!(self, RestoreStep::Globals { .. }) || end.errors.is_empty() {
             return Ok(format!("{} finished", end.name));

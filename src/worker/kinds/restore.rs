@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use backup_core::{
-    access_sql, create_database_argv, create_database_sql, dropdb_argv, list_archive, login,
-    open_plain_dump, pg_restore_argv, pg_restore_list_argv, psql_script_argv, quote_ident,
-    script_creates_public_schema, set_role_sql, use_list_for, without_public_schema, Connection,
-    Format, ProgressTracker, RestorePlan, RestoreRequest, RestoreStep, SourceAccess, ToolCommand,
+    access_sql, create_database_argv, create_database_sql, dropdb_argv, header_settings,
+    list_archive, login, open_plain_dump, pg_restore_argv, pg_restore_list_argv, psql_script_argv,
+    quote_ident, script_creates_public_schema, set_role_sql, use_list_for, without_public_schema,
+    Connection, Format, ProgressTracker, RestorePlan, RestoreRequest, RestoreStep, SourceAccess,
+    ToolCommand,
 };
 
 use super::*;
@@ -158,7 +159,13 @@ pub(super) fn restore_step(
                 before.push("DROP SCHEMA public".into());
             }
         }
-        return Ok(if compressed {
+        // A newer pg_dump sets parameters an older server does not know (pg_dump 17:
+        // transaction_timeout); with ON_ERROR_STOP those header lines are left out.
+        let header = open_plain_dump(&path, compressed)
+            .and_then(header_settings)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let skip_settings = catalog::unknown_settings(&header).map_err(|e| e.to_string())?;
+        return Ok(if compressed || !skip_settings.is_empty() {
             RestoreStep::PsqlStdin {
                 command: command(psql_script_argv(
                     &ctx.bin_dir,
@@ -170,7 +177,8 @@ pub(super) fn restore_step(
                     &before,
                 )),
                 input: path,
-                compressed: true,
+                compressed,
+                skip_settings,
             }
         } else {
             RestoreStep::PsqlFile(command(psql_script_argv(

@@ -38,6 +38,7 @@ fn feeds_gunzipped_file_and_captures_text() {
     let feed = Feed::File {
         path: gz.clone(),
         compressed: true,
+        skip: Vec::new(),
     };
     let mut step = Step::start(
         &tool,
@@ -147,6 +148,7 @@ fn feed_errors_fail_the_step() {
     let feed = Feed::File {
         path: bad,
         compressed: true,
+        skip: Vec::new(),
     };
     let mut step = Step::start(&tool, dir.path(), feed, Capture::Discard, Arc::default()).unwrap();
     let end = until_done(&mut step);

@@ -153,6 +153,7 @@ fn psql_stdin_streams_gunzipped_input() {
         command: psql,
         input: input.clone(),
         compressed: true,
+        skip_settings: Vec::new(),
     };
     let mut run = RestoreRun::start(t.plan(false, restore)).unwrap();
     assert!(restore_result(poll_job(&mut run)).0);
@@ -272,4 +273,35 @@ fn newer_tools_fail_on_any_other_error() {
     let mut run =
         RestoreRun::start(t.plan(true, newer_pg_restore(&t, UNKNOWN_SETTING, 2))).unwrap();
     assert!(!restore_result(poll_job(&mut run)).0);
+}
+
+#[test]
+fn psql_stdin_leaves_out_settings_the_server_does_not_know() {
+    let t = Tools::new();
+    let input = t.dir.path().join("in.sql");
+    fs::write(
+        &input,
+        "SET lock_timeout = 0;\nSET transaction_timeout = 0;\nCREATE TABLE t ();\n",
+    )
+    .unwrap();
+    let got = t.marker("got");
+    let psql = fake_tool(&t.dir, "psql", &format!("cat > '{}'", got.display()));
+    let restore = RestoreStep::PsqlStdin {
+        command: psql,
+        input,
+        compressed: false,
+        skip_settings: vec!["transaction_timeout".into()],
+    };
+    let mut run = RestoreRun::start(t.plan(false, restore)).unwrap();
+    let (ok, message) = restore_result(poll_job(&mut run));
+    assert!(ok, "{message}");
+    assert_eq!(
+        message,
+        "psql finished; this server does not know transaction_timeout (SET by the newer \
+         pg_dump), skipped"
+    );
+    assert_eq!(
+        fs::read_to_string(&got).unwrap(),
+        "SET lock_timeout = 0;\nCREATE TABLE t ();\n"
+    );
 }

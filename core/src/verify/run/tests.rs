@@ -227,6 +227,7 @@ fn plain_file_rows_and_drop_failure() {
         command: fake_tool(&env.dir, "psql_restore", "cat >/dev/null"),
         input: env.file.clone(),
         compressed: false,
+        skip_settings: Vec::new(),
     };
     t.archive_rows = ArchiveRows::FromPlainFile { compressed: false };
     t.drop = fake_tool(&env.dir, "dropdb", "echo gone wrong >&2; exit 1");
