@@ -1,6 +1,14 @@
-# Shared by the demo and the benchmark: a throwaway PostgreSQL 15 cluster run as `postgres`
+# Shared by the demo and the benchmark: a throwaway PostgreSQL cluster run as `postgres`
 # under /tmp (never under the checkout, whose parents `postgres` may not be able to enter).
-PGBIN=/usr/lib/postgresql/15/bin
+# PGBIN defaults to the Debian PostgreSQL 15; pg_bin_of MAJOR gives another major's tree.
+pg_bin_of() {
+    if [ "$1" = 15 ]; then
+        echo /usr/lib/postgresql/15/bin
+    else
+        echo "${BACKUP_EXT_PG_TREES:-/opt/backup_ext-pg}/$1/bin"
+    fi
+}
+PGBIN=${PGBIN:-$(pg_bin_of 15)}
 
 # cluster_start DIR PORT [extra -c settings...]
 cluster_start() {

@@ -1,20 +1,38 @@
 #!/usr/bin/env bash
 # The main job, end to end on a throwaway cluster: build and install backup_ext, start a
-# PostgreSQL 15 cluster with it preloaded, create a sample database, ask for a custom-format
+# PostgreSQL cluster (15 by default; `--pg 16|17|18` for another major) with it preloaded, create a sample database, ask for a custom-format
 # backup and a globals backup from SQL, list them, look inside the dump, verify it with a test
 # restore, restore it with restore_backup(jobs => 2) and compare row counts, then back up the
 # whole cluster as one set and show status().
+#
+#   bash scripts/demo.sh            # PostgreSQL 15
+#   bash scripts/demo.sh --pg 17    # PostgreSQL 17 (the tree scripts/setup.sh installs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+MAJOR=15
+while [ $# -gt 0 ]; do
+    case $1 in
+        --pg) MAJOR=${2:?--pg needs a major version}; shift 2 ;;
+        --pg=*) MAJOR=${1#--pg=}; shift ;;
+        *) echo "demo: unknown argument $1 (usage: demo.sh [--pg 15|16|17|18])" >&2; exit 2 ;;
+    esac
+done
+case $MAJOR in
+    15 | 16 | 17 | 18) ;;
+    *) echo "demo: PostgreSQL $MAJOR is not supported (15, 16, 17, 18)" >&2; exit 2 ;;
+esac
 . scripts/cluster.sh
+PGBIN=$(pg_bin_of "$MAJOR")
 
 DIR=${BACKUP_EXT_DEMO_DIR:-/tmp/backup_ext-demo}
 PORT=${BACKUP_EXT_DEMO_PORT:-54329}
 
 bash scripts/setup.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-echo "== building and installing backup_ext (release)"
-cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/dev/null
+echo "== building and installing backup_ext for PostgreSQL $MAJOR (release)"
+cargo pgrx install --release --pg-config "$PGBIN/pg_config" \
+    --no-default-features --features "pg$MAJOR" >/dev/null
 
 echo "== starting a throwaway cluster in $DIR on port $PORT"
 cluster_start "$DIR" "$PORT"

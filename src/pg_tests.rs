@@ -79,14 +79,18 @@ mod tests {
 
     #[pg_test]
     fn refuses_compression_the_tool_cannot_do() {
-        assert_refused(
-            "SELECT backup_ext.backup_database('pgrx_tests', compress => 'zstd:3')",
-            "0A000",
-        );
-        assert_refused(
-            "SELECT backup_ext.backup_database('pgrx_tests', compress => 'lz4')",
-            "0A000",
-        );
+        // The server's own tools: pg_dump 15 knows no method names; 16 and later (built with
+        // lz4 and zstd here) take them, which tests/capabilities.rs checks end to end.
+        if pg_sys::PG_VERSION_NUM < 160000 {
+            assert_refused(
+                "SELECT backup_ext.backup_database('pgrx_tests', compress => 'zstd:3')",
+                "0A000",
+            );
+            assert_refused(
+                "SELECT backup_ext.backup_database('pgrx_tests', compress => 'lz4')",
+                "0A000",
+            );
+        }
         assert_refused(
             "SELECT backup_ext.backup_database('pgrx_tests', compress => 'fast')",
             "22023",

@@ -145,6 +145,18 @@ pub fn purge(scope: Scope, dry_run: bool) -> SpiResult<Vec<Purged>> {
     let policies = catalog::policies()?;
     let default = policies.get(&None).cloned().unwrap_or_default();
     let now = Utc::now();
+    // Without a policy for the scope there is nothing to decide: skip reading its history (this
+    // runs after every successful backup).
+    let scoped_key = match scope {
+        Scope::All => None,
+        Scope::Database(db) => Some(Some(db.to_string())),
+        Scope::Globals => Some(Some("globals".to_string())),
+    };
+    if let Some(key) = scoped_key {
+        if policies.get(&key).unwrap_or(&default).is_empty() {
+            return Ok(Vec::new());
+        }
+    }
 
     let mut groups: BTreeMap<(String, Option<String>), Vec<Candidate>> = BTreeMap::new();
     let (kind, database) = match scope {

@@ -81,6 +81,16 @@ pub fn pg_major() -> u32 {
     })
 }
 
+/// How `pg_restore --list` of the major under test describes an uncompressed archive (16 and
+/// later name the method).
+pub fn uncompressed_listing() -> &'static str {
+    if pg_major() >= 16 {
+        "Compression: none"
+    } else {
+        "Compression: 0"
+    }
+}
+
 /// The installed extension library of the PostgreSQL under test; clusters preload it.
 pub fn extension_so() -> PathBuf {
     PathBuf::from(pg_config("pkglibdir")).join("backup_ext.so")

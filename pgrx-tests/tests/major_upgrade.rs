@@ -222,10 +222,11 @@ fn backups_from_15_restore_on_17_and_18() {
     exec(
         &mut client,
         &format!(
-            "ALTER SYSTEM SET backup_ext.bin_dir = '{}'; SELECT pg_reload_conf()",
+            "ALTER SYSTEM SET backup_ext.bin_dir = '{}'",
             path_str(Path::new(&bin_dir_of(15)))
         ),
     );
+    exec(&mut client, "SELECT pg_reload_conf()");
     let before = one_i64(&mut client, "SELECT count(*) FROM backup_ext.jobs");
     let mut fresh = old.client("postgres");
     let err = refused(

@@ -220,7 +220,24 @@ impl Worker {
     }
 
     fn record(&self, job_id: i64, outcome: Outcome) {
-        if let Err(e) = spi(|| catalog::record_outcome(job_id, &outcome)) {
+        self.record_with_progress(job_id, outcome, None);
+    }
+
+    /// The outcome, and the job's last progress when given, in one transaction (one commit per
+    /// finished job is part of what a job costs beyond its tool).
+    fn record_with_progress(
+        &self,
+        job_id: i64,
+        outcome: Outcome,
+        progress: Option<catalog::Progress>,
+    ) {
+        let recorded = spi(|| {
+            if let Some(p) = progress {
+                catalog::record_progress(&[p])?;
+            }
+            catalog::record_outcome(job_id, &outcome)
+        });
+        if let Err(e) = recorded {
             // The row stays `running`; recovery at the next start marks it failed.
             warning!("backup_ext: could not record the outcome of job {job_id}: {e}");
         }
@@ -230,13 +247,8 @@ impl Worker {
     /// successful backup triggers its database's retention policy.
     fn finish(&self, job: &mut RunningJob, result: backup_core::JobResult) {
         let job_id = job.job_id;
-        if job.stderr_path.is_some() {
-            // The last lines (and the table count, if it has arrived: never waited for).
-            let progress = progress_of(job);
-            if let Err(e) = spi(|| catalog::record_progress(&[progress])) {
-                warning!("backup_ext: cannot record progress: {e}");
-            }
-        }
+        // The last lines (and the table count, if it has arrived: never waited for).
+        let progress = job.stderr_path.is_some().then(|| progress_of(job));
         if let (Kind::Verify { backup_id }, backup_core::JobResult::Verify(report)) =
             (&job.kind, &result)
         {
@@ -255,7 +267,7 @@ impl Worker {
         let outcome = kinds::outcome_of(result);
         let succeeded = matches!(outcome, Outcome::Succeeded { .. });
         self.drop_login_role(job_id, job.login_role.as_deref());
-        self.record(job_id, outcome);
+        self.record_with_progress(job_id, outcome, progress);
         if let (true, Kind::Backup { database }) = (succeeded, &job.kind) {
             let scope = match database {
                 Some(db) => Scope::Database(db),
