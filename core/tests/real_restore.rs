@@ -148,6 +148,7 @@ fn verify_and_restore_for_real() {
             command: psql_script_argv(&s.bin, &s.conn, scratch, None, true, true, &[]).into(),
             input: gz.clone(),
             compressed: true,
+            skip_settings: Vec::new(),
         };
         t.archive_rows = ArchiveRows::FromPlainFile { compressed: true };
     }
