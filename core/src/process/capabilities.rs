@@ -189,6 +189,14 @@ pub fn archive_version(path: &Path, format: Format) -> io::Result<Option<Archive
         // toc.dat is the first member; its data follows the 512-byte tar header.
         Format::Tar => (path.to_path_buf(), 512),
     };
+    // Only a regular file is opened: opening a FIFO (or another special file) for reading
+    // can block for as long as nobody writes to it.
+    if !std::fs::metadata(&file)?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not a regular file", file.display()),
+        ));
+    }
     let mut f = File::open(&file)?;
     f.seek(SeekFrom::Start(offset))?;
     let mut head = [0u8; 8];
@@ -322,6 +330,16 @@ mod tests {
             Some(ArchiveVersion(1, 15))
         );
         assert_eq!(archive_version(&custom, Format::Plain).unwrap(), None);
+        // A FIFO is not opened (that would wait for a writer).
+        let fifo = dir.path().join("fifo.dump");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let e = archive_version(&fifo, Format::Custom).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().ends_with("is not a regular file"), "{e}");
         std::fs::write(&custom, b"-- PostgreSQL database dump").unwrap();
         let e = archive_version(&custom, Format::Custom).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
