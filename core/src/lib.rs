@@ -37,7 +37,10 @@ pub use files::paths::{
     job_id_of_partial, partial_path, resolve_nearest_existing, stale_work_files, work_file_owner,
     WorkFileOwner, GLOBALS_FOLDER,
 };
-pub use files::plain::{header_settings, open_plain_dump, WithoutSettings};
+pub use files::plain::{
+    header_settings, open_plain_dump, without_server_attribute_option, ScriptFilter,
+    SERVER_ATTRIBUTE_OPTION,
+};
 pub use files::publish::{hash_file, publish, remove_output};
 pub use format::Format;
 pub use job::{JobKind, JobResult, JobRun, JobStatus, VerifyReport};
@@ -50,8 +53,9 @@ pub use process::step::{list_archive, run_tool, CLEANUP_TIMEOUT};
 pub use process::stream::{StreamOutcome, StreamWriter};
 pub use process::version::parse_tool_version;
 pub use restore::argv::{
-    create_database_argv, createdb_argv, dropdb_argv, pg_restore_argv, pg_restore_to_stdout_argv,
-    psql_query_argv, psql_script_argv, validate_database_name,
+    create_database_argv, createdb_argv, dropdb_argv, pg_restore_argv, pg_restore_schema_argv,
+    pg_restore_script_argv, pg_restore_to_stdout_argv, psql_query_argv, psql_script_argv,
+    validate_database_name,
 };
 pub use restore::owners::{archive_data_owners, plain_data_owners, script_is_restricted};
 pub use restore::request::{

@@ -55,3 +55,17 @@ pub fn poll_job(run: &mut dyn crate::job::JobRun) -> crate::job::JobResult {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+/// Runs `start` again while it fails with "text file busy": a script just written by this test
+/// binary can be briefly held open for writing by a child another test thread is forking.
+pub fn retry_busy<T>(mut start: impl FnMut() -> std::io::Result<T>) -> T {
+    for _ in 0..20 {
+        match start() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("text file still busy after 20 attempts")
+}

@@ -53,6 +53,10 @@ fn schema_by_18(c: &Cluster, db: &str) -> String {
                 && !l.starts_with("\\unrestrict ")
                 && !l.starts_with("-- Dumped from ")
                 && !l.starts_with("-- Dumped by ")
+                // The Debian PostgreSQL 15 keeps an attribute option of its own on every column
+                // (pg_attver=<n>, set by the server on CREATE TABLE, hidden by its pg_dump,
+                // refused by every other server); restores leave it out.
+                && !(l.starts_with("ALTER TABLE ONLY ") && l.contains(" SET (pg_attver="))
         })
         .map(|l| format!("{l}\n"))
         .collect()
@@ -157,11 +161,12 @@ fn backups_from_15_restore_on_17_and_18() {
     // The newer tools restore into the older server too, skipping only what 15 lacks.
     let job = restore_ok(&old, &restore_sql(custom.backup_id, "app_back", ""));
     let (_, _, message) = job_outcome(&old, job);
+    // The archive holds the 15 server's own column option, so it is restored as a script.
     assert_eq!(
         message.as_deref(),
         Some(
-            "pg_restore finished; this server does not know transaction_timeout (SET by the \
-             newer pg_restore), skipped"
+            "psql finished; this server does not know transaction_timeout (SET by the newer \
+             pg_restore), skipped"
         )
     );
     assert_same_database(&old, "app", &old, "app_back", "18 tools into 15, custom");

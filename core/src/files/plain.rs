@@ -55,52 +55,118 @@ pub fn header_settings(script: impl Read) -> io::Result<Vec<String>> {
     Ok(names)
 }
 
-/// Reads a plain script leaving out the header's `SET <name> = ...;` lines for `skip`, the
-/// parameters a newer pg_dump sets that an older server does not know; everything from the
-/// first statement that is not part of the header on passes unchanged.
-pub struct WithoutSettings<R> {
+/// The attribute option the PostgreSQL 15 server on Debian 12 (15.20-0+deb12u1) keeps on every
+/// column it creates, `pg_attver=<n>`, a value the server sets itself. Its own pg_dump leaves
+/// it out; pg_dump 16 and later write it as `ALTER TABLE ONLY t ALTER COLUMN c SET
+/// (pg_attver=<n>);`, which every other server refuses ("unrecognized parameter"), and which
+/// the 15 server overrides with its own value anyway.
+pub const SERVER_ATTRIBUTE_OPTION: &str = "pg_attver";
+
+/// `line` without the [`SERVER_ATTRIBUTE_OPTION`] item of an `ALTER TABLE ONLY ... ALTER
+/// COLUMN ... SET (...);` statement: None when there is none, Some("") when it was the only
+/// option (the statement goes), else the statement with the other options.
+pub fn without_server_attribute_option(line: &str) -> Option<String> {
+    let body = line.trim_end_matches(['\n', '\r']);
+    if !body.starts_with("ALTER TABLE ONLY ") || !body.contains(" ALTER COLUMN ") {
+        return None;
+    }
+    let open = body.rfind(" SET (")?;
+    let list = body[open + 6..].strip_suffix(");")?;
+    let prefix = format!("{SERVER_ATTRIBUTE_OPTION}=");
+    let is_server_item = |item: &str| {
+        item.strip_prefix(&prefix)
+            .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let items: Vec<&str> = list.split(", ").collect();
+    if !items.iter().any(|i| is_server_item(i)) {
+        return None;
+    }
+    let kept: Vec<&str> = items.into_iter().filter(|i| !is_server_item(i)).collect();
+    if kept.is_empty() {
+        return Some(String::new());
+    }
+    Some(format!(
+        "{} SET ({});{}",
+        &body[..open],
+        kept.join(", "),
+        &line[body.len()..]
+    ))
+}
+
+/// Streams a SQL script (a plain dump, or what `pg_restore --file=-` prints) leaving out what
+/// the restoring server must not see:
+/// - the header's `SET <name> = ...;` lines for `skip`, parameters a newer pg_dump sets that an
+///   older server does not know;
+/// - the [`SERVER_ATTRIBUTE_OPTION`] of `ALTER COLUMN ... SET (...)` statements.
+///
+/// The rows of `COPY ... FROM stdin;` blocks pass unchanged, whatever they contain.
+pub struct ScriptFilter<R> {
     inner: io::BufReader<R>,
     skip: Vec<String>,
     in_header: bool,
+    in_copy: bool,
     pending: Vec<u8>,
     offset: usize,
 }
 
-impl<R: Read> WithoutSettings<R> {
-    pub fn new(inner: R, skip: Vec<String>) -> WithoutSettings<R> {
-        WithoutSettings {
-            inner: io::BufReader::new(inner),
-            in_header: !skip.is_empty(),
+impl<R: Read> ScriptFilter<R> {
+    pub fn new(inner: R, skip: Vec<String>) -> ScriptFilter<R> {
+        ScriptFilter {
+            inner: io::BufReader::with_capacity(256 * 1024, inner),
             skip,
+            in_header: true,
+            in_copy: false,
             pending: Vec::new(),
             offset: 0,
         }
     }
-}
 
-impl<R: Read> Read for WithoutSettings<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.in_header && self.offset == self.pending.len() {
-            self.pending.clear();
-            self.offset = 0;
-            if io::BufRead::read_until(&mut self.inner, b'\n', &mut self.pending)? == 0 {
-                self.in_header = false;
-                break;
+    /// Reads the next line into `pending`, replaced or emptied as the filter says; false at the
+    /// end of the input.
+    fn next_line(&mut self) -> io::Result<bool> {
+        self.pending.clear();
+        self.offset = 0;
+        if io::BufRead::read_until(&mut self.inner, b'\n', &mut self.pending)? == 0 {
+            return Ok(false);
+        }
+        if self.in_copy {
+            if self.pending == b"\\.\n" || self.pending == b"\\." {
+                self.in_copy = false;
             }
-            let line = String::from_utf8_lossy(&self.pending).into_owned();
-            if !in_header(&line) {
-                self.in_header = false;
-            } else if set_name(&line).is_some_and(|n| self.skip.iter().any(|s| s == n)) {
+            return Ok(true);
+        }
+        let Ok(line) = std::str::from_utf8(&self.pending) else {
+            return Ok(true);
+        };
+        if self.in_header && !in_header(line) {
+            self.in_header = false;
+        }
+        if self.in_header {
+            if set_name(line).is_some_and(|n| self.skip.iter().any(|s| s == n)) {
                 self.pending.clear();
             }
+            return Ok(true);
         }
-        if self.offset < self.pending.len() {
-            let n = buf.len().min(self.pending.len() - self.offset);
-            buf[..n].copy_from_slice(&self.pending[self.offset..self.offset + n]);
-            self.offset += n;
-            return Ok(n);
+        if line.starts_with("COPY ") && line.trim_end().ends_with(" FROM stdin;") {
+            self.in_copy = true;
+        } else if let Some(replaced) = without_server_attribute_option(line) {
+            self.pending = replaced.into_bytes();
         }
-        self.inner.read(buf)
+        Ok(true)
+    }
+}
+
+impl<R: Read> Read for ScriptFilter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.offset == self.pending.len() {
+            if !self.next_line()? {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.pending.len() - self.offset);
+        buf[..n].copy_from_slice(&self.pending[self.offset..self.offset + n]);
+        self.offset += n;
+        Ok(n)
     }
 }
 
@@ -132,7 +198,7 @@ mod tests {
     #[test]
     fn only_the_headers_settings_are_left_out() {
         let mut out = String::new();
-        WithoutSettings::new(SCRIPT.as_bytes(), vec!["transaction_timeout".into()])
+        ScriptFilter::new(SCRIPT.as_bytes(), vec!["transaction_timeout".into()])
             .read_to_string(&mut out)
             .unwrap();
         // The header line is gone; the same text as a row of data stays.
@@ -143,15 +209,42 @@ mod tests {
         assert!(out.contains("FROM stdin;\nSET transaction_timeout = 0;\n"));
 
         let mut same = String::new();
-        WithoutSettings::new(SCRIPT.as_bytes(), Vec::new())
+        ScriptFilter::new(SCRIPT.as_bytes(), Vec::new())
             .read_to_string(&mut same)
             .unwrap();
         assert_eq!(same, SCRIPT);
     }
 
     #[test]
+    fn the_servers_own_attribute_option_is_left_out_outside_copy_data() {
+        let script = "SET lock_timeout = 0;\n\nCREATE TABLE public.t (x integer, y text);\n\
+            ALTER TABLE ONLY public.t ALTER COLUMN x SET (pg_attver=35277352);\n\
+            ALTER TABLE ONLY public.t ALTER COLUMN y SET (n_distinct=100, pg_attver=35277352);\n\
+            ALTER TABLE ONLY public.t ALTER COLUMN y SET (n_distinct=5);\n\
+            ALTER TABLE ONLY public.\"SET (pg_attver=1);\" ALTER COLUMN z SET (pg_attver=x1);\n\
+            COPY public.t (x, y) FROM stdin;\n\
+            1\tALTER TABLE ONLY public.t ALTER COLUMN x SET (pg_attver=35277352);\n\
+            \\.\n\
+            ALTER TABLE ONLY public.t ALTER COLUMN x SET (pg_attver=1);\n";
+        let mut out = String::new();
+        ScriptFilter::new(script.as_bytes(), Vec::new())
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(
+            out,
+            "SET lock_timeout = 0;\n\nCREATE TABLE public.t (x integer, y text);\n\
+             ALTER TABLE ONLY public.t ALTER COLUMN y SET (n_distinct=100);\n\
+             ALTER TABLE ONLY public.t ALTER COLUMN y SET (n_distinct=5);\n\
+             ALTER TABLE ONLY public.\"SET (pg_attver=1);\" ALTER COLUMN z SET (pg_attver=x1);\n\
+             COPY public.t (x, y) FROM stdin;\n\
+             1\tALTER TABLE ONLY public.t ALTER COLUMN x SET (pg_attver=35277352);\n\
+             \\.\n"
+        );
+    }
+
+    #[test]
     fn small_reads_see_the_same_bytes() {
-        let mut r = WithoutSettings::new(SCRIPT.as_bytes(), vec!["lock_timeout".into()]);
+        let mut r = ScriptFilter::new(SCRIPT.as_bytes(), vec!["lock_timeout".into()]);
         let mut out = Vec::new();
         let mut buf = [0u8; 3];
         loop {

@@ -6,7 +6,7 @@
 //! with every signal blocked, like the dump's stream thread.
 
 use crate::dump::run::{CANCEL_GRACE, STDERR_TAIL_BYTES};
-use crate::files::plain::{plain_dump_reader, WithoutSettings};
+use crate::files::plain::{plain_dump_reader, ScriptFilter};
 use crate::process::child::{describe_exit, stderr_tail, without_progress_lines, ChildGuard};
 use crate::process::command::ToolCommand;
 use crate::process::stream::spawn_signal_free;
@@ -51,10 +51,16 @@ impl<R: Read> Read for Stoppable<R> {
 pub(crate) enum Feed {
     Nothing,
     /// A plain script, gunzipped when `compressed`, without the header's `SET` lines for the
-    /// parameters in `skip` (see [`WithoutSettings`]).
+    /// parameters in `skip` (see [`ScriptFilter`]).
     File {
         path: PathBuf,
         compressed: bool,
+        skip: Vec<String>,
+    },
+    /// The stdout of another tool (`pg_restore --file=-`), through the same filter. That tool
+    /// runs beside the step's child; a failure of it fails the step.
+    Tool {
+        command: ToolCommand,
         skip: Vec<String>,
     },
 }
@@ -178,6 +184,65 @@ pub(crate) struct Step {
     feeder: Option<JoinHandle<io::Result<()>>>,
     reader: Option<JoinHandle<io::Result<Captured>>>,
     stop: Arc<AtomicBool>,
+    /// The tool feeding the child's stdin ([`Feed::Tool`]).
+    upstream: Option<Upstream>,
+}
+
+/// The tool of a [`Feed::Tool`]: its process group and stderr.
+struct Upstream {
+    child: ChildGuard,
+    name: String,
+    stderr_path: PathBuf,
+}
+
+impl Upstream {
+    /// How it ended, once the step's child has: an error names the tool and its stderr.
+    fn finish(&mut self) -> io::Result<()> {
+        let status = match self.child.wait_timeout(CLEANUP_TIMEOUT) {
+            Ok(Some(status)) => status,
+            Ok(None) => {
+                self.child.kill();
+                return Err(io::Error::other(format!(
+                    "{} did not finish with its reader",
+                    self.name
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        let tail = without_progress_lines(
+            &stderr_tail(&self.stderr_path, STDERR_TAIL_BYTES),
+            &self.name,
+        );
+        let _ = fs::remove_file(&self.stderr_path);
+        if status.success() {
+            return Ok(());
+        }
+        let mut m = format!("{} {}", self.name, describe_exit(status));
+        if !tail.is_empty() {
+            m.push_str(": ");
+            m.push_str(&tail);
+        }
+        Err(io::Error::other(m))
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.stderr_path);
+    }
+}
+
+/// A private stderr file for a tool run by a step.
+fn stderr_file(work_dir: &Path, name: &str) -> io::Result<(PathBuf, fs::File)> {
+    let n = STEP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let path = work_dir.join(format!("{name}-{}-{n}.stderr", std::process::id()));
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    Ok((path, file))
 }
 
 fn read_capped(mut r: impl Read, limit: usize) -> io::Result<Captured> {
@@ -215,21 +280,36 @@ impl Step {
         fed: Arc<AtomicU64>,
     ) -> io::Result<Step> {
         let name = cmd.name();
-        let n = STEP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let stderr_path = work_dir.join(format!("{name}-{}-{n}.stderr", std::process::id()));
-        let stderr = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&stderr_path)?;
+        // The feeding tool first: its stdout is what the child reads.
+        let mut upstream = match &feed {
+            Feed::Tool { command, .. } => {
+                let up_name = command.name();
+                let (path, file) = stderr_file(work_dir, &up_name)?;
+                let upstream = Upstream {
+                    child: ChildGuard::spawn_with(
+                        &command.program,
+                        &command.args,
+                        &command.env,
+                        false,
+                        true,
+                        file,
+                    )?,
+                    name: up_name,
+                    stderr_path: path,
+                };
+                Some(upstream)
+            }
+            _ => None,
+        };
+        let upstream_out = upstream.as_mut().and_then(|u| u.child.take_stdout());
+        let (stderr_path, stderr) = stderr_file(work_dir, &name)?;
         let stop = Arc::new(AtomicBool::new(false));
         let piped_out = !matches!(capture, Capture::Discard);
         let spawned = ChildGuard::spawn_with(
             &cmd.program,
             &cmd.args,
             &cmd.env,
-            matches!(feed, Feed::File { .. }),
+            !matches!(feed, Feed::Nothing),
             piped_out,
             stderr,
         );
@@ -241,6 +321,7 @@ impl Step {
                 feeder: None,
                 reader: None,
                 stop: stop.clone(),
+                upstream,
             },
             Err(e) => {
                 let _ = fs::remove_file(&stderr_path);
@@ -248,26 +329,42 @@ impl Step {
             }
         };
         // From here on, an error drops `step`, which kills the child.
-        if let (
-            Feed::File {
-                path,
-                compressed,
-                skip,
-            },
-            Some(mut stdin),
-        ) = (feed, step.child.take_stdin())
-        {
-            let stop = stop.clone();
-            step.feeder = Some(spawn_signal_free("backup_ext feed", move || {
-                let inner = fs::File::open(&path)?;
-                let raw = Stoppable {
-                    inner,
-                    stop,
-                    count: fed,
-                };
-                let mut script = WithoutSettings::new(plain_dump_reader(raw, compressed), skip);
-                io::copy(&mut script, &mut stdin).map(|_| ())
-            })?);
+        let stdin = step.child.take_stdin();
+        match (feed, stdin) {
+            (
+                Feed::File {
+                    path,
+                    compressed,
+                    skip,
+                },
+                Some(mut stdin),
+            ) => {
+                let stop = stop.clone();
+                step.feeder = Some(spawn_signal_free("backup_ext feed", move || {
+                    let inner = fs::File::open(&path)?;
+                    let raw = Stoppable {
+                        inner,
+                        stop,
+                        count: fed,
+                    };
+                    let mut script = ScriptFilter::new(plain_dump_reader(raw, compressed), skip);
+                    io::copy(&mut script, &mut stdin).map(|_| ())
+                })?);
+            }
+            (Feed::Tool { skip, .. }, Some(mut stdin)) => {
+                let inner = upstream_out
+                    .ok_or_else(|| io::Error::other("the feeding tool has no stdout"))?;
+                let stop = stop.clone();
+                step.feeder = Some(spawn_signal_free("backup_ext feed", move || {
+                    let raw = Stoppable {
+                        inner,
+                        stop,
+                        count: fed,
+                    };
+                    io::copy(&mut ScriptFilter::new(raw, skip), &mut stdin).map(|_| ())
+                })?);
+            }
+            _ => {}
         }
         if let Some(stdout) = step.child.take_stdout() {
             step.reader = Some(spawn_signal_free(
@@ -287,7 +384,13 @@ impl Step {
     }
 
     fn finish(&mut self, status: io::Result<ExitStatus>) -> StepEnd {
-        let feed = join(self.feeder.take(), ());
+        let mut feed = join(self.feeder.take(), ());
+        if let Some(mut upstream) = self.upstream.take() {
+            // A feeding tool that failed is the cause, whatever the reader made of its output.
+            if let Err(e) = upstream.finish() {
+                feed = Err(e);
+            }
+        }
         let output = join(self.reader.take(), Captured::Nothing);
         let tail = without_progress_lines(
             &stderr_tail(&self.stderr_path, STDERR_TAIL_BYTES),
@@ -327,6 +430,9 @@ impl Step {
     /// told to stop too.
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(upstream) = &mut self.upstream {
+            let _ = upstream.child.shutdown(CANCEL_GRACE);
+        }
         let _ = self.child.shutdown(CANCEL_GRACE);
     }
 

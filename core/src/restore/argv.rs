@@ -69,7 +69,6 @@ pub fn pg_restore_argv(
     role: Option<&str>,
     exit_on_error: bool,
 ) -> (PathBuf, Vec<OsString>) {
-    let o = &req.options;
     let mut args = vec![arg(format!("--dbname={}", conn.conninfo(target_db)))];
     if exit_on_error {
         args.push(arg("--exit-on-error"));
@@ -80,9 +79,40 @@ pub fn pg_restore_argv(
     if let Some(j) = req.jobs {
         args.push(arg(format!("--jobs={j}")));
     }
-    if o.single_transaction {
+    if req.options.single_transaction {
         args.push(arg("--single-transaction"));
     }
+    selection_args(&mut args, req, use_list);
+    args.push(path_arg(archive));
+    (bin_dir.join("pg_restore"), args)
+}
+
+/// pg_restore printing what it would run as a SQL script on stdout (`--file=-`), with the same
+/// selection as [`pg_restore_argv`]; psql then runs it (see
+/// [`crate::restore::run::RestoreStep::PsqlFromTool`]).
+pub fn pg_restore_script_argv(
+    bin_dir: &Path,
+    archive: &Path,
+    req: &RestoreRequest,
+    use_list: Option<&Path>,
+) -> (PathBuf, Vec<OsString>) {
+    let mut args = vec![arg("--file=-")];
+    selection_args(&mut args, req, use_list);
+    args.push(path_arg(archive));
+    (bin_dir.join("pg_restore"), args)
+}
+
+/// The archive's definitions as a SQL script on stdout, for reading what a restore would run.
+pub fn pg_restore_schema_argv(bin_dir: &Path, archive: &Path) -> (PathBuf, Vec<OsString>) {
+    (
+        bin_dir.join("pg_restore"),
+        vec![arg("--file=-"), arg("--schema-only"), path_arg(archive)],
+    )
+}
+
+/// What is restored: clean, tables, schemas, schema/data only, owners, privileges, `-L`.
+fn selection_args(args: &mut Vec<OsString>, req: &RestoreRequest, use_list: Option<&Path>) {
+    let o = &req.options;
     if o.clean {
         args.push(arg("--clean"));
         args.push(arg("--if-exists"));
@@ -107,8 +137,6 @@ pub fn pg_restore_argv(
     if let Some(list) = use_list {
         args.push(with_path("--use-list=", list));
     }
-    args.push(path_arg(archive));
-    (bin_dir.join("pg_restore"), args)
 }
 
 /// The archive's data as SQL on stdout, for counting COPY rows.

@@ -29,6 +29,14 @@ pub enum RestoreStep {
         compressed: bool,
         skip_settings: Vec<String>,
     },
+    /// An archive restored as a script: `source` (`pg_restore --file=-`) streams into psql
+    /// through the same filter as [`RestoreStep::PsqlStdin`]. Used when the archive holds what
+    /// the filter must take out (see [`crate::files::plain::SERVER_ATTRIBUTE_OPTION`]).
+    PsqlFromTool {
+        command: ToolCommand,
+        source: ToolCommand,
+        skip_settings: Vec<String>,
+    },
     /// A globals script, run by psql without ON_ERROR_STOP: roles that
     /// already exist are reported, not fatal.
     Globals {
@@ -56,6 +64,17 @@ impl RestoreStep {
                     skip: skip_settings.clone(),
                 },
             ),
+            RestoreStep::PsqlFromTool {
+                command,
+                source,
+                skip_settings,
+            } => (
+                command,
+                Feed::Tool {
+                    command: source.clone(),
+                    skip: skip_settings.clone(),
+                },
+            ),
         };
         Step::start(cmd, work_dir, feed, Capture::Discard, fed)
     }
@@ -65,7 +84,9 @@ impl RestoreStep {
             RestoreStep::PgRestore(c)
             | RestoreStep::PgRestoreIntoOlderServer(c)
             | RestoreStep::PsqlFile(c) => c,
-            RestoreStep::PsqlStdin { command, .. } | RestoreStep::Globals { command } => command,
+            RestoreStep::PsqlStdin { command, .. }
+            | RestoreStep::PsqlFromTool { command, .. }
+            | RestoreStep::Globals { command } => command,
         }
     }
 
@@ -87,10 +108,16 @@ impl RestoreStep {
         if !end.ok() {
             return Err(end.failure());
         }
-        if let RestoreStep::PsqlStdin { skip_settings, .. } = self {
+        if let RestoreStep::PsqlStdin { skip_settings, .. }
+        | RestoreStep::PsqlFromTool { skip_settings, .. } = self
+        {
             if !skip_settings.is_empty() {
+                let by = match self {
+                    RestoreStep::PsqlFromTool { .. } => "pg_restore",
+                    _ => "pg_dump",
+                };
                 return Ok(format!(
-                    "{} finished; this server does not know {} (SET by the newer pg_dump), \
+                    "{} finished; this server does not know {} (SET by the newer {by}), \
                      skipped",
                     end.name,
                     skip_settings.join(", ")

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use backup_core::{
-    access_sql, create_database_argv, create_database_sql, dropdb_argv, header_settings,
-    list_archive, login, open_plain_dump, pg_restore_argv, pg_restore_list_argv, psql_script_argv,
-    quote_ident, script_creates_public_schema, set_role_sql, use_list_for, without_public_schema,
-    Connection, Format, ProgressTracker, RestorePlan, RestoreRequest, RestoreStep, SourceAccess,
-    ToolCommand,
+    access_sql, archive_version, create_database_argv, create_database_sql, dropdb_argv,
+    header_settings, list_archive, login, open_plain_dump, pg_restore_argv, pg_restore_list_argv,
+    pg_restore_schema_argv, pg_restore_script_argv, psql_script_argv, quote_ident,
+    script_creates_public_schema, set_role_sql, use_list_for, without_public_schema,
+    without_server_attribute_option, ArchiveVersion, Connection, Format, ProgressTracker,
+    RestorePlan, RestoreRequest, RestoreStep, SourceAccess, ToolCommand, SERVER_ATTRIBUTE_OPTION,
 };
 
 use super::*;
@@ -165,31 +166,21 @@ pub(super) fn restore_step(
             .and_then(header_settings)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let skip_settings = catalog::unknown_settings(&header).map_err(|e| e.to_string())?;
-        return Ok(if compressed || !skip_settings.is_empty() {
-            RestoreStep::PsqlStdin {
-                command: command(psql_script_argv(
-                    &ctx.bin_dir,
-                    &conn,
-                    target.name,
-                    None,
-                    true,
-                    single,
-                    &before,
-                )),
-                input: path,
-                compressed,
-                skip_settings,
-            }
-        } else {
-            RestoreStep::PsqlFile(command(psql_script_argv(
+        // Streamed through the worker, which also leaves out the column option only the
+        // server that wrote it accepts (backup_core::SERVER_ATTRIBUTE_OPTION).
+        return Ok(RestoreStep::PsqlStdin {
+            command: command(psql_script_argv(
                 &ctx.bin_dir,
                 &conn,
                 target.name,
-                Some(&path),
+                None,
                 true,
                 single,
                 &before,
-            )))
+            )),
+            input: path,
+            compressed,
+            skip_settings,
         });
     }
     let use_list = if request.options.toc_ids.is_empty() && !target.fresh {
@@ -219,6 +210,27 @@ pub(super) fn restore_step(
         }
     };
     let role = sandbox.and_then(Sandbox::run_as);
+    // An archive whose definitions carry the column option only the server that wrote it
+    // accepts is restored as a script, through the filter that takes the option out.
+    if let Some(schema) = definitions_to_filter(ctx, &path, format)? {
+        let skip_settings = header_settings(schema.as_bytes())
+            .map_err(|e| e.to_string())
+            .and_then(|h| catalog::unknown_settings(&h).map_err(|e| e.to_string()))?;
+        let before: Vec<String> = role.map(set_role_sql).into_iter().collect();
+        return Ok(RestoreStep::PsqlFromTool {
+            command: command(psql_script_argv(
+                &ctx.bin_dir,
+                &conn,
+                target.name,
+                None,
+                true,
+                request.options.single_transaction,
+                &before,
+            )),
+            source: pg_restore_script_argv(&ctx.bin_dir, &path, request, use_list).into(),
+            skip_settings,
+        });
+    }
     // Newer tools set parameters an older server does not know; pg_restore must then go on
     // past those (and only those, which the step's outcome checks).
     let into_older_server = crate::tools::tool_version(&ctx.bin_dir, "pg_restore")
@@ -238,6 +250,32 @@ pub(super) fn restore_step(
     } else {
         RestoreStep::PgRestore(command(argv))
     })
+}
+
+/// The archive's definitions as SQL when they hold [`SERVER_ATTRIBUTE_OPTION`] items, which only
+/// pg_dump 16 and later write (archive version 1.15 and later); None otherwise.
+fn definitions_to_filter(
+    ctx: &Context,
+    path: &Path,
+    format: Format,
+) -> Result<Option<String>, String> {
+    let newer_writer = archive_version(path, format)
+        .ok()
+        .flatten()
+        .is_some_and(|v| v >= ArchiveVersion(1, 15));
+    if !newer_writer {
+        return Ok(None);
+    }
+    let schema = list_archive(
+        &pg_restore_schema_argv(&ctx.bin_dir, path).into(),
+        &work_dir(ctx)?,
+        LIST_TIMEOUT,
+    )?;
+    let marker = format!("{SERVER_ATTRIBUTE_OPTION}=");
+    let holds = schema
+        .lines()
+        .any(|l| l.contains(&marker) && without_server_attribute_option(l).is_some());
+    Ok(holds.then_some(schema))
 }
 
 /// Creates a restore's new database (owned by the requester when it is not a superuser) and

@@ -2,7 +2,7 @@
 //! files show which steps ran.
 
 use super::*;
-use crate::test_support::{fake_tool, poll_job, TempDir};
+use crate::test_support::{fake_tool, poll_job, retry_busy, TempDir};
 use std::fs;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -303,5 +303,91 @@ fn psql_stdin_leaves_out_settings_the_server_does_not_know() {
     assert_eq!(
         fs::read_to_string(&got).unwrap(),
         "SET lock_timeout = 0;\nCREATE TABLE t ();\n"
+    );
+}
+
+#[test]
+fn an_archive_restored_as_a_filtered_script() {
+    let t = Tools::new();
+    let got = t.marker("got");
+    let source = fake_tool(
+        &t.dir,
+        "pg_restore",
+        "printf 'SET transaction_timeout = 0;\\nCREATE TABLE t (x int);\\n\
+         ALTER TABLE ONLY public.t ALTER COLUMN x SET (pg_attver=42);\\n'",
+    );
+    let psql = fake_tool(&t.dir, "psql", &format!("cat > '{}'", got.display()));
+    let restore = RestoreStep::PsqlFromTool {
+        command: psql,
+        source,
+        skip_settings: vec!["transaction_timeout".into()],
+    };
+    let plan = t.plan(false, restore);
+    let mut run = retry_busy(|| RestoreRun::start(plan.clone()));
+    let (ok, message) = restore_result(poll_job(&mut run));
+    assert!(ok, "{message}");
+    assert_eq!(
+        message,
+        "psql finished; this server does not know transaction_timeout (SET by the newer \
+         pg_restore), skipped"
+    );
+    assert_eq!(
+        fs::read_to_string(&got).unwrap(),
+        "CREATE TABLE t (x int);\n"
+    );
+    assert!(t.work_is_empty());
+}
+
+#[test]
+fn a_failing_script_source_fails_the_restore_though_psql_succeeded() {
+    let t = Tools::new();
+    let source = fake_tool(
+        &t.dir,
+        "pg_restore",
+        "echo 'CREATE TABLE t ();'\necho 'pg_restore: error: could not read input' >&2\nexit 1",
+    );
+    let psql = fake_tool(&t.dir, "psql", "cat > /dev/null");
+    let restore = RestoreStep::PsqlFromTool {
+        command: psql,
+        source,
+        skip_settings: Vec::new(),
+    };
+    let plan = t.plan(true, restore);
+    let mut run = retry_busy(|| RestoreRun::start(plan.clone()));
+    let (ok, message) = restore_result(poll_job(&mut run));
+    assert!(!ok);
+    assert_eq!(
+        message,
+        "could not feed the input to psql: pg_restore exited with code 1: pg_restore: error: \
+         could not read input"
+    );
+    assert!(t.marker("dropped").exists());
+    assert!(t.work_is_empty());
+}
+
+#[test]
+fn cancelling_a_script_restore_stops_both_tools() {
+    let t = Tools::new();
+    let source = fake_tool(&t.dir, "pg_restore", "echo 'SELECT 1;'\nexec sleep 30");
+    let psql = fake_tool(&t.dir, "psql", "exec sleep 30");
+    let restore = RestoreStep::PsqlFromTool {
+        command: psql,
+        source,
+        skip_settings: Vec::new(),
+    };
+    let plan = t.plan(false, restore);
+    let mut run = retry_busy(|| RestoreRun::start(plan.clone()));
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    run.cancel();
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let ps = std::process::Command::new("pgrep")
+        .args(["-f", &t.dir.path().display().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        ps.stdout.is_empty(),
+        "left running: {:?}",
+        String::from_utf8_lossy(&ps.stdout)
     );
 }
