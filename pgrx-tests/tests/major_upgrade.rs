@@ -34,6 +34,18 @@ const EXTRA_SQL: &str = "
     COMMENT ON TABLE shop.orders IS 'orders, carried over by an upgrade';
 ";
 
+/// Lines of a schema dump that differ between runs and versions: `\restrict` keys, the version
+/// header, and the attribute option the Debian PostgreSQL 15 keeps on every column
+/// (`pg_attver=<n>`, set by that server on CREATE TABLE, hidden by its own pg_dump, refused by
+/// every other server; restores leave it out).
+fn noise(l: &str) -> bool {
+    l.starts_with("\\restrict ")
+        || l.starts_with("\\unrestrict ")
+        || l.starts_with("-- Dumped from ")
+        || l.starts_with("-- Dumped by ")
+        || (l.starts_with("ALTER TABLE ONLY ") && l.contains(" SET (pg_attver="))
+}
+
 /// `pg_dump --schema-only` by the PostgreSQL 18 tools, which read every server here, without
 /// the lines that differ between runs and versions.
 fn schema_by_18(c: &Cluster, db: &str) -> String {
@@ -48,16 +60,7 @@ fn schema_by_18(c: &Cluster, db: &str) -> String {
     String::from_utf8(out.stdout)
         .expect("UTF-8 schema dump")
         .lines()
-        .filter(|l| {
-            !l.starts_with("\\restrict ")
-                && !l.starts_with("\\unrestrict ")
-                && !l.starts_with("-- Dumped from ")
-                && !l.starts_with("-- Dumped by ")
-                // The Debian PostgreSQL 15 keeps an attribute option of its own on every column
-                // (pg_attver=<n>, set by the server on CREATE TABLE, hidden by its pg_dump,
-                // refused by every other server); restores leave it out.
-                && !(l.starts_with("ALTER TABLE ONLY ") && l.contains(" SET (pg_attver="))
-        })
+        .filter(|l| !noise(l))
         .map(|l| format!("{l}\n"))
         .collect()
 }
