@@ -227,6 +227,32 @@ impl Cluster {
         bin_dir().join(name)
     }
 
+    /// `ALTER SYSTEM SET name = value` and a reload, returning once a new session sees the
+    /// value (the postmaster rereads the file asynchronously).
+    pub fn set_and_reload(&self, name: &str, value: &str) {
+        let mut client = self.client("postgres");
+        client
+            .batch_execute(&format!(
+                "ALTER SYSTEM SET {name} = '{}'",
+                value.replace('\'', "''")
+            ))
+            .unwrap_or_else(|e| panic!("ALTER SYSTEM SET {name}: {}", describe(&e)));
+        client.batch_execute("SELECT pg_reload_conf()").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen: String = self
+                .client("postgres")
+                .query_one(&format!("SHOW {name}"), &[])
+                .unwrap()
+                .get(0);
+            if seen == value {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{name} is still {seen:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// A connection as superuser `postgres`.
     pub fn client(&self, db: &str) -> Client {
         self.client_as(db, PG_USER)

@@ -35,15 +35,6 @@ fn write_pg_dump_without_zstd(dir: &Path, real: &Path) {
     std::fs::rename(&staged, &path).unwrap();
 }
 
-fn set_bin_dir(c: &Cluster, dir: &Path) {
-    let mut client = c.client("postgres");
-    exec(
-        &mut client,
-        &format!("ALTER SYSTEM SET backup_ext.bin_dir = '{}'", path_str(dir)),
-    );
-    exec(&mut client, "SELECT pg_reload_conf()");
-}
-
 /// `pg_restore --list` by the 18 tools (the archive version is newer than pg_restore 15 reads).
 fn list_by_18(path: &Path) -> String {
     let out = std::process::Command::new(bin_dir_of(18).join("pg_restore"))
@@ -60,7 +51,7 @@ fn compression_follows_what_the_binary_accepts() {
     let c = Cluster::start("capabilities");
     c.create_sample_db("app");
     let tools = tools_without_zstd(&c);
-    set_bin_dir(&c, &tools);
+    c.set_and_reload("backup_ext.bin_dir", path_str(&tools));
 
     let mut client = c.client("postgres");
     let before = one_i64(&mut client, "SELECT count(*) FROM backup_ext.jobs");

@@ -7,17 +7,18 @@ use backup_ext_e2e::*;
 #[test]
 fn newer_tools_back_up_and_restore_this_server() {
     let tools = bin_dir_of(18);
-    let c = Cluster::start_with(
-        "newer-tools",
-        &[("backup_ext.bin_dir", path_str(&tools))],
-    );
+    let c = Cluster::start_with("newer-tools", &[("backup_ext.bin_dir", path_str(&tools))]);
     c.create_sample_db("app");
     for (format, compress, target) in [
         ("custom", "zstd:3", "app_custom"),
         ("directory", "lz4", "app_directory"),
         ("plain", "0", "app_plain"),
     ] {
-        let b = backup_db(&c, "app", &format!(", '{format}', compress => '{compress}'"));
+        let b = backup_db(
+            &c,
+            "app",
+            &format!(", '{format}', compress => '{compress}'"),
+        );
         assert!(
             b.tool_version.as_deref().unwrap().contains(" 18."),
             "{:?}",
@@ -27,14 +28,22 @@ fn newer_tools_back_up_and_restore_this_server() {
         let (_, _, message) = job_outcome(&c, job);
         let expected = match (pg_major(), format) {
             // Archives of the Debian 15 carry its own column option: restored as a script.
-            (15, "plain") => "psql finished; this server does not know transaction_timeout (SET \
-                              by the newer pg_dump), skipped",
-            (15, _) => "psql finished; this server does not know transaction_timeout (SET by \
-                        the newer pg_restore), skipped",
-            (16, "plain") => "psql finished; this server does not know transaction_timeout (SET \
-                              by the newer pg_dump), skipped",
-            (16, _) => "pg_restore finished; this server does not know transaction_timeout \
-                        (SET by the newer pg_restore), skipped",
+            (15, "plain") => {
+                "psql finished; this server does not know transaction_timeout (SET \
+                              by the newer pg_dump), skipped"
+            }
+            (15, _) => {
+                "psql finished; this server does not know transaction_timeout (SET by \
+                        the newer pg_restore), skipped"
+            }
+            (16, "plain") => {
+                "psql finished; this server does not know transaction_timeout (SET \
+                              by the newer pg_dump), skipped"
+            }
+            (16, _) => {
+                "pg_restore finished; this server does not know transaction_timeout \
+                        (SET by the newer pg_restore), skipped"
+            }
             (_, "plain") => "psql finished",
             _ => "pg_restore finished",
         };
