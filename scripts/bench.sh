@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Benchmark: backup_ext against pg_dump / pg_dumpall / pg_restore run directly, on a throwaway
-# cluster. Builds and installs the extension in release mode, starts the cluster, runs the
-# bench binary (report on stdout and in bench/results/<date>.md + .png), stops the cluster.
+# Benchmark: backup_ext against pg_dump / pg_dumpall / pg_restore run directly, then the
+# compression table (pg_dump 17's methods through the extension against this PostgreSQL 15),
+# on a throwaway cluster. Builds and installs the extension in release mode, starts the
+# cluster, runs the bench binary (report on stdout and in bench/results/<date>.md + .png),
+# stops the cluster.
 #
 #   bash scripts/bench.sh                       # scale 50 (or $BENCH_SCALE), 3 runs per side
 #   bash scripts/bench.sh --scale 2 --runs 1 --small-tables 50 --small-dbs 4
+#   bash scripts/bench.sh --only compression    # the compression table alone: <date>-compression.md
 #
 # Every argument is passed to the bench binary (see: cargo run -p backup_ext_bench -- --help).
 set -euo pipefail
@@ -34,5 +37,7 @@ cluster_start "$DIR" "$PORT" shared_buffers=256MB max_wal_size=4GB checkpoint_ti
 trap 'cluster_stop "$DIR"' EXIT
 
 start=$(date +%s)
-cargo run --release -q -p backup_ext_bench -- --dir "$DIR" --port "$PORT" --scale "$SCALE" "$@"
+# The compression table uses the PostgreSQL 17 tools that scripts/setup.sh installs.
+cargo run --release -q -p backup_ext_bench -- --dir "$DIR" --port "$PORT" --scale "$SCALE" \
+    --compression-bin "$(pg_bin_of 17)" "$@"
 echo "== bench finished in $(( $(date +%s) - start )) s" >&2

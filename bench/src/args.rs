@@ -8,6 +8,27 @@ use crate::{Context, Res};
 
 const DEFAULT_SCALE: u32 = 50;
 
+/// Which parts of the benchmark run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// The comparison with the tools run directly, then the compression table.
+    All,
+    /// backup_ext against pg_dump / pg_dumpall / pg_restore run directly, and the probes.
+    Comparison,
+    /// The compression table only.
+    Compression,
+}
+
+impl Part {
+    pub(crate) fn comparison(self) -> bool {
+        self != Part::Compression
+    }
+
+    pub(crate) fn compression(self) -> bool {
+        self != Part::Comparison
+    }
+}
+
 const USAGE: &str = "\
 backup_ext_bench: backup_ext against pg_dump / pg_dumpall / pg_restore run directly
 
@@ -27,6 +48,19 @@ usage: backup_ext_bench [options]
   --pgbin DIR          PostgreSQL binaries                    [/usr/lib/postgresql/15/bin]
   --out DIR            where <date>.md and <date>.png go      [bench/results]
   --font FILE          TrueType font for the chart            [a DejaVu/Liberation font]
+
+  --only PART          comparison: the cases against the tools run directly and the
+                       probes; compression: the compression table only, written to
+                       <date>-compression.md                  [both, compression last]
+  --compression-bin DIR
+                       pg_dump / pg_restore 16 or later for the compression table
+                                                              [/opt/backup_ext-pg/17/bin]
+  --compression-runs N backups through the extension per compression case    [2]
+  --compression-dump-runs N
+                       pg_dump runs by hand per compression case (0: none)    [1]
+  --compression-restore-runs N
+                       pg_restore runs per compression case                   [1]
+  --text-rows N        rows of generated text in bench_text   [300000]
 ";
 
 pub(crate) struct Args {
@@ -43,6 +77,12 @@ pub(crate) struct Args {
     pub(crate) pgbin: PathBuf,
     pub(crate) out: PathBuf,
     pub(crate) font: Option<PathBuf>,
+    pub(crate) only: Part,
+    pub(crate) compression_bin: PathBuf,
+    pub(crate) compression_runs: usize,
+    pub(crate) compression_dump_runs: usize,
+    pub(crate) compression_restore_runs: usize,
+    pub(crate) text_rows: usize,
 }
 
 fn number<T: FromStr>(flag: &str, value: &str) -> Res<T>
@@ -73,6 +113,12 @@ pub(crate) fn parse_args() -> Res<Args> {
         pgbin: PathBuf::from("/usr/lib/postgresql/15/bin"),
         out: Path::new(env!("CARGO_MANIFEST_DIR")).join("results"),
         font: None,
+        only: Part::All,
+        compression_bin: PathBuf::from("/opt/backup_ext-pg/17/bin"),
+        compression_runs: 2,
+        compression_dump_runs: 1,
+        compression_restore_runs: 1,
+        text_rows: 300_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -104,6 +150,23 @@ pub(crate) fn parse_args() -> Res<Args> {
             "--pgbin" => a.pgbin = PathBuf::from(value()?),
             "--out" => a.out = PathBuf::from(value()?),
             "--font" => a.font = Some(PathBuf::from(value()?)),
+            "--only" => {
+                a.only = match value()?.as_str() {
+                    "comparison" => Part::Comparison,
+                    "compression" => Part::Compression,
+                    other => {
+                        return Err(format!(
+                            "--only takes comparison or compression, not {other:?}"
+                        )
+                        .into())
+                    }
+                }
+            }
+            "--compression-bin" => a.compression_bin = PathBuf::from(value()?),
+            "--compression-runs" => a.compression_runs = number(&flag, &value()?)?,
+            "--compression-dump-runs" => a.compression_dump_runs = number(&flag, &value()?)?,
+            "--compression-restore-runs" => a.compression_restore_runs = number(&flag, &value()?)?,
+            "--text-rows" => a.text_rows = number(&flag, &value()?)?,
             _ => return Err(format!("unknown argument {arg:?}; see --help").into()),
         }
     }
@@ -116,12 +179,19 @@ pub(crate) fn parse_args() -> Res<Args> {
         ("--pickup-jobs", a.pickup_jobs),
         ("--catalog-rows", a.catalog_rows),
         ("--catalog-runs", a.catalog_runs),
+        ("--compression-runs", a.compression_runs),
+        ("--compression-restore-runs", a.compression_restore_runs),
+        ("--text-rows", a.text_rows),
     ];
     if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
         return Err(format!("{flag} must be at least 1").into());
     }
     if a.catalog_rows > i32::MAX as usize {
         return Err("--catalog-rows is too large".into());
+    }
+    // Each row's words are keyed by id * 256 + word number in a bigint.
+    if a.text_rows > i64::MAX as usize / 256 {
+        return Err("--text-rows is too large".into());
     }
     Ok(a)
 }

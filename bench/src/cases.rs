@@ -2,16 +2,16 @@
 //! backup_ext call alternately, once per run.
 
 use std::fmt::Write as _;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::cluster::{connect, files_under, remove_path, run, secs, sha256sum, Bench};
+use crate::cluster::{files_under, remove_path, run, secs, sha256sum, Bench};
 use crate::setup::BIG_DB;
 use crate::stats::median;
 use crate::{Context, Res};
 
 const RESTORE_BASE_DB: &str = "bench_restore_base";
 const RESTORE_EXT_DB: &str = "bench_restore_ext";
+const MAX_PARALLEL: &str = "backup_ext.max_parallel";
 
 pub(crate) const ENQUEUE_SQL: &str =
     "SELECT backup_ext.backup_database(dbname => $1, format => $2, \
@@ -183,50 +183,6 @@ impl Bench {
         Ok(results)
     }
 
-    fn set_max_parallel(&mut self, n: Option<i32>) -> Res<()> {
-        match n {
-            Some(n) => self.exec(&format!("ALTER SYSTEM SET backup_ext.max_parallel = {n}"))?,
-            None => self.exec("ALTER SYSTEM RESET backup_ext.max_parallel")?,
-        }
-        self.exec("SELECT pg_reload_conf()")?;
-        let want = match n {
-            Some(n) => n.to_string(),
-            None => self.default_max_parallel()?,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let mut fresh = connect(&self.socket, self.a.port, "postgres")?;
-            let now: String = fresh
-                .query_one("SHOW backup_ext.max_parallel", &[])
-                .context(|| "SHOW backup_ext.max_parallel failed".to_string())?
-                .get(0);
-            if now == want {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "backup_ext.max_parallel is still {now} 10 s after reloading for {want}"
-                )
-                .into());
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        // The worker rereads the file on SIGHUP; give it a moment.
-        thread::sleep(Duration::from_millis(300));
-        Ok(())
-    }
-
-    fn default_max_parallel(&mut self) -> Res<String> {
-        let row = self
-            .db
-            .query_one(
-                "SELECT coalesce(reset_val, boot_val) FROM pg_settings WHERE name = 'backup_ext.max_parallel'",
-                &[],
-            )
-            .context(|| "cannot read pg_settings".to_string())?;
-        Ok(row.get(0))
-    }
-
     pub(crate) fn cluster_cases(&mut self) -> Res<Vec<CaseResult>> {
         let dbs = self.small_dbs();
         let n = dbs.len();
@@ -251,6 +207,7 @@ impl Bench {
                 )
             })
             .collect();
+        let original = self.setting(MAX_PARALLEL)?;
         for i in 1..=self.a.runs {
             let dir = self.scratch_dir("cluster")?;
             let mut cmds = Vec::new();
@@ -275,7 +232,7 @@ impl Bench {
             let mut line = format!("cluster: run {i}: baseline {t:.3}s");
 
             for (k, mp) in [1, 2].into_iter().enumerate() {
-                self.set_max_parallel(Some(mp))?;
+                self.alter_system(MAX_PARALLEL, Some(&mp.to_string()), &mp.to_string())?;
                 let t0 = Instant::now();
                 let set_id: i64 = self
                     .db
@@ -322,7 +279,7 @@ impl Bench {
             }
             self.log(&line);
         }
-        self.set_max_parallel(None)?;
+        self.restore_setting(MAX_PARALLEL, &original)?;
         Ok(results)
     }
 }

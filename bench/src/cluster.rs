@@ -4,7 +4,8 @@
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use postgres::types::ToSql;
 use postgres::{Client, NoTls};
@@ -18,6 +19,13 @@ pub(crate) struct ExtRun {
     pub(crate) client: f64,
     pub(crate) catalog: f64,
     pub(crate) job_ids: Vec<i64>,
+}
+
+/// A setting as a new session sees it.
+pub(crate) struct Setting {
+    pub(crate) value: String,
+    /// The value in postgresql.auto.conf (ALTER SYSTEM), None if it is not set there.
+    pub(crate) configured: Option<String>,
 }
 
 pub(crate) struct Bench {
@@ -111,9 +119,14 @@ impl Bench {
     }
 
     pub(crate) fn tool(&self, program: &str) -> Command {
+        self.tool_in(&self.a.pgbin, program)
+    }
+
+    /// `program` of the binaries in `bin`, run as `postgres` against the cluster.
+    pub(crate) fn tool_in(&self, bin: &Path, program: &str) -> Command {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"])
-            .arg(self.a.pgbin.join(program))
+            .arg(bin.join(program))
             .args(["-h", &self.socket, "-p", &self.a.port.to_string()])
             .args(["-U", "postgres"])
             .stdin(Stdio::null());
@@ -134,6 +147,57 @@ impl Bench {
         self.db
             .batch_execute(sql)
             .context(|| format!("SQL failed: {sql}"))
+    }
+
+    pub(crate) fn setting(&mut self, name: &str) -> Res<Setting> {
+        let row = connect(&self.socket, self.a.port, "postgres")?
+            .query_one(
+                "SELECT setting, CASE WHEN sourcefile LIKE '%/postgresql.auto.conf' THEN setting END
+                   FROM pg_settings WHERE name = $1",
+                &[&name],
+            )
+            .context(|| format!("cannot read setting {name}"))?;
+        Ok(Setting {
+            value: row.get(0),
+            configured: row.get(1),
+        })
+    }
+
+    /// `ALTER SYSTEM SET name = value` (`RESET` for None), reload, and wait until a new session
+    /// sees `want`.
+    pub(crate) fn alter_system(&mut self, name: &str, value: Option<&str>, want: &str) -> Res<()> {
+        let sql: String = self
+            .db
+            .query_one(
+                "SELECT CASE WHEN $2::text IS NULL THEN format('ALTER SYSTEM RESET %s', $1::text)
+                             ELSE format('ALTER SYSTEM SET %s = %L', $1::text, $2::text) END",
+                &[&name, &value],
+            )
+            .context(|| format!("cannot build ALTER SYSTEM for {name}"))?
+            .get(0);
+        self.exec(&sql)?;
+        self.exec("SELECT pg_reload_conf()")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.setting(name)?.value;
+            if now == want {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(
+                    format!("{name} is still {now:?} 10 s after reloading for {want:?}").into(),
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        // The worker rereads the file on SIGHUP; give it a moment.
+        thread::sleep(Duration::from_millis(300));
+        Ok(())
+    }
+
+    /// Puts back a setting read with `setting()` before `alter_system()` changed it.
+    pub(crate) fn restore_setting(&mut self, name: &str, original: &Setting) -> Res<()> {
+        self.alter_system(name, original.configured.as_deref(), &original.value)
     }
 
     pub(crate) fn drop_database(&mut self, name: &str) -> Res<()> {

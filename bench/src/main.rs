@@ -3,12 +3,14 @@
 //! Runs against a cluster that already has backup_ext preloaded (scripts/bench.sh starts one),
 //! creates its own databases, times every case baseline / extension interleaved, measures call
 //! and pickup latency, catalog reads, the worker's memory and the streaming throughput, then
-//! prints a markdown report and writes it with a PNG chart of the ratios.
+//! the compression table (pg_dump's methods with newer tools), prints a markdown report and
+//! writes it with a PNG chart of the ratios. `--only` runs one of the two parts.
 
 mod args;
 mod cases;
 mod chart;
 mod cluster;
+mod compression;
 mod probes;
 mod report;
 mod setup;
@@ -19,9 +21,10 @@ use std::fmt::Display;
 use std::fs;
 use std::time::Instant;
 
-use crate::args::parse_args;
+use crate::args::{parse_args, Part};
 use crate::cluster::{connect, Bench};
-use crate::report::{render, Report, RATIO_TARGET};
+use crate::compression::compression_tool_version;
+use crate::report::{render, Comparison, Report, RATIO_TARGET};
 use crate::setup::{BIG_DB, TABLES_DB};
 
 pub(crate) type Res<T> = Result<T, Box<dyn Error>>;
@@ -46,6 +49,12 @@ fn main() {
 fn real_main() -> Res<()> {
     let a = parse_args()?;
     let started = Instant::now();
+    // Missing newer tools fail here rather than after the comparison's minutes.
+    let compression_tools = if a.only.compression() {
+        Some(compression_tool_version(&a.compression_bin)?)
+    } else {
+        None
+    };
     let socket = a.dir.join("socket").to_string_lossy().into_owned();
     let scratch = a.dir.join("scratch");
     let db = connect(&socket, a.port, "postgres")?;
@@ -56,15 +65,76 @@ fn real_main() -> Res<()> {
         db,
         started,
     };
-    let font = chart::load_font(b.a.font.as_deref());
-    if let Err(e) = &font {
-        b.log(&format!("warning: {e}; the chart will be skipped"));
-    }
+    let font = if b.a.only.comparison() {
+        let font = chart::load_font(b.a.font.as_deref());
+        if let Err(e) = &font {
+            b.log(&format!("warning: {e}; the chart will be skipped"));
+        }
+        font.is_ok()
+    } else {
+        false
+    };
 
     b.setup()?;
     let machine = b.machine()?;
-    let latency = b.latency()?;
+    let comparison = if b.a.only.comparison() {
+        Some(comparison(&mut b)?)
+    } else {
+        None
+    };
+    let compression = match compression_tools {
+        Some(version) => Some(b.compression(version)?),
+        None => None,
+    };
 
+    let report = Report {
+        m: &machine,
+        a: &b.a,
+        comparison: comparison.as_ref(),
+        compression: compression.as_ref(),
+        total_secs: started.elapsed().as_secs_f64(),
+    };
+    let (md, missed) = render(&report);
+    print!("{md}");
+
+    fs::create_dir_all(&b.a.out).context(|| format!("cannot create {}", b.a.out.display()))?;
+    let stem = if b.a.only == Part::Compression {
+        format!("{}-compression", machine.date)
+    } else {
+        machine.date.clone()
+    };
+    let md_path = b.a.out.join(format!("{stem}.md"));
+    fs::write(&md_path, &md).context(|| format!("cannot write {}", md_path.display()))?;
+    b.log(&format!("wrote {}", md_path.display()));
+    if let (true, Some(c)) = (font, &comparison) {
+        let png_path = b.a.out.join(format!("{stem}.png"));
+        let bars: Vec<chart::Bar> = c
+            .cases
+            .iter()
+            .map(|c| chart::Bar {
+                label: c.short.clone(),
+                ratio: c.ratio(),
+            })
+            .collect();
+        let title = format!(
+            "backup_ext / baseline, median time ({}, scale {}, runs per side {})",
+            machine.date, b.a.scale, b.a.runs
+        );
+        chart::draw(&png_path, &title, &bars, RATIO_TARGET)
+            .context(|| format!("cannot draw {}", png_path.display()))?;
+        b.log(&format!("wrote {}", png_path.display()));
+    }
+    if !missed.is_empty() {
+        b.log(&format!(
+            "{} target(s) MISSED (see the report)",
+            missed.len()
+        ));
+    }
+    Ok(())
+}
+
+fn comparison(b: &mut Bench) -> Res<Comparison> {
+    let latency = b.latency()?;
     let mut cases = Vec::new();
     let big = BIG_DB;
     cases.push(b.dump_case(
@@ -123,46 +193,11 @@ fn real_main() -> Res<()> {
     cases.extend(b.cluster_cases()?);
     let streaming = b.streaming()?;
     let (catalog_rows, catalog) = b.catalog_reads()?;
-
-    let report = Report {
-        m: &machine,
-        a: &b.a,
-        cases: &cases,
-        latency: &latency,
+    Ok(Comparison {
+        cases,
+        latency,
         catalog_rows,
-        catalog: &catalog,
-        streaming: &streaming,
-        total_secs: started.elapsed().as_secs_f64(),
-    };
-    let (md, missed) = render(&report);
-    print!("{md}");
-
-    fs::create_dir_all(&b.a.out).context(|| format!("cannot create {}", b.a.out.display()))?;
-    let md_path = b.a.out.join(format!("{}.md", machine.date));
-    fs::write(&md_path, &md).context(|| format!("cannot write {}", md_path.display()))?;
-    b.log(&format!("wrote {}", md_path.display()));
-    if font.is_ok() {
-        let png_path = b.a.out.join(format!("{}.png", machine.date));
-        let bars: Vec<chart::Bar> = cases
-            .iter()
-            .map(|c| chart::Bar {
-                label: c.short.clone(),
-                ratio: c.ratio(),
-            })
-            .collect();
-        let title = format!(
-            "backup_ext / baseline, median time ({}, scale {}, runs per side {})",
-            machine.date, b.a.scale, b.a.runs
-        );
-        chart::draw(&png_path, &title, &bars, RATIO_TARGET)
-            .context(|| format!("cannot draw {}", png_path.display()))?;
-        b.log(&format!("wrote {}", png_path.display()));
-    }
-    if !missed.is_empty() {
-        b.log(&format!(
-            "{} target(s) MISSED (see the report)",
-            missed.len()
-        ));
-    }
-    Ok(())
+        catalog,
+        streaming,
+    })
 }

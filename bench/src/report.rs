@@ -1,11 +1,13 @@
-//! The markdown report: the tables, each figure against its target, and the missed targets.
+//! The markdown report: the tables, each figure against its target, the missed targets, and
+//! the compression table with its recommendation.
 
 use std::fmt::Write as _;
 
 use crate::args::Args;
 use crate::cases::CaseResult;
+use crate::compression::{recommend, Compression, BACKUP_SLACK, METHODS};
 use crate::probes::{CatalogTiming, Latency, Streaming, FABRICATED_DBS};
-use crate::setup::{loadavg, Machine, BIG_DB, TABLES_DB, TINY_DB};
+use crate::setup::{loadavg, Machine, BIG_DB, TABLES_DB, TEXT_DB, TINY_DB};
 use crate::stats::{max, median, min, percentile};
 
 pub(crate) const RATIO_TARGET: f64 = 1.05;
@@ -28,20 +30,48 @@ fn mb(kb: u64) -> f64 {
     kb as f64 / 1024.0
 }
 
+/// What the comparison part measured: the cases against the tools run directly and the probes.
+pub(crate) struct Comparison {
+    pub(crate) cases: Vec<CaseResult>,
+    pub(crate) latency: Latency,
+    pub(crate) catalog_rows: i64,
+    pub(crate) catalog: Vec<CatalogTiming>,
+    pub(crate) streaming: Streaming,
+}
+
 pub(crate) struct Report<'a> {
     pub(crate) m: &'a Machine,
     pub(crate) a: &'a Args,
-    pub(crate) cases: &'a [CaseResult],
-    pub(crate) latency: &'a Latency,
-    pub(crate) catalog_rows: i64,
-    pub(crate) catalog: &'a [CatalogTiming],
-    pub(crate) streaming: &'a Streaming,
+    pub(crate) comparison: Option<&'a Comparison>,
+    pub(crate) compression: Option<&'a Compression>,
     pub(crate) total_secs: f64,
 }
 
+/// The report and the missed targets (the compression table has none).
 pub(crate) fn render(r: &Report) -> (String, Vec<String>) {
     let mut missed = Vec::new();
     let mut md = String::new();
+    header(&mut md, r);
+    if let Some(c) = r.comparison {
+        comparison(&mut md, r.a, c, &mut missed);
+    }
+    if let Some(c) = r.compression {
+        compression(&mut md, r.a, c);
+    }
+    if r.comparison.is_some() {
+        let _ = writeln!(md, "\n## Missed targets\n");
+        if missed.is_empty() {
+            let _ = writeln!(md, "none");
+        } else {
+            for x in &missed {
+                let _ = writeln!(md, "- MISSED: {x}");
+            }
+        }
+    }
+    (md, missed)
+}
+
+fn header(md: &mut String, r: &Report) {
     let m = r.m;
     let a = r.a;
     let _ = writeln!(md, "# backup_ext benchmark, {}\n", m.date);
@@ -57,23 +87,67 @@ pub(crate) fn render(r: &Report) -> (String, Vec<String>) {
     );
     let _ = writeln!(md, "| PostgreSQL | {} |", m.pg_version);
     let _ = writeln!(md, "| tools | {} |", m.pg_dump_version);
+    let _ = writeln!(md, "| backup_ext library | {} |", m.library);
+    if let Some(c) = r.compression {
+        let _ = writeln!(
+            md,
+            "| compression table's tools | {} in `{}` |",
+            c.tool_version,
+            a.compression_bin.display()
+        );
+    }
     let _ = writeln!(
         md,
-        "| settings | shared_buffers {}, backup_ext.max_parallel {} (1 and 2 in the cluster case) |",
-        m.shared_buffers, m.max_parallel
+        "| settings | shared_buffers {}, backup_ext.max_parallel {}{} |",
+        m.shared_buffers,
+        m.max_parallel,
+        if r.comparison.is_some() {
+            " (1 and 2 in the cluster case)"
+        } else {
+            ""
+        }
     );
-    let _ = writeln!(
-        md,
-        "| data | scale {}: {BIG_DB} {} (pgbench -i -s {}); {TABLES_DB} {} tables of 100 rows ({}); {} small databases for the cluster case |",
-        a.scale, m.big_size, a.scale, a.small_tables, m.tables_size, a.small_dbs
+    let mut data = format!(
+        "scale {}: {BIG_DB} {} (pgbench -i -s {})",
+        a.scale, m.big_size, a.scale
     );
-    let _ = writeln!(
-        md,
-        "| runs | {} per side, baseline and extension interleaved |",
-        a.runs
-    );
+    if r.comparison.is_some() {
+        let _ = write!(
+            data,
+            "; {TABLES_DB} {} tables of 100 rows ({}); {} small databases for the cluster case",
+            a.small_tables,
+            m.tables_size.as_deref().unwrap_or("?"),
+            a.small_dbs
+        );
+    }
+    if let Some(c) = r.compression {
+        if let Some(d) = c.datasets.iter().find(|d| d.db == TEXT_DB) {
+            let _ = write!(
+                data,
+                "; {TEXT_DB} {} for the compression table",
+                d.description
+            );
+        }
+    }
+    let _ = writeln!(md, "| data | {data} |");
+    if r.comparison.is_some() {
+        let _ = writeln!(
+            md,
+            "| runs | {} per side, baseline and extension interleaved |",
+            a.runs
+        );
+    }
+    if r.compression.is_some() {
+        let _ = writeln!(
+            md,
+            "| runs, compression table | per case {} backup(s) through the extension, {} pg_dump by hand, {} restore(s) |",
+            a.compression_runs, a.compression_dump_runs, a.compression_restore_runs
+        );
+    }
     let _ = writeln!(md, "| total time | {:.0} s |\n", r.total_secs);
+}
 
+fn comparison(md: &mut String, a: &Args, r: &Comparison, missed: &mut Vec<String>) {
     let _ = writeln!(md, "## Backups and restores\n");
     let _ = writeln!(
         md,
@@ -89,7 +163,7 @@ pub(crate) fn render(r: &Report) -> (String, Vec<String>) {
         "| case | baseline min | baseline median | + sha256sum median | extension min | extension median | catalog median | ratio | ratio vs + sha256sum | target <= {RATIO_TARGET} |"
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-    for c in r.cases {
+    for c in &r.cases {
         let ratio = c.ratio();
         let ok = ratio <= RATIO_TARGET;
         if !ok {
@@ -116,7 +190,7 @@ pub(crate) fn render(r: &Report) -> (String, Vec<String>) {
         );
     }
     let _ = writeln!(md, "\n| case | baseline | extension |\n|---|---|---|");
-    for c in r.cases {
+    for c in &r.cases {
         let _ = writeln!(
             md,
             "| {} | `{}` | `{}` |",
@@ -124,7 +198,7 @@ pub(crate) fn render(r: &Report) -> (String, Vec<String>) {
         );
     }
 
-    let l = r.latency;
+    let l = &r.latency;
     let _ = writeln!(md, "\n## Call and pickup latency\n");
     let _ = writeln!(
         md,
@@ -195,7 +269,7 @@ pub(crate) fn render(r: &Report) -> (String, Vec<String>) {
         md,
         "| query | median ms | min ms | max ms | target | result |\n|---|---:|---:|---:|---|---|"
     );
-    for t in r.catalog {
+    for t in &r.catalog {
         let med = median(&t.ms);
         let ok = med < CATALOG_TARGET_MS;
         if !ok {
@@ -214,7 +288,7 @@ pub(crate) fn render(r: &Report) -> (String, Vec<String>) {
         );
     }
 
-    let s = r.streaming;
+    let s = &r.streaming;
     let _ = writeln!(
         md,
         "\n## Worker memory while streaming the plain dump of {BIG_DB}\n"
@@ -323,14 +397,183 @@ pub(crate) fn render(r: &Report) -> (String, Vec<String>) {
             s.bytes as f64 / 1e6 / med
         );
     }
+}
 
-    let _ = writeln!(md, "\n## Missed targets\n");
-    if missed.is_empty() {
-        let _ = writeln!(md, "none");
+fn megabytes(bytes: f64) -> f64 {
+    bytes / 1e6
+}
+
+/// Median with two decimals, "-" without samples.
+fn secs_cell(samples: &[f64]) -> String {
+    if samples.is_empty() {
+        "-".into()
     } else {
-        for x in &missed {
-            let _ = writeln!(md, "- MISSED: {x}");
-        }
+        format!("{:.2}", median(samples))
     }
-    (md, missed)
+}
+
+fn compression(md: &mut String, a: &Args, c: &Compression) {
+    if !md.ends_with("\n\n") {
+        md.push('\n');
+    }
+    let _ = writeln!(
+        md,
+        "## Compression: pg_dump {}'s methods against this server\n",
+        c.tool_version.rsplit(' ').next().unwrap_or("")
+    );
+    let _ = writeln!(
+        md,
+        "Backups through the extension with `backup_ext.bin_dir = '{}'` (set by ALTER SYSTEM \
+         for this part, then put back): time from the enqueuing call until `wait_for()` returns, \
+         median of {} run(s); size = `size_bytes` of `backup_ext.backups`, MB = 10^6 bytes. \
+         \"by hand\" is the same `pg_dump` run directly, median of {} run(s). \"restore\" is \
+         `createdb` + `pg_restore -j 1 -d <new>` of the extension's archive with the same tools, \
+         median of {} run(s); each restored database's row counts are checked against the \
+         source. \"uncompressed\" is `pg_dump -Fc --compress=none`, counted from a pipe.\n",
+        a.compression_bin.display(),
+        a.compression_runs,
+        a.compression_dump_runs,
+        a.compression_restore_runs
+    );
+    for d in &c.datasets {
+        let base = d.default_method();
+        let _ = writeln!(
+            md,
+            "### {}: {}; uncompressed archive {:.1} MB\n",
+            d.db,
+            d.description,
+            megabytes(d.uncompressed_bytes as f64)
+        );
+        let _ = writeln!(
+            md,
+            "| case | backup s (extension) | pg_dump s (by hand) | size MB | uncompressed / size | size / gzip 6 | restore s |\n|---|---:|---:|---:|---:|---:|---:|"
+        );
+        for r in &d.methods {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.1} | {:.1} | {:.2} | {} |",
+                r.method.name,
+                secs_cell(&r.backup),
+                secs_cell(&r.pg_dump),
+                megabytes(r.bytes as f64),
+                d.uncompressed_bytes as f64 / r.bytes as f64,
+                r.bytes as f64 / base.bytes as f64,
+                secs_cell(&r.restore)
+            );
+        }
+        let _ = writeln!(md);
+    }
+    let _ = writeln!(md, "| case | extension | by hand |\n|---|---|---|");
+    for m in &METHODS {
+        let _ = writeln!(
+            md,
+            "| {} | `{}` | `pg_dump {} -f <file> db` |",
+            m.name,
+            m.ext_call(),
+            m.pg_dump_args.join(" ")
+        );
+    }
+
+    let rec = recommend(c);
+    let _ = writeln!(md, "\n### Recommended default\n");
+    let _ = writeln!(
+        md,
+        "Rule: the smallest archive (mean of size / gzip 6 over both databases) among the \
+         custom-format methods whose backup through the extension takes at most \
+         {BACKUP_SLACK:.2} × gzip 6's time on every database. Restore times are shown, not \
+         used: most of a restore is COPY and index builds, the same whatever the method, and \
+         {} run(s) per case cannot tell the rest from noise.\n",
+        a.compression_restore_runs
+    );
+    if rec.method.is_default() {
+        let _ = writeln!(
+            md,
+            "**Keep pg_dump's default, gzip 6**: no other method is as fast and smaller here."
+        );
+    } else {
+        let _ = writeln!(
+            md,
+            "**`compress => '{}'`** (custom format): {:.2} × gzip 6's size on average.",
+            rec.method.compress.unwrap_or(""),
+            rec.mean_size
+        );
+    }
+    for d in &c.datasets {
+        let base = d.default_method();
+        let Some(r) = d
+            .methods
+            .iter()
+            .find(|r| std::ptr::eq(r.method, rec.method))
+        else {
+            continue;
+        };
+        let fastest = d
+            .methods
+            .iter()
+            .filter(|r| r.method.format == "custom")
+            .min_by(|x, y| median(&x.backup).total_cmp(&median(&y.backup)));
+        let smallest = d
+            .methods
+            .iter()
+            .filter(|r| r.method.format == "custom")
+            .min_by_key(|r| r.bytes);
+        let mut line = if rec.method.is_default() {
+            format!(
+                "- {}: gzip 6 backup {:.2} s, {:.1} MB; restore {:.2} s",
+                d.db,
+                median(&base.backup),
+                megabytes(base.bytes as f64),
+                median(&base.restore)
+            )
+        } else {
+            format!(
+                "- {}: backup {:.2} s, {:.1} MB (gzip 6: {:.2} s, {:.1} MB); restore {:.2} s (gzip 6: {:.2} s)",
+                d.db,
+                median(&r.backup),
+                megabytes(r.bytes as f64),
+                median(&base.backup),
+                megabytes(base.bytes as f64),
+                median(&r.restore),
+                median(&base.restore)
+            )
+        };
+        if let Some(f) = fastest.filter(|f| !std::ptr::eq(f.method, rec.method)) {
+            let _ = write!(
+                line,
+                ". Fastest backup: {} ({:.2} s, {:.2} × gzip 6's size)",
+                f.method.label(),
+                median(&f.backup),
+                f.bytes as f64 / base.bytes as f64
+            );
+        }
+        if let Some(s) = smallest.filter(|s| !std::ptr::eq(s.method, rec.method)) {
+            let _ = write!(
+                line,
+                ". Smallest: {} ({:.1} MB, {:.2} × gzip 6's backup time)",
+                s.method.label(),
+                megabytes(s.bytes as f64),
+                median(&s.backup) / median(&base.backup)
+            );
+        }
+        let _ = writeln!(md, "{line}.");
+    }
+    let _ = writeln!(
+        md,
+        "\n`lz4`, `zstd` and `method:level` need pg_dump 16 or later in `backup_ext.bin_dir`; \
+         with older tools the choice is a gzip level (`compress => '1'` .. `'9'`)."
+    );
+
+    let _ = writeln!(
+        md,
+        "\n{} of {} restores exited 1 with exactly one error, `unrecognized configuration \
+         parameter \"transaction_timeout\"` (pg_restore 17 sets it; this server does not know \
+         it), and nothing else on stderr; they count as successes, and their row counts matched. \
+         Any other output or exit status stops the benchmark.",
+        c.tolerated, c.restores
+    );
+    let _ = writeln!(
+        md,
+        "\nThis part took {:.0} s, of which {:.0} s to make {TEXT_DB}.",
+        c.secs, c.text_secs
+    );
 }

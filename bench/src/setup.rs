@@ -1,9 +1,11 @@
 //! The data the cases run on (a pgbench database, a database of many small tables, a tiny
-//! database and a set of small databases) and the description of the machine and cluster.
+//! database, a set of small databases and a table of generated text) and the description of
+//! the machine and cluster.
 
 use std::fs;
 use std::process::Command;
 use std::thread;
+use std::time::UNIX_EPOCH;
 
 use postgres::Client;
 
@@ -13,7 +15,13 @@ use crate::{Context, Res};
 pub(crate) const BIG_DB: &str = "bench_big";
 pub(crate) const TABLES_DB: &str = "bench_tables";
 pub(crate) const TINY_DB: &str = "bench_tiny";
+pub(crate) const TEXT_DB: &str = "bench_text";
 const SMALL_DB_PREFIX: &str = "bench_small_";
+/// The table of `TEXT_DB` and the functions that make its rows (session-local, so that the
+/// dumps hold the table alone).
+const TEXT_SCHEMA_SQL: &str = include_str!("../sql/text_schema.sql");
+/// Fills the table: `$1` rows.
+const TEXT_ROWS_SQL: &str = include_str!("../sql/text_rows.sql");
 
 pub(crate) struct Machine {
     pub(crate) date: String,
@@ -23,10 +31,14 @@ pub(crate) struct Machine {
     pub(crate) load_start: String,
     pub(crate) pg_version: String,
     pub(crate) pg_dump_version: String,
+    /// The shared library the worker runs, with its size and modification time: a debug
+    /// build streams several times slower.
+    pub(crate) library: String,
     pub(crate) shared_buffers: String,
     pub(crate) max_parallel: String,
     pub(crate) big_size: String,
-    pub(crate) tables_size: String,
+    /// None when only the compression table runs.
+    pub(crate) tables_size: Option<String>,
 }
 
 impl Bench {
@@ -36,6 +48,8 @@ impl Bench {
             .collect()
     }
 
+    /// Every database the chosen parts need except `TEXT_DB`, which the compression part makes
+    /// (its time counts in that part).
     pub(crate) fn setup(&mut self) -> Res<()> {
         self.exec("CREATE EXTENSION IF NOT EXISTS backup_ext")?;
         self.worker_pid()?;
@@ -68,7 +82,13 @@ impl Bench {
             .args(["-i", "-q", "-s", &self.a.scale.to_string()])
             .arg(BIG_DB);
         run(pgbench, "pgbench -i")?;
+        if self.a.only.comparison() {
+            self.create_comparison_dbs()?;
+        }
+        self.exec("CHECKPOINT")
+    }
 
+    fn create_comparison_dbs(&mut self) -> Res<()> {
         self.log(&format!(
             "creating {TABLES_DB} with {} small tables",
             self.a.small_tables
@@ -117,8 +137,30 @@ impl Bench {
                 )
                 .context(|| format!("cannot fill {name}"))?;
         }
-        self.exec("CHECKPOINT")?;
         Ok(())
+    }
+
+    /// `TEXT_DB`: one table of `--text-rows` rows of generated text, the same rows every time.
+    pub(crate) fn create_text_db(&mut self) -> Res<()> {
+        self.log(&format!(
+            "creating {TEXT_DB} with {} rows of generated text",
+            self.a.text_rows
+        ));
+        self.drop_database(TEXT_DB)?;
+        self.exec(&format!("CREATE DATABASE {TEXT_DB}"))?;
+        let mut text = connect(&self.socket, self.a.port, TEXT_DB)?;
+        text.batch_execute(TEXT_SCHEMA_SQL)
+            .context(|| format!("cannot create the table of {TEXT_DB}"))?;
+        text.execute(TEXT_ROWS_SQL, &[&(self.a.text_rows as i64)])
+            .context(|| format!("cannot fill {TEXT_DB}"))?;
+        text.batch_execute(
+            "ALTER TABLE messages ADD PRIMARY KEY (id);
+             CREATE INDEX messages_created_at ON messages (created_at);",
+        )
+        .context(|| format!("cannot index {TEXT_DB}"))?;
+        text.batch_execute("VACUUM ANALYZE messages")
+            .context(|| format!("cannot vacuum {TEXT_DB}"))?;
+        self.exec("CHECKPOINT")
     }
 
     pub(crate) fn machine(&mut self) -> Res<Machine> {
@@ -146,7 +188,9 @@ impl Bench {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_else(|e| format!("unknown ({e})"));
+        let library = self.worker_library()?;
         Ok(Machine {
+            library,
             date: one(&mut self.db, "SELECT to_char(now(), 'YYYY-MM-DD')")?,
             nproc: thread::available_parallelism().map_or(1, |n| n.get()),
             cpu,
@@ -156,15 +200,55 @@ impl Bench {
             pg_dump_version: version,
             shared_buffers: one(&mut self.db, "SHOW shared_buffers")?,
             max_parallel: one(&mut self.db, "SHOW backup_ext.max_parallel")?,
-            big_size: one(
-                &mut self.db,
-                &format!("SELECT pg_size_pretty(pg_database_size('{BIG_DB}'))"),
-            )?,
-            tables_size: one(
-                &mut self.db,
-                &format!("SELECT pg_size_pretty(pg_database_size('{TABLES_DB}'))"),
-            )?,
+            big_size: self.database_size(BIG_DB)?.unwrap_or_default(),
+            tables_size: self.database_size(TABLES_DB)?,
         })
+    }
+
+    fn worker_library(&mut self) -> Res<String> {
+        let pid = self.worker_pid()?;
+        let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        let Some(line) = maps.lines().find(|l| l.contains("/backup_ext.so")) else {
+            return Ok("unknown".into());
+        };
+        let path = line.split_whitespace().nth(5).unwrap_or_default();
+        if line.ends_with("(deleted)") {
+            // Installs unlink the old file: the worker still runs the one it loaded.
+            return Ok(format!("{path}, replaced on disk since the server started"));
+        }
+        let meta = match fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) => return Ok(format!("{path} ({e})")),
+        };
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0.0, |d| d.as_secs_f64());
+        let when: String = self
+            .db
+            .query_one(
+                "SELECT to_char(to_timestamp($1) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI \"UTC\"')",
+                &[&modified],
+            )
+            .context(|| "cannot format a time".to_string())?
+            .get(0);
+        Ok(format!(
+            "{path}, {:.1} MB, modified {when}",
+            meta.len() as f64 / 1e6
+        ))
+    }
+
+    /// `pg_size_pretty` of the database, None if it does not exist.
+    pub(crate) fn database_size(&mut self, name: &str) -> Res<Option<String>> {
+        Ok(self
+            .db
+            .query_opt(
+                "SELECT pg_size_pretty(pg_database_size(oid)) FROM pg_database WHERE datname = $1",
+                &[&name],
+            )
+            .context(|| format!("cannot read the size of {name}"))?
+            .map(|r| r.get(0)))
     }
 }
 
