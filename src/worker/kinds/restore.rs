@@ -8,9 +8,10 @@ use backup_core::{
     access_sql, archive_version, create_database_argv, create_database_sql, dropdb_argv,
     header_settings, list_archive, login, open_plain_dump, pg_restore_argv, pg_restore_list_argv,
     pg_restore_schema_argv, pg_restore_script_argv, psql_script_argv, quote_ident,
-    script_creates_public_schema, set_role_sql, use_list_for, without_public_schema,
-    without_server_attribute_option, ArchiveVersion, Connection, Format, ProgressTracker,
-    RestorePlan, RestoreRequest, RestoreStep, SourceAccess, ToolCommand, SERVER_ATTRIBUTE_OPTION,
+    script_creates_public_schema, script_is_restricted, set_role_sql, use_list_for,
+    without_public_schema, without_server_attribute_option, ArchiveVersion, Connection, Format,
+    ProgressTracker, RestorePlan, RestoreRequest, RestoreStep, SourceAccess, ToolCommand,
+    SERVER_ATTRIBUTE_OPTION,
 };
 
 use super::*;
@@ -213,6 +214,15 @@ pub(super) fn restore_step(
     // An archive whose definitions carry the column option only the server that wrote it
     // accepts is restored as a script, through the filter that takes the option out.
     if let Some(schema) = definitions_to_filter(ctx, &path, format)? {
+        // psql runs what pg_restore prints; names and comments in it come from the backed-up
+        // database, so psql's backslash commands must be off (`\restrict`).
+        if !script_is_restricted(schema.as_bytes()).unwrap_or(false) {
+            return Err(format!(
+                "this archive must be restored as a script, and the pg_restore in {} does not \
+                 write \\restrict; use pg_restore 16.10, 17.6, 18.0 or later",
+                ctx.bin_dir.display()
+            ));
+        }
         let skip_settings = header_settings(schema.as_bytes())
             .map_err(|e| e.to_string())
             .and_then(|h| catalog::unknown_settings(&h).map_err(|e| e.to_string()))?;
