@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job, end to end on a throwaway cluster: build and install backup_ext, start a
-# PostgreSQL cluster (15 by default; `--pg 16|17|18` for another major) with it preloaded, create a sample database, ask for a custom-format
-# backup and a globals backup from SQL, list them, look inside the dump, verify it with a test
-# restore, restore it with restore_backup(jobs => 2) and compare row counts, then back up the
-# whole cluster as one set and show status().
+# PostgreSQL cluster (15 by default; `--pg 16|17|18` for another major) with it preloaded,
+# create a sample database, ask for a custom-format backup and a globals backup from SQL, list
+# them, look inside the dump, verify it with a test restore, restore it with
+# restore_backup(jobs => 2) and compare row counts, then back up the whole cluster as one set and
+# show status().
 #
 #   bash scripts/demo.sh            # PostgreSQL 15
 #   bash scripts/demo.sh --pg 17    # PostgreSQL 17 (the tree scripts/setup.sh installs)

@@ -58,6 +58,13 @@ impl Default for ClusterOptions {
     }
 }
 
+fn owned(settings: &[(&str, &str)]) -> Vec<(String, String)> {
+    settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 impl Cluster {
     /// A fresh cluster with backup_ext preloaded and created in `postgres`.
     pub fn start(name: &str) -> Cluster {
@@ -70,10 +77,7 @@ impl Cluster {
         Cluster::start_opts(
             name,
             ClusterOptions {
-                settings: settings
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
+                settings: owned(settings),
                 ..ClusterOptions::default()
             },
         )
@@ -95,10 +99,7 @@ impl Cluster {
         Cluster::start_opts(
             name,
             ClusterOptions {
-                settings: settings
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
+                settings: owned(settings),
                 major: Some(major),
                 ..ClusterOptions::default()
             },

@@ -161,34 +161,29 @@ fn backups_from_15_restore_on_17_and_18() {
     assert_eq!(old.wait_final(globals_job, SMALL_JOB), "succeeded");
     let globals = old.backup(globals_job);
 
-    // The newer tools restore into the older server too, skipping only what 15 lacks.
-    let job = restore_ok(&old, &restore_sql(custom.backup_id, "app_back", ""));
-    let (_, _, message) = job_outcome(&old, job);
-    // The archive holds the 15 server's own column option, so it is restored as a script.
-    assert_eq!(
-        message.as_deref(),
-        Some(
-            "psql finished; this server does not know transaction_timeout (SET by the newer \
-             pg_restore), skipped"
-        )
-    );
-    assert_same_database(&old, "app", &old, "app_back", "18 tools into 15, custom");
-    let job = restore_ok(&old, &restore_sql(plain.backup_id, "app_back_plain", ""));
-    let (_, _, message) = job_outcome(&old, job);
-    assert_eq!(
-        message.as_deref(),
-        Some(
-            "psql finished; this server does not know transaction_timeout (SET by the newer \
-             pg_dump), skipped"
-        )
-    );
-    assert_same_database(
-        &old,
-        "app",
-        &old,
-        "app_back_plain",
-        "18 tools into 15, plain",
-    );
+    // The newer tools restore into the older server too, skipping only what 15 lacks. The
+    // archive holds the 15 server's own column option, so it is restored as a script as well.
+    for (from, target, by) in [
+        (&custom, "app_back", "pg_restore"),
+        (&plain, "app_back_plain", "pg_dump"),
+    ] {
+        let job = restore_ok(&old, &restore_sql(from.backup_id, target, ""));
+        let (_, _, message) = job_outcome(&old, job);
+        assert_eq!(
+            message,
+            Some(format!(
+                "psql finished; this server does not know transaction_timeout (SET by the newer \
+                 {by}), skipped"
+            ))
+        );
+        assert_same_database(
+            &old,
+            "app",
+            &old,
+            target,
+            &format!("18 tools into 15, {target}"),
+        );
+    }
 
     for major in [17, 18] {
         let new = Cluster::start_major(&format!("upgrade-{major}"), major, &[]);

@@ -129,6 +129,18 @@ pub(super) fn restore_step(
     let command = |argv: (PathBuf, Vec<std::ffi::OsString>)| -> ToolCommand {
         ToolCommand::from(argv).with_env(env.clone())
     };
+    // psql running a script from stdin with ON_ERROR_STOP, after the `before` statements.
+    let psql_reading_stdin = |single: bool, before: &[String]| {
+        command(psql_script_argv(
+            &ctx.bin_dir,
+            &conn,
+            target.name,
+            None,
+            true,
+            single,
+            before,
+        ))
+    };
     if backup.kind == Ok(JobKind::Globals) {
         if sandbox.is_some() {
             return Err("a globals backup can only be restored by a superuser".into());
@@ -170,15 +182,7 @@ pub(super) fn restore_step(
         // Streamed through the worker, which also leaves out the column option only the
         // server that wrote it accepts (backup_core::SERVER_ATTRIBUTE_OPTION).
         return Ok(RestoreStep::PsqlStdin {
-            command: command(psql_script_argv(
-                &ctx.bin_dir,
-                &conn,
-                target.name,
-                None,
-                true,
-                single,
-                &before,
-            )),
+            command: psql_reading_stdin(single, &before),
             input: path,
             compressed,
             skip_settings,
@@ -228,15 +232,7 @@ pub(super) fn restore_step(
             .and_then(|h| catalog::unknown_settings(&h).map_err(|e| e.to_string()))?;
         let before: Vec<String> = role.map(set_role_sql).into_iter().collect();
         return Ok(RestoreStep::PsqlFromTool {
-            command: command(psql_script_argv(
-                &ctx.bin_dir,
-                &conn,
-                target.name,
-                None,
-                true,
-                request.options.single_transaction,
-                &before,
-            )),
+            command: psql_reading_stdin(request.options.single_transaction, &before),
             source: pg_restore_script_argv(&ctx.bin_dir, &path, request, use_list).into(),
             skip_settings,
         });

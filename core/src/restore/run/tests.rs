@@ -275,6 +275,16 @@ fn newer_tools_fail_on_any_other_error() {
     assert!(!restore_result(poll_job(&mut run)).0);
 }
 
+/// Starts `restore` (without creating a database), runs it to its end and returns its message,
+/// asserting it succeeded.
+fn succeeded(t: &Tools, restore: RestoreStep) -> String {
+    let plan = t.plan(false, restore);
+    let mut run = retry_busy(|| RestoreRun::start(plan.clone()));
+    let (ok, message) = restore_result(poll_job(&mut run));
+    assert!(ok, "{message}");
+    message
+}
+
 #[test]
 fn psql_stdin_leaves_out_settings_the_server_does_not_know() {
     let t = Tools::new();
@@ -292,11 +302,8 @@ fn psql_stdin_leaves_out_settings_the_server_does_not_know() {
         compressed: false,
         skip_settings: vec!["transaction_timeout".into()],
     };
-    let mut run = RestoreRun::start(t.plan(false, restore)).unwrap();
-    let (ok, message) = restore_result(poll_job(&mut run));
-    assert!(ok, "{message}");
     assert_eq!(
-        message,
+        succeeded(&t, restore),
         "psql finished; this server does not know transaction_timeout (SET by the newer \
          pg_dump), skipped"
     );
@@ -322,12 +329,8 @@ fn an_archive_restored_as_a_filtered_script() {
         source,
         skip_settings: vec!["transaction_timeout".into()],
     };
-    let plan = t.plan(false, restore);
-    let mut run = retry_busy(|| RestoreRun::start(plan.clone()));
-    let (ok, message) = restore_result(poll_job(&mut run));
-    assert!(ok, "{message}");
     assert_eq!(
-        message,
+        succeeded(&t, restore),
         "psql finished; this server does not know transaction_timeout (SET by the newer \
          pg_restore), skipped"
     );
