@@ -43,19 +43,23 @@ pub fn init_shmem() {
 /// Per process: `(key, capabilities with version lines)` of the last probe.
 static LOCAL: Mutex<Option<HashMap<PathBuf, (u64, ToolCapabilities)>>> = Mutex::new(None);
 
-/// What identifies one build of the tools in `bin_dir`: the directory and the size and
-/// modification time of pg_dump and pg_restore.
-fn key_of(bin_dir: &Path) -> Result<u64, String> {
+/// What identifies one build of `tools` in `bin_dir`: the directory and each program's size,
+/// inode and modification time. Never 0, which means "nothing cached" in shared memory.
+fn stamp(bin_dir: &Path, tools: &[&str]) -> Result<u64, String> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     bin_dir.hash(&mut h);
-    for tool in ["pg_dump", "pg_restore"] {
+    for tool in tools {
         let program = bin_dir.join(tool);
         let meta = std::fs::metadata(&program)
             .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
         (meta.size(), meta.mtime(), meta.mtime_nsec(), meta.ino()).hash(&mut h);
     }
-    // 0 means "nothing cached" in shared memory.
     Ok(h.finish().max(1))
+}
+
+/// The build of pg_dump and pg_restore in `bin_dir`, which the capabilities belong to.
+fn key_of(bin_dir: &Path) -> Result<u64, String> {
+    stamp(bin_dir, &["pg_dump", "pg_restore"])
 }
 
 fn probe_now(bin_dir: &Path) -> Result<ToolCapabilities, String> {
@@ -127,8 +131,8 @@ fn shared(bin_dir: &Path) -> Result<Shared, String> {
     Ok(entry)
 }
 
-/// Version lines of the other tools (pg_dumpall, psql), per process.
-/// A tool's `(major, version line)`, keyed by its program and stamped with its file identity.
+/// Version lines of the other tools (pg_dumpall, psql), per process: `(major, version line)`
+/// by program, with the [`stamp`] of the build they were read from.
 type Versions = HashMap<PathBuf, (u64, (u32, String))>;
 static OTHER_VERSIONS: Mutex<Option<Versions>> = Mutex::new(None);
 
@@ -140,9 +144,7 @@ pub fn tool_version(bin_dir: &Path, tool: &str) -> Result<(u32, String), String>
         _ => {}
     }
     let program = bin_dir.join(tool);
-    let meta = std::fs::metadata(&program)
-        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-    let stamp = (meta.mtime() as u64) ^ meta.size() ^ meta.ino();
+    let stamp = stamp(bin_dir, &[tool])?;
     if let Ok(guard) = OTHER_VERSIONS.lock() {
         if let Some((s, found)) = guard.as_ref().and_then(|m| m.get(&program)) {
             if *s == stamp {

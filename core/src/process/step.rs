@@ -89,8 +89,6 @@ pub(crate) struct StepEnd {
     pub status: io::Result<ExitStatus>,
     /// The end of stderr with verbose chatter removed.
     pub tail: String,
-    /// Every `ERROR:` line in (the last MiB of) stderr.
-    pub errors: Vec<String>,
     /// The last MiB of stderr.
     pub stderr: String,
     pub output: io::Result<Captured>,
@@ -98,6 +96,14 @@ pub(crate) struct StepEnd {
 }
 
 impl StepEnd {
+    /// Every `ERROR:` line in (the last MiB of) stderr.
+    pub fn errors(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.contains("ERROR:"))
+            .collect()
+    }
+
     pub fn exited_ok(&self) -> bool {
         matches!(&self.status, Ok(s) if s.success())
     }
@@ -397,17 +403,11 @@ impl Step {
             &self.name,
         );
         let stderr = stderr_tail(&self.stderr_path, STDERR_SCAN_BYTES);
-        let errors = stderr
-            .lines()
-            .filter(|l| l.contains("ERROR:"))
-            .map(str::to_string)
-            .collect();
         let _ = fs::remove_file(&self.stderr_path);
         StepEnd {
             name: self.name.clone(),
             status,
             tail,
-            errors,
             stderr,
             output,
             feed,
@@ -477,7 +477,6 @@ impl StepEnd {
             name: cmd.name(),
             status: Err(io::Error::new(e.kind(), format!("could not start: {e}"))),
             tail: String::new(),
-            errors: Vec::new(),
             stderr: String::new(),
             output: Ok(Captured::Nothing),
             feed: Ok(()),

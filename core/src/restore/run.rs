@@ -124,10 +124,11 @@ impl RestoreStep {
                 ));
             }
         }
-        if !matches!(self, RestoreStep::Globals { .. }) || end.errors.is_empty() {
+        let errors = end.errors();
+        if !matches!(self, RestoreStep::Globals { .. }) || errors.is_empty() {
             return Ok(format!("{} finished", end.name));
         }
-        globals_outcome(&end.errors)
+        globals_outcome(&errors)
     }
 }
 
@@ -165,7 +166,7 @@ fn error_text(line: &str) -> &str {
 
 /// `ERROR:` lines of a globals script: only "already exists" ones are
 /// acceptable (the cluster has the role or tablespace already).
-pub(crate) fn globals_outcome(errors: &[String]) -> Result<String, String> {
+pub(crate) fn globals_outcome(errors: &[&str]) -> Result<String, String> {
     let texts: Vec<&str> = errors.iter().map(|l| error_text(l)).collect();
     let fatal: Vec<&str> = texts
         .iter()

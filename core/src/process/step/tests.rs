@@ -113,7 +113,7 @@ fn failure_messages() {
         end.failure(),
         "pg_restore exited with code 1: pg_restore: error: could not execute query: ERROR:  boom"
     );
-    assert_eq!(end.errors.len(), 1);
+    assert_eq!(end.errors().len(), 1);
 
     let missing = ToolCommand {
         program: dir.path().join("nope"),
