@@ -191,7 +191,7 @@ fn globals_tolerate_existing_roles_only() {
     assert_eq!(message, "psql reported 1 error: ERROR:  permission denied");
     assert!(!t.marker("dropped").exists());
     assert_eq!(
-        globals_outcome(&["ERROR:  tablespace \"x\" already exists".into()]),
+        globals_outcome(&["ERROR:  tablespace \"x\" already exists"]),
         Ok("1 object already existed: ERROR:  tablespace \"x\" already exists".into())
     );
 }
