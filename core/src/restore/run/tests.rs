@@ -371,8 +371,8 @@ fn a_failing_script_source_fails_the_restore_though_psql_succeeded() {
 #[test]
 fn cancelling_a_script_restore_stops_both_tools() {
     let t = Tools::new();
-    let source = fake_tool(&t.dir, "pg_restore", "echo 'SELECT 1;'\nexec sleep 30");
-    let psql = fake_tool(&t.dir, "psql", "exec sleep 30");
+    let source = fake_tool(&t.dir, "pg_restore", "echo 'SELECT 1;'\nsleep 30");
+    let psql = fake_tool(&t.dir, "psql", "sleep 30");
     let restore = RestoreStep::PsqlFromTool {
         command: psql,
         source,
@@ -380,17 +380,28 @@ fn cancelling_a_script_restore_stops_both_tools() {
     };
     let plan = t.plan(false, restore);
     let mut run = retry_busy(|| RestoreRun::start(plan.clone()));
-    std::thread::sleep(Duration::from_millis(200));
+    // The processes whose command line names this test's tools (the two shells).
+    let dir = t.dir.path().display().to_string();
+    let running = || -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(&dir))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "tools not started: {:?}",
+            running()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let started = Instant::now();
     run.cancel();
     assert!(started.elapsed() < Duration::from_secs(15));
-    let ps = std::process::Command::new("pgrep")
-        .args(["-f", &t.dir.path().display().to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        ps.stdout.is_empty(),
-        "left running: {:?}",
-        String::from_utf8_lossy(&ps.stdout)
-    );
+    let left = running();
+    assert!(left.is_empty(), "left running: {left:?}");
 }
