@@ -7,8 +7,13 @@
 //! `/tmp/backup_ext-e2e/<name>-<pid>` and are owned by the `postgres` user,
 //! because initdb and postgres refuse to run as root.
 //!
+//! Tests that need S3 start their own [`Seaweed`] (`weed mini` on free loopback ports, in
+//! `/tmp/backup_ext-e2e/s3-<name>-<n>-<pid>`) from the Python environment that
+//! `scripts/setup.sh` makes in `/opt/backup_ext-py` (`BACKUP_EXT_PY`), and inspect its bucket
+//! with boto3 from there.
+//!
 //! Set `BACKUP_EXT_KEEP=1` to keep the scratch directory (and its server
-//! log) after the tests; the server is stopped either way.
+//! log) after the tests; the servers are stopped either way.
 
 mod cluster;
 mod files;
@@ -18,6 +23,7 @@ mod paths;
 mod process;
 mod restore;
 mod retention;
+mod seaweed;
 mod sql;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +39,7 @@ pub use postgres;
 pub use process::*;
 pub use restore::*;
 pub use retention::*;
+pub use seaweed::*;
 pub use sql::*;
 
 /// The PostgreSQL used when `BACKUP_EXT_PG_BIN` is not set.

@@ -93,7 +93,7 @@ pub(crate) fn stop_stale_server(dir: &Path) {
 }
 
 /// Removes scratch directories left by test processes that no longer
-/// exist (e.g. killed runs), stopping their servers first.
+/// exist (e.g. killed runs), stopping their servers (PostgreSQL, weed) first.
 pub(crate) fn sweep_stale_dirs(scratch: &Path) {
     let Ok(rd) = fs::read_dir(scratch) else {
         return;
@@ -108,6 +108,7 @@ pub(crate) fn sweep_stale_dirs(scratch: &Path) {
             continue;
         }
         stop_stale_server(&entry.path());
+        crate::seaweed::stop_stale_weed(&entry.path());
         let _ = fs::remove_dir_all(entry.path());
     }
 }
