@@ -86,6 +86,39 @@ fn dump_tool_for(compress: Option<&str>) -> DumpTool {
     }
 }
 
+/// The storage target a backup goes to: `options.storage`, else `backup_ext.default_storage`.
+/// It must exist now; a target dropped before the job starts fails the job.
+pub(crate) fn storage_of(run: &serde_json::Map<String, Value>) -> String {
+    let name = match run.get("storage") {
+        None | Some(Value::Null) => crate::settings::default_storage(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => BackupError::Request(RequestError::invalid(
+            "options.storage must be the name of a storage target",
+            "For example {\"storage\": \"offsite\"}; see SELECT name FROM backup_ext.storages;",
+        ))
+        .report(),
+    };
+    if name != catalog::LOCAL_STORAGE && catalog::storage_target(&name).or_report().is_none() {
+        BackupError::NoSuchStorage {
+            name,
+            known: catalog::storage_names().or_report(),
+        }
+        .report();
+    }
+    name
+}
+
+/// Refuses run options other than `allowed` (pg_dump's own options are checked elsewhere).
+fn only_run_options(run: &serde_json::Map<String, Value>, allowed: &[&str], what: &str) {
+    if let Some(key) = run.keys().find(|k| !allowed.contains(&k.as_str())) {
+        BackupError::Request(RequestError::invalid(
+            format!("option {key:?} only applies to backup_cluster()"),
+            format!("{what} takes {}.", allowed.join(", ")),
+        ))
+        .report();
+    }
+}
+
 pub fn check_database(dbname: &str) {
     match catalog::database_allows_connections(dbname).or_report() {
         None => BackupError::NoSuchDatabase(dbname.into()).report(),
@@ -106,16 +139,22 @@ pub fn enqueue_database(
 ) -> i64 {
     validate_label(label).or_report();
     let (options, run) = split_run_options(&options);
-    if let Some(key) = run.keys().find(|k| k.as_str() != "timeout") {
-        BackupError::Request(RequestError::invalid(
-            format!("option {key:?} only applies to backup_cluster()"),
-            "backup_database() takes the pg_dump options plus \"timeout\".",
+    only_run_options(
+        &run,
+        &["timeout", "storage"],
+        "backup_database() takes the pg_dump options plus \"timeout\" and \"storage\"",
+    );
+    let timeout_seconds = timeout_seconds(&run);
+    let storage = storage_of(&run);
+    let request = DumpRequest::validate(format, compress, jobs, &options, dump_tool_for(compress))
+        .or_report();
+    if storage != catalog::LOCAL_STORAGE && !request.format.writes_to_stdout() {
+        BackupError::Request(RequestError::unsupported(
+            format!("the directory format cannot be written to storage target {storage:?}"),
+            "Use format 'custom' (or 'tar', 'plain'), which streams into the target, or write directory backups to 'local'.",
         ))
         .report();
     }
-    let timeout_seconds = timeout_seconds(&run);
-    let request = DumpRequest::validate(format, compress, jobs, &options, dump_tool_for(compress))
-        .or_report();
     check_database(dbname);
     let compress_spec = request.compress.as_ref().map(|c| c.spec.clone());
     let job_id = catalog::enqueue_backup(&NewBackup {
@@ -129,15 +168,43 @@ pub fn enqueue_database(
         schedule: origin.schedule,
         run_as: origin.run_as,
         timeout_seconds,
+        storage: &storage,
     })
     .or_report();
     wake::wake_worker_on_commit();
     job_id
 }
 
-/// Enqueues `pg_dumpall --globals-only`.
-pub fn enqueue_globals(label: Option<&str>, no_role_passwords: bool, origin: Origin) -> i64 {
+/// Enqueues `pg_dumpall --globals-only`; `options` may hold `timeout` and `storage`.
+pub fn enqueue_globals(
+    label: Option<&str>,
+    no_role_passwords: bool,
+    options: Value,
+    origin: Origin,
+) -> i64 {
     validate_label(label).or_report();
+    let (dump, run) = split_run_options(&options);
+    if !dump.is_object() {
+        BackupError::Request(RequestError::invalid(
+            "options must be a JSON object",
+            "For example {\"storage\": \"offsite\"}.",
+        ))
+        .report();
+    }
+    if let Some(key) = dump.as_object().and_then(|m| m.keys().next()) {
+        BackupError::Request(RequestError::invalid(
+            format!("option {key:?} does not apply to globals backups"),
+            "backup_globals() takes the options \"timeout\" and \"storage\".",
+        ))
+        .report();
+    }
+    only_run_options(
+        &run,
+        &["timeout", "storage"],
+        "backup_globals() takes \"timeout\" and \"storage\"",
+    );
+    let timeout_seconds = timeout_seconds(&run);
+    let storage = storage_of(&run);
     let request = GlobalsRequest { no_role_passwords };
     let job_id = catalog::enqueue_backup(&NewBackup {
         kind: JobKind::Globals,
@@ -149,7 +216,8 @@ pub fn enqueue_globals(label: Option<&str>, no_role_passwords: bool, origin: Ori
         set_id: origin.set_id,
         schedule: origin.schedule,
         run_as: origin.run_as,
-        timeout_seconds: None,
+        timeout_seconds,
+        storage: &storage,
     })
     .or_report();
     wake::wake_worker_on_commit();
@@ -187,6 +255,7 @@ pub fn enqueue_cluster(format: &str, label: Option<&str>, options: Value, origin
     )
     .or_report();
     timeout_seconds(&run);
+    storage_of(&run);
     let include = text_array(&run, "include_databases");
     let exclude = text_array(&run, "exclude_databases");
     for name in include.iter().chain(&exclude) {
@@ -197,9 +266,16 @@ pub fn enqueue_cluster(format: &str, label: Option<&str>, options: Value, origin
             BackupError::NoSuchDatabase(name.clone()).report();
         }
     }
+    // Each member gets the run options that apply to one backup.
     let mut per_db = dump_options;
-    if let (Some(t), Some(map)) = (run.get("timeout"), per_db.as_object_mut()) {
-        map.insert("timeout".into(), t.clone());
+    let mut member_run = serde_json::Map::new();
+    for key in ["timeout", "storage"] {
+        if let Some(v) = run.get(key) {
+            member_run.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(map) = per_db.as_object_mut() {
+        map.extend(member_run.clone());
     }
 
     let set_id = catalog::create_set(format, label, &options).or_report();
@@ -207,7 +283,7 @@ pub fn enqueue_cluster(format: &str, label: Option<&str>, options: Value, origin
         set_id: Some(set_id),
         ..origin
     };
-    enqueue_globals(label, false, origin);
+    enqueue_globals(label, false, Value::Object(member_run), origin);
     for dbname in catalog::dumpable_databases().or_report() {
         let included = include.is_empty() || include.contains(&dbname);
         if included && !exclude.contains(&dbname) {

@@ -47,11 +47,22 @@ pub enum BackupError {
     ToolFailed(String),
     /// The calling role may not do this (42501).
     PermissionDenied { message: String, hint: String },
+    /// No storage target of this name (42704).
+    NoSuchStorage { name: String, known: Vec<String> },
+    /// A storage target of this name exists already (42710).
+    StorageExists(String),
+    /// Live backups are stored in the target (2BP01).
+    StorageInUse { name: String, backups: i64 },
     /// A catalog query failed; carries the underlying message (XX000).
     Internal(String),
 }
 
 impl BackupError {
+    /// The primary message, as the report would carry it.
+    pub fn message(&self) -> String {
+        self.parts().1
+    }
+
     fn parts(&self) -> (PgSqlErrorCode, String, String) {
         use PgSqlErrorCode::*;
         match self {
@@ -59,6 +70,15 @@ impl BackupError {
                 let code = match e.kind {
                     ErrorKind::InvalidParameter => ERRCODE_INVALID_PARAMETER_VALUE,
                     ErrorKind::FeatureNotSupported => ERRCODE_FEATURE_NOT_SUPPORTED,
+                    ErrorKind::UndefinedObject => ERRCODE_UNDEFINED_OBJECT,
+                    ErrorKind::ConfigFile => ERRCODE_CONFIG_FILE_ERROR,
+                    ErrorKind::InvalidAuthorization => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+                    ErrorKind::ConnectionFailure => {
+                        ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION
+                    }
+                    ErrorKind::ExternalFailure => ERRCODE_SYSTEM_ERROR,
+                    ErrorKind::FileMissing => ERRCODE_UNDEFINED_FILE,
+                    ErrorKind::DataCorrupted => ERRCODE_DATA_CORRUPTED,
                 };
                 (code, e.message.clone(), e.hint.clone())
             }
@@ -121,6 +141,24 @@ impl BackupError {
                 ERRCODE_DATA_CORRUPTED,
                 format!("backup {backup_id} no longer matches its recorded checksum\n{detail}"),
                 "The file changed after it was written. Do not restore it; pick another backup, and run backup_ext.verify_backup() on the others.".into(),
+            ),
+            BackupError::NoSuchStorage { name, known } => (
+                ERRCODE_UNDEFINED_OBJECT,
+                format!("storage target \"{name}\" does not exist"),
+                format!(
+                    "Storage targets: {}. Add one with backup_ext.add_storage(name, url, options).",
+                    known.join(", ")
+                ),
+            ),
+            BackupError::StorageExists(name) => (
+                ERRCODE_DUPLICATE_OBJECT,
+                format!("storage target \"{name}\" already exists"),
+                "Pick another name, or drop it first with backup_ext.drop_storage(name).".into(),
+            ),
+            BackupError::StorageInUse { name, backups } => (
+                ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+                format!("storage target \"{name}\" still holds {backups} live backup(s)"),
+                "Expire or purge them first (backup_ext.purge()), or keep the target.".into(),
             ),
             BackupError::ReservedTarget { name, why } => (
                 ERRCODE_RESERVED_NAME,

@@ -10,6 +10,7 @@ mod error;
 mod privileges;
 mod purge;
 mod settings;
+mod storage;
 mod subxact;
 mod tools;
 mod wake;

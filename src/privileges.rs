@@ -90,11 +90,16 @@ impl Caller {
     }
 
     pub fn require_superuser(&self, what: &str) {
+        self.require_superuser_for(
+            what,
+            "Roles and tablespaces belong to the whole cluster; ask a superuser.",
+        );
+    }
+
+    /// Raises 42501 with `hint` unless the caller is a superuser.
+    pub fn require_superuser_for(&self, what: &str, hint: &str) {
         if !self.superuser {
-            denied(
-                format!("only superusers may {what}"),
-                "Roles and tablespaces belong to the whole cluster; ask a superuser.",
-            );
+            denied(format!("only superusers may {what}"), hint);
         }
     }
 

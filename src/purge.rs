@@ -41,11 +41,21 @@ fn delete_backup(c: &Candidate, reason: String, dry_run: bool) -> SpiResult<Purg
     let mut line = Purged {
         backup_id: Some(c.backup_id),
         database: c.database.clone(),
-        path: c.path.clone(),
+        path: c.path.clone().or_else(|| c.key.clone()),
         reason,
     };
     if !dry_run && !catalog::lock_for_expiry(c.backup_id)? {
         line.reason = "kept: pinned, or being pinned by another session".into();
+        return Ok(line);
+    }
+    if let (Some(key), false) = (&c.key, c.storage == catalog::LOCAL_STORAGE) {
+        if dry_run {
+            return Ok(line);
+        }
+        match delete_remote(&c.storage, key) {
+            Ok(()) => catalog::expire(c.backup_id)?,
+            Err(e) => line.reason = format!("could not delete ({e}); {}", line.reason),
+        }
         return Ok(line);
     }
     let Some(path) = c.path.as_deref().map(PathBuf::from) else {
@@ -65,11 +75,25 @@ fn delete_backup(c: &Candidate, reason: String, dry_run: bool) -> SpiResult<Purg
     if dry_run {
         return Ok(line);
     }
+    let _ = remove_output(Path::new(&backup_core::sidecar_key(
+        &path.to_string_lossy(),
+    )));
     match remove_output(&path) {
         Ok(()) => catalog::expire(c.backup_id)?,
         Err(e) => line.reason = format!("could not delete ({e}); {}", line.reason),
     }
     Ok(line)
+}
+
+/// Deletes a backup and its sidecar from a storage target.
+fn delete_remote(storage: &str, key: &str) -> Result<(), String> {
+    let store = crate::storage::open_named(storage)
+        .map_err(|e| e.message())?
+        .ok_or_else(|| format!("storage target \"{storage}\" is the local directory"))?;
+    store
+        .delete(&backup_core::sidecar_key(key))
+        .and_then(|()| store.delete(key))
+        .map_err(|e| format!("storage \"{storage}\": {e}"))
 }
 
 /// `*.partial` files and directories that no running job owns: what failed or killed jobs

@@ -17,6 +17,11 @@ static JOB_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(0);
 static HISTORY_DAYS: GucSetting<i32> = GucSetting::<i32>::new(90);
 static WARN_AGE: GucSetting<i32> = GucSetting::<i32>::new(26 * 3600);
 static CRITICAL_AGE: GucSetting<i32> = GucSetting::<i32>::new(50 * 3600);
+static DEFAULT_STORAGE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"local"));
+static S3_CREDENTIALS_FILE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c""));
+static S3_ALLOW_HTTP: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 /// Registers the settings; called from `_PG_init` in every process that loads the library.
 pub fn register() {
@@ -102,6 +107,30 @@ pub fn register() {
         GucContext::Sighup,
         GucFlags::UNIT_S,
     );
+    GucRegistry::define_string_guc(
+        c"backup_ext.default_storage",
+        c"Storage target of backups that do not name one in options.storage.",
+        c"'local' is backup_ext.directory; others are added with backup_ext.add_storage().",
+        &DEFAULT_STORAGE,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"backup_ext.s3_credentials_file",
+        c"AWS shared-credentials file (INI) with the keys of the S3 storage targets.",
+        c"Read by the server's OS user when a target is used; each target names its profile.",
+        &S3_CREDENTIALS_FILE,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_bool_guc(
+        c"backup_ext.s3_allow_http",
+        c"Allows S3 endpoints over plain http on other hosts than loopback.",
+        c"Keys are signed, not sent, but the data travels unencrypted.",
+        &S3_ALLOW_HTTP,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
     // Reserve the prefix so a typo such as backup_ext.directroy is an error, not a silent no-op.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"backup_ext".as_ptr()) };
 }
@@ -170,4 +199,23 @@ pub fn job_timeout() -> Option<std::time::Duration> {
 
 pub fn history_days() -> i32 {
     HISTORY_DAYS.get()
+}
+
+/// The storage target of backups that name none (`backup_ext.default_storage`).
+pub fn default_storage() -> String {
+    Some(string_setting(&DEFAULT_STORAGE))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "local".to_string())
+}
+
+/// The AWS shared-credentials file (`backup_ext.s3_credentials_file`); `None` when unset.
+pub fn s3_credentials_file() -> Option<PathBuf> {
+    Some(string_setting(&S3_CREDENTIALS_FILE))
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Whether plain-http S3 endpoints beyond loopback are allowed (`backup_ext.s3_allow_http`).
+pub fn s3_allow_http() -> bool {
+    S3_ALLOW_HTTP.get()
 }

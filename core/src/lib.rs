@@ -15,6 +15,7 @@ pub mod process;
 pub mod restore;
 pub mod retention;
 pub mod schedule;
+pub mod storage;
 pub mod verify;
 
 /// The per-job login, also reachable under its former path.
@@ -41,7 +42,8 @@ pub use files::plain::{
     header_settings, open_plain_dump, without_server_attribute_option, ScriptFilter,
     SERVER_ATTRIBUTE_OPTION,
 };
-pub use files::publish::{hash_file, publish, remove_output};
+pub use files::publish::{hash_file, publish, remove_output, write_file_atomically};
+pub use files::sidecar::{object_key, sidecar_key, Sidecar, SIDECAR_VERSION};
 pub use format::Format;
 pub use job::{JobKind, JobResult, JobRun, JobStatus, VerifyReport};
 pub use process::capabilities::{

@@ -21,7 +21,8 @@ pub fn check_output(what: &str, out: &Output) {
     }
 }
 
-pub(crate) fn free_port() -> u16 {
+/// A TCP port nothing listens on right now (for servers, and for endpoints that must refuse).
+pub fn free_port() -> u16 {
     // The server only listens on its own socket directory, so a port only
     // names the socket file; a free TCP port keeps it unique anyway.
     TcpListener::bind("127.0.0.1:0")
@@ -53,6 +54,12 @@ pub(crate) fn pg_user_ids() -> (u32, u32) {
         }
     }
     panic!("no user {PG_USER} in /etc/passwd");
+}
+
+/// Gives `path` to the PostgreSQL OS user, so the server can read it.
+pub fn chown_postgres(path: &Path) {
+    let (uid, gid) = pg_user_ids();
+    chown(path, uid, gid);
 }
 
 pub(crate) fn chown(path: &Path, uid: u32, gid: u32) {

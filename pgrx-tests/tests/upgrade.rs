@@ -10,22 +10,24 @@ use std::path::{Path, PathBuf};
 
 use backup_ext_e2e::*;
 
-const OLD_VERSION: &str = "0.1.0";
+/// The version this library installs.
+const CURRENT_VERSION: &str = "0.3.0";
 
 fn extension_dir() -> PathBuf {
     PathBuf::from(pg_config("sharedir")).join("extension")
 }
 
-/// Installs the 0.1.0 script while alive; removes it on drop.
+/// Installs a released version's script while alive; removes it on drop.
 struct OldScript(PathBuf);
 
 impl OldScript {
-    fn install() -> OldScript {
-        let target = extension_dir().join(format!("backup_ext--{OLD_VERSION}.sql"));
+    fn install(version: &str) -> OldScript {
+        let target = extension_dir().join(format!("backup_ext--{version}.sql"));
         let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fixtures")
-            .join(format!("backup_ext--{OLD_VERSION}.sql"));
-        std::fs::copy(&fixture, &target).expect("install the 0.1.0 script");
+            .join(format!("backup_ext--{version}.sql"));
+        std::fs::copy(&fixture, &target)
+            .unwrap_or_else(|e| panic!("install the {version} script: {e}"));
         OldScript(target)
     }
 }
@@ -86,8 +88,17 @@ fn fingerprint(c: &Cluster) -> Vec<String> {
 }
 
 #[test]
-fn an_upgraded_install_equals_a_fresh_one_and_keeps_the_history() {
-    let c = Cluster::start("upgrade");
+fn an_upgrade_from_0_1_0_equals_a_fresh_install_and_keeps_the_history() {
+    upgrade_from("0.1.0");
+}
+
+#[test]
+fn an_upgrade_from_0_2_0_equals_a_fresh_install_and_keeps_the_history() {
+    upgrade_from("0.2.0");
+}
+
+fn upgrade_from(old_version: &str) {
+    let c = Cluster::start(&format!("upgrade_{}", old_version.replace('.', "_")));
     let fresh = fingerprint(&c);
     assert!(
         fresh
@@ -96,21 +107,21 @@ fn an_upgraded_install_equals_a_fresh_one_and_keeps_the_history() {
         "the fingerprint must cover row security"
     );
 
-    let _script = OldScript::install();
+    let _script = OldScript::install(old_version);
     let mut client = c.client("postgres");
     client
         .batch_execute(&format!(
             "DROP EXTENSION backup_ext;
-             CREATE EXTENSION backup_ext VERSION '{OLD_VERSION}';"
+             CREATE EXTENSION backup_ext VERSION '{old_version}';"
         ))
-        .unwrap_or_else(|e| panic!("install {OLD_VERSION}: {}", describe(&e)));
+        .unwrap_or_else(|e| panic!("install {old_version}: {}", describe(&e)));
     let old = fingerprint(&c);
     assert_ne!(
         old, fresh,
-        "0.1.0 must differ, or the test compares nothing"
+        "{old_version} must differ, or the test compares nothing"
     );
 
-    // History as 0.1.0 wrote it: a finished backup requested by some role.
+    // History as the old version wrote it: a finished backup requested by some role.
     client
         .batch_execute(
             "INSERT INTO backup_ext.jobs (job_id, kind, database, status, requested_by,
@@ -120,7 +131,7 @@ fn an_upgraded_install_equals_a_fresh_one_and_keeps_the_history() {
                                                size_bytes, sha256)
              VALUES (7, 7, 'database', 'postgres', 'custom', '/nowhere/7.dump', 1, 'x');",
         )
-        .unwrap_or_else(|e| panic!("0.1.0 history: {}", describe(&e)));
+        .unwrap_or_else(|e| panic!("{old_version} history: {}", describe(&e)));
 
     client
         .batch_execute("ALTER EXTENSION backup_ext UPDATE")
@@ -130,7 +141,7 @@ fn an_upgraded_install_equals_a_fresh_one_and_keeps_the_history() {
         "SELECT extversion || ' of ' || default_version FROM pg_extension e
            JOIN pg_available_extensions a ON a.name = e.extname WHERE e.extname = 'backup_ext'",
     );
-    assert_eq!(version, "0.2.0 of 0.2.0");
+    assert_eq!(version, format!("{CURRENT_VERSION} of {CURRENT_VERSION}"));
 
     let upgraded = fingerprint(&c);
     let only_fresh: Vec<&String> = fresh.iter().filter(|l| !upgraded.contains(l)).collect();
@@ -156,11 +167,18 @@ fn an_upgraded_install_equals_a_fresh_one_and_keeps_the_history() {
         "SELECT status FROM backup_ext.list_backups() WHERE backup_id = 7",
     );
     assert_eq!(status, "succeeded");
-    let run_as = one_text(
+    // 0.2.0 gave old jobs the requester's rights; 0.3.0 places old backups in 'local'.
+    let facts = one_text(
         &mut client,
-        "SELECT run_as::text FROM backup_ext.jobs WHERE job_id = 7",
+        "SELECT concat_ws(' ', coalesce(j.run_as::text, '-'), a.storage)
+           FROM backup_ext.jobs j JOIN backup_ext.artifacts a USING (job_id) WHERE job_id = 7",
     );
-    assert_eq!(run_as, "old_op");
+    let run_as = if old_version == "0.1.0" {
+        "old_op"
+    } else {
+        "-"
+    };
+    assert_eq!(facts, format!("{run_as} local"));
 
     // The upgraded extension works: a backup runs and lands in the same catalog.
     let job = c.enqueue("SELECT backup_ext.backup_database('postgres')");

@@ -55,12 +55,14 @@ fn backup_database(
 fn backup_globals(
     label: default!(Option<String>, "NULL"),
     no_role_passwords: default!(Option<bool>, "false"),
+    options: default!(Option<JsonB>, "'{}'"),
 ) -> i64 {
     let (caller, _owner) = privileges::enter();
     caller.require_superuser("back up globals (roles and their password hashes)");
     enqueue_globals(
         label.as_deref(),
         require(no_role_passwords, "no_role_passwords"),
+        options.map(|o| o.0).unwrap_or_else(|| json!({})),
         Origin {
             run_as: Some(&caller.name),
             ..Origin::default()

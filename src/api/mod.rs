@@ -6,3 +6,4 @@ mod restore;
 mod retention;
 pub mod schedules;
 mod status;
+mod storage;

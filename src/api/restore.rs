@@ -47,6 +47,19 @@ fn succeeded_backup(backup_id: i64, caller: &Caller, what: &str) -> BackupRecord
 }
 
 fn existing_path(rec: &BackupRecord) -> &Path {
+    if rec.storage != catalog::LOCAL_STORAGE {
+        BackupError::Request(backup_core::RequestError::unsupported(
+            format!(
+                "backup {} lies in storage target \"{}\" (key {}), which this version cannot read back yet",
+                rec.backup_id,
+                rec.storage,
+                rec.key.as_deref().unwrap_or("?")
+            ),
+            "Download the object named by list_backups().key (with its .json sidecar) into \
+             backup_ext.directory by hand, or restore it with pg_restore directly.",
+        ))
+        .report();
+    }
     let path = rec.path.as_deref().unwrap_or_default();
     if path.is_empty() || !Path::new(path).exists() {
         BackupError::BackupFileMissing {

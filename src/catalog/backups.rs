@@ -22,6 +22,8 @@ pub struct NewBackup<'a> {
     pub schedule: Option<&'a str>,
     pub run_as: Option<&'a str>,
     pub timeout_seconds: Option<i32>,
+    /// The storage target (`local` or a name from `storage_targets`).
+    pub storage: &'a str,
 }
 
 /// Inserts the job and the row that will describe its file; returns the job id.
@@ -38,6 +40,7 @@ pub fn enqueue_backup(b: &NewBackup) -> SpiResult<i64> {
             b.schedule.into(),
             b.timeout_seconds.into(),
             b.run_as.into(),
+            b.storage.into(),
         ];
         let row = client.update(
             "WITH j AS (
@@ -46,8 +49,9 @@ pub fn enqueue_backup(b: &NewBackup) -> SpiResult<i64> {
                          run_as)
                  VALUES ($1, $2, $3, $4, $7, $8, $9, $10)
                  RETURNING job_id, kind, database)
-             INSERT INTO backup_ext.artifacts (backup_id, job_id, kind, database, format, compress)
-             SELECT job_id, job_id, kind, database, $5, $6 FROM j
+             INSERT INTO backup_ext.artifacts
+                    (backup_id, job_id, kind, database, format, compress, storage)
+             SELECT job_id, job_id, kind, database, $5, $6, $11 FROM j
              RETURNING job_id",
             Some(1),
             &args,
@@ -78,6 +82,9 @@ pub struct BackupRecord {
     pub size_bytes: Option<i64>,
     pub sha256: Option<String>,
     pub status: String,
+    /// `local` (the file is `path`) or a storage target holding it under `key`.
+    pub storage: String,
+    pub key: Option<String>,
 }
 
 impl BackupRecord {
@@ -92,7 +99,8 @@ impl BackupRecord {
 pub fn backup_record(backup_id: i64) -> SpiResult<Option<BackupRecord>> {
     Spi::connect(|client| {
         let rows = client.select(
-            "SELECT backup_id, kind, database, format, compress, path, size_bytes, sha256, status
+            "SELECT backup_id, kind, database, format, compress, path, size_bytes, sha256, status,
+                    storage, key
                FROM backup_ext.backups WHERE backup_id = $1",
             None,
             &[backup_id.into()],
@@ -108,6 +116,8 @@ pub fn backup_record(backup_id: i64) -> SpiResult<Option<BackupRecord>> {
                 size_bytes: row.get(7)?,
                 sha256: row.get(8)?,
                 status: row.get(9)?.unwrap_or_default(),
+                storage: row.get(10)?.unwrap_or_default(),
+                key: row.get(11)?,
             }));
         }
         Ok(None)

@@ -96,6 +96,8 @@ pub struct ClaimedJob {
     pub request: Value,
     pub started_at: String,
     pub timeout_seconds: Option<i32>,
+    /// Where a backup job writes (`local` or a storage target); `local` for other jobs.
+    pub storage: String,
 }
 
 /// Claims the oldest queued job, skipping rows another session holds locked.
@@ -112,7 +114,9 @@ pub fn claim_next_job(worker_pid: i32) -> SpiResult<Option<ClaimedJob>> {
                                LIMIT 1)
           RETURNING job_id, kind, database, request,
                     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                    backup_id, timeout_seconds, coalesce(run_as, requested_by)::text",
+                    backup_id, timeout_seconds, coalesce(run_as, requested_by)::text,
+                    coalesce((SELECT a.storage FROM backup_ext.artifacts a
+                               WHERE a.job_id = jobs.job_id), 'local')",
             None,
             &[worker_pid.into()],
         )?;
@@ -126,31 +130,64 @@ pub fn claim_next_job(worker_pid: i32) -> SpiResult<Option<ClaimedJob>> {
                 started_at: row.get(5)?.unwrap_or_default(),
                 backup_id: row.get(6)?,
                 timeout_seconds: row.get(7)?,
+                storage: row.get(9)?.unwrap_or_default(),
             }));
         }
         Ok(None)
     })
 }
 
-/// Records where the job writes and with which tools, before the child starts, so that crash
-/// recovery knows which partial output to remove.
+/// Records where the job writes (a local path, or a key in its storage target) and with which
+/// tools, before the child starts, so that crash recovery knows which output to remove.
 pub fn record_start(
     job_id: i64,
-    path: &str,
+    path: Option<&str>,
+    key: Option<&str>,
     tool_version: &str,
     server_version: &str,
 ) -> SpiResult<()> {
     Spi::run_with_args(
         "UPDATE backup_ext.artifacts
-            SET path = $2, tool_version = $3, server_version = $4
+            SET path = $2, key = $3, tool_version = $4, server_version = $5
           WHERE job_id = $1",
         &[
             job_id.into(),
             path.into(),
+            key.into(),
             tool_version.into(),
             server_version.into(),
         ],
     )
+}
+
+/// What a backup's sidecar says, read just before its outcome is recorded.
+pub fn sidecar_facts(job_id: i64) -> SpiResult<Option<Value>> {
+    Spi::get_one_with_args::<JsonB>(
+        "SELECT pg_catalog.jsonb_build_object(
+                    'backup_id', a.backup_id, 'kind', a.kind, 'database', a.database,
+                    'format', a.format, 'compress', a.compress, 'label', j.label,
+                    'requested_at', to_char(j.requested_at AT TIME ZONE 'UTC', $2),
+                    'started_at', to_char(j.started_at AT TIME ZONE 'UTC', $2),
+                    'finished_at', to_char(clock_timestamp() AT TIME ZONE 'UTC', $2),
+                    'server_version', coalesce(a.server_version, ''),
+                    'tool_version', coalesce(a.tool_version, ''),
+                    'system_identifier', (SELECT s.system_identifier::text
+                                            FROM pg_catalog.pg_control_system() s),
+                    'set_id', j.set_id, 'storage', a.storage,
+                    'key', coalesce(a.key, a.path), 'table_rows', a.table_rows)
+           FROM backup_ext.jobs j JOIN backup_ext.artifacts a USING (job_id)
+          WHERE j.job_id = $1",
+        &[job_id.into(), super::UTC_TEXT.into()],
+    )
+    .map(|j| j.map(|j| j.0))
+}
+
+/// This cluster's `system_identifier`, which separates servers sharing a bucket.
+pub fn system_identifier() -> SpiResult<String> {
+    Ok(Spi::get_one::<String>(
+        "SELECT system_identifier::text FROM pg_catalog.pg_control_system()",
+    )?
+    .unwrap_or_default())
 }
 
 /// The final outcome of a job, written in its own transaction.
@@ -207,7 +244,8 @@ pub fn record_outcome(job_id: i64, outcome: &Outcome) -> SpiResult<()> {
         } = outcome
         {
             client.update(
-                "UPDATE backup_ext.artifacts SET size_bytes = $2, sha256 = $3, manifest = $4
+                "UPDATE backup_ext.artifacts
+                    SET size_bytes = $2, sha256 = $3, manifest = $4, upload_id = NULL
                   WHERE job_id = $1",
                 None,
                 &[
@@ -224,7 +262,8 @@ pub fn record_outcome(job_id: i64, outcome: &Outcome) -> SpiResult<()> {
             )?;
         } else if !matches!(outcome, Outcome::Succeeded { .. }) {
             client.update(
-                "UPDATE backup_ext.artifacts SET path = NULL WHERE job_id = $1",
+                "UPDATE backup_ext.artifacts SET path = NULL, key = NULL, upload_id = NULL
+                  WHERE job_id = $1",
                 None,
                 &[job_id.into()],
             )?;
@@ -303,9 +342,13 @@ pub struct Interrupted {
     pub database: Option<String>,
     pub request: Value,
     pub path: Option<String>,
+    /// A backup's storage target, key there and open multipart upload.
+    pub storage: String,
+    pub key: Option<String>,
+    pub upload_id: Option<String>,
 }
 
-/// Reads a row of `job_id, kind, database, request, path`.
+/// Reads a row of `job_id, kind, database, request, path, storage, key, upload_id`.
 fn interrupted(row: &pgrx::spi::SpiHeapTupleData) -> SpiResult<Interrupted> {
     Ok(Interrupted {
         job_id: row.get(1)?.unwrap_or_default(),
@@ -313,6 +356,11 @@ fn interrupted(row: &pgrx::spi::SpiHeapTupleData) -> SpiResult<Interrupted> {
         database: row.get(3)?,
         request: row.get::<JsonB>(4)?.map(|j| j.0).unwrap_or(Value::Null),
         path: row.get(5)?,
+        storage: row
+            .get::<String>(6)?
+            .unwrap_or_else(|| super::LOCAL_STORAGE.into()),
+        key: row.get(7)?,
+        upload_id: row.get(8)?,
     })
 }
 
@@ -321,7 +369,8 @@ fn interrupted(row: &pgrx::spi::SpiHeapTupleData) -> SpiResult<Interrupted> {
 pub fn fail_interrupted_jobs(reason: &str) -> SpiResult<Vec<Interrupted>> {
     Spi::connect_mut(|client| {
         let rows = client.update(
-            "SELECT j.job_id, j.kind, j.database, j.request, a.path
+            "SELECT j.job_id, j.kind, j.database, j.request, a.path, a.storage, a.key,
+                    a.upload_id
                FROM backup_ext.jobs j LEFT JOIN backup_ext.artifacts a ON a.job_id = j.job_id
               WHERE j.status = 'running'
                 FOR UPDATE OF j",
@@ -341,7 +390,8 @@ pub fn fail_interrupted_jobs(reason: &str) -> SpiResult<Vec<Interrupted>> {
             &[reason.into(), ids.clone().into()],
         )?;
         client.update(
-            "UPDATE backup_ext.artifacts SET path = NULL WHERE job_id = ANY($1)",
+            "UPDATE backup_ext.artifacts SET path = NULL, key = NULL, upload_id = NULL
+              WHERE job_id = ANY($1)",
             None,
             &[ids.into()],
         )?;

@@ -8,12 +8,14 @@ mod cluster;
 mod jobs;
 mod retention;
 mod schedules;
+mod storage;
 
 pub use backups::*;
 pub use cluster::*;
 pub use jobs::*;
 pub use retention::*;
 pub use schedules::*;
+pub use storage::*;
 
 pub type SpiResult<T> = Result<T, pgrx::spi::Error>;
 

@@ -16,6 +16,9 @@ pub struct Candidate {
     pub finished_at: DateTime<Utc>,
     pub pinned: bool,
     pub path: Option<String>,
+    /// `local`, or the storage target holding the backup under `key`.
+    pub storage: String,
+    pub key: Option<String>,
 }
 
 pub fn policies() -> SpiResult<BTreeMap<Option<String>, RetentionPolicy>> {
@@ -52,7 +55,7 @@ pub fn candidates(kind: Option<&str>, database: Option<&str>) -> SpiResult<Vec<C
         let rows = client.select(
             &format!(
                 "SELECT backup_id, kind, database, to_char(finished_at AT TIME ZONE 'UTC', '{UTC_TEXT}'),
-                        pinned, path
+                        pinned, path, storage, key
                    FROM backup_ext.backups
                   WHERE status = 'succeeded'
                     AND ($1::text IS NULL OR kind = $1)
@@ -72,6 +75,8 @@ pub fn candidates(kind: Option<&str>, database: Option<&str>) -> SpiResult<Vec<C
                     .unwrap_or_else(Utc::now),
                 pinned: row.get(5)?.unwrap_or(false),
                 path: row.get(6)?,
+                storage: row.get(7)?.unwrap_or_default(),
+                key: row.get(8)?,
             });
         }
         Ok(out)

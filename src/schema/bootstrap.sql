@@ -83,7 +83,13 @@ CREATE TABLE backup_ext.artifacts (
     verify_status  text CHECK (verify_status IN ('passed', 'failed')),
     verify_message text,
     -- rows per table counted from the archive by the last test-restore verification
-    table_rows     jsonb
+    table_rows     jsonb,
+    -- where the backup lies: 'local' (path, under backup_ext.directory) or a storage target
+    -- (key, relative to the target's URL)
+    storage        text NOT NULL DEFAULT 'local',
+    key            text,
+    -- the open multipart upload while the job runs, so recovery can abort one left by a crash
+    upload_id      text
 );
 CREATE INDEX artifacts_database_idx ON backup_ext.artifacts (database, backup_id DESC);
 -- Live backups (size_bytes is only ever set on success) per database, for status().
@@ -129,6 +135,17 @@ CREATE TABLE backup_ext.schedule_entries (
     last_error  text
 );
 
+-- Off-host storage targets (add_storage()). The built-in target 'local' is
+-- backup_ext.directory and has no row. Options hold no secrets: credentials come from the
+-- file named by backup_ext.s3_credentials_file.
+CREATE TABLE backup_ext.storage_targets (
+    name       text PRIMARY KEY,
+    url        text NOT NULL,
+    options    jsonb NOT NULL DEFAULT '{}',
+    created_by name NOT NULL DEFAULT session_user,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
 -- Cancel requests for running jobs: a table of their own, so that a cancel() whose transaction
 -- stays open holds no lock on a row the worker updates.
 CREATE TABLE backup_ext.cancel_requests (
@@ -162,6 +179,7 @@ SELECT pg_catalog.pg_extension_config_dump('backup_ext.backup_sets_set_id_seq', 
 SELECT pg_catalog.pg_extension_config_dump('backup_ext.retention', '');
 SELECT pg_catalog.pg_extension_config_dump('backup_ext.schedule_entries', '');
 SELECT pg_catalog.pg_extension_config_dump('backup_ext.cancel_requests', '');
+SELECT pg_catalog.pg_extension_config_dump('backup_ext.storage_targets', '');
 
 -- Views read as the caller (security_invoker), so the row security above applies to them.
 CREATE VIEW backup_ext.backups WITH (security_invoker = true) AS
@@ -190,9 +208,26 @@ SELECT a.backup_id,
        a.expired_at,
        a.verified_at,
        a.verify_status,
-       a.verify_message
+       a.verify_message,
+       a.storage,
+       a.key
   FROM backup_ext.artifacts a
   JOIN backup_ext.jobs j ON j.job_id = a.job_id;
+
+-- Every storage target with what lives there (superusers only: no grant).
+CREATE VIEW backup_ext.storages WITH (security_invoker = true) AS
+SELECT t.name, t.url, t.options, t.created_at,
+       count(a.backup_id) AS backups, coalesce(sum(a.size_bytes), 0) AS bytes
+  FROM (SELECT 'local'::text AS name,
+               'file://' || coalesce(nullif(pg_catalog.current_setting('backup_ext.directory'), ''),
+                                     pg_catalog.rtrim(pg_catalog.current_setting('data_directory'), '/')
+                                     || '-backups') AS url,
+               '{}'::jsonb AS options, NULL::timestamptz AS created_at
+        UNION ALL
+        SELECT s.name, s.url, s.options, s.created_at FROM backup_ext.storage_targets s) t
+  LEFT JOIN backup_ext.artifacts a
+         ON a.storage = t.name AND a.size_bytes IS NOT NULL AND a.expired_at IS NULL
+ GROUP BY t.name, t.url, t.options, t.created_at;
 
 -- Raises for an unknown status; IMMUTABLE so that with a constant argument the planner folds it
 -- (and so raises) once, at plan time.

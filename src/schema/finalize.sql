@@ -144,7 +144,7 @@ GRANT EXECUTE ON FUNCTION
 TO backup_ext_operator, backup_ext_restorer;
 GRANT EXECUTE ON FUNCTION
     backup_ext.backup_database(text, text, text, integer, text, jsonb),
-    backup_ext.backup_globals(text, boolean),
+    backup_ext.backup_globals(text, boolean, jsonb),
     backup_ext.backup_cluster(text, text, jsonb),
     backup_ext.pin(bigint, boolean)
 TO backup_ext_operator;

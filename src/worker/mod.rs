@@ -166,7 +166,10 @@ impl Worker {
             Ok(jobs) => {
                 for interrupted in jobs {
                     if let Some(path) = &interrupted.path {
-                        kinds::remove_leftovers(std::path::Path::new(path));
+                        kinds::Destination::Local(path.into()).remove();
+                    }
+                    if let Some(key) = &interrupted.key {
+                        remove_remote_leftovers(&interrupted, key);
                     }
                     if let Some(db) = kinds::database_left_behind(&interrupted) {
                         match context().and_then(|ctx| kinds::drop_database(&ctx, &db)) {
@@ -264,7 +267,20 @@ impl Worker {
                 );
             }
         }
-        let outcome = kinds::outcome_of(result);
+        let mut outcome = kinds::outcome_of(result);
+        if let (
+            Outcome::Succeeded {
+                artifact: Some(facts),
+                ..
+            },
+            Some(destination),
+        ) = (&outcome, &job.destination)
+        {
+            if let Err(e) = write_sidecar(job_id, destination, facts) {
+                destination.remove();
+                outcome = Outcome::Failed(e);
+            }
+        }
         let succeeded = matches!(outcome, Outcome::Succeeded { .. });
         self.drop_login_role(job_id, job.login_role.as_deref());
         self.record_with_progress(job_id, outcome, progress);
@@ -392,9 +408,11 @@ impl Worker {
                         .map(|v| v.1)
                         .unwrap_or_default();
                     let server_version = catalog::server_version().map_err(err)?;
+                    let (path, key) = output.columns();
                     catalog::record_start(
                         claimed.job_id,
-                        &output.to_string_lossy(),
+                        path.as_deref(),
+                        key.as_deref(),
                         &tool_version,
                         &server_version,
                     )
@@ -437,10 +455,11 @@ impl Worker {
                     progress: plan.progress,
                     table_count: plan.table_count,
                     tables_total: None,
+                    destination: output,
                 }),
                 Err(e) => {
                     if let Some(output) = output {
-                        kinds::remove_leftovers(&output);
+                        output.remove();
                     }
                     self.drop_login_role(job_id, login_role.as_deref());
                     self.record(
@@ -555,4 +574,74 @@ fn context() -> Result<Context, String> {
         job_timeout: settings::job_timeout(),
         server_major: pg_sys::PG_VERSION_NUM / 10000,
     })
+}
+
+/// Writes the sidecar of a successful backup next to it, from its catalog row and what the
+/// job measured.
+fn write_sidecar(
+    job_id: i64,
+    destination: &kinds::Destination,
+    facts: &catalog::ArtifactFacts,
+) -> Result<(), String> {
+    let row = spi(|| catalog::sidecar_facts(job_id))
+        .map_err(|e| format!("cannot read the catalog row for the sidecar: {e}"))?
+        .ok_or_else(|| format!("job {job_id} has no catalog row for its sidecar"))?;
+    let mut value = row;
+    if let Some(map) = value.as_object_mut() {
+        map.insert(
+            "sidecar_version".into(),
+            backup_core::SIDECAR_VERSION.into(),
+        );
+        map.insert("size_bytes".into(), facts.size.into());
+        map.insert("sha256".into(), facts.sha256.clone().into());
+        map.insert(
+            "manifest".into(),
+            facts.manifest.clone().unwrap_or(serde_json::Value::Null),
+        );
+    }
+    let sidecar: backup_core::Sidecar = serde_json::from_value(value)
+        .map_err(|e| format!("cannot describe the backup in its sidecar: {e}"))?;
+    destination.write_sidecar(&sidecar)
+}
+
+/// What an interrupted backup may have left in its storage target: an open multipart upload
+/// (aborted), or an object completed just before the crash (deleted with its sidecar).
+fn remove_remote_leftovers(job: &catalog::Interrupted, key: &str) {
+    let store = match spi(|| Ok(crate::storage::open_named(&job.storage))) {
+        Ok(Ok(Some(store))) => store,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            warning!(
+                "backup_ext: cannot open storage \"{}\" to clean up after job {}: {}",
+                job.storage,
+                job.job_id,
+                e.message()
+            );
+            return;
+        }
+        Err(e) => {
+            warning!("backup_ext: cannot read storage \"{}\": {e}", job.storage);
+            return;
+        }
+    };
+    if let Some(upload_id) = &job.upload_id {
+        match store.abort_upload(key, upload_id) {
+            Ok(()) => log!(
+                "backup_ext: aborted the upload of interrupted job {} to storage \"{}\"",
+                job.job_id,
+                job.storage
+            ),
+            Err(e) => warning!(
+                "backup_ext: could not abort the upload of job {} to storage \"{}\": {e}",
+                job.job_id,
+                job.storage
+            ),
+        }
+    }
+    kinds::Destination::Remote {
+        storage: job.storage.clone(),
+        key: key.to_string(),
+        store,
+    }
+    .remove();
 }

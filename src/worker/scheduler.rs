@@ -49,6 +49,7 @@ pub fn enqueue(entry: &Entry) -> (Option<i64>, Option<i64>) {
                 c.get("no_role_passwords")
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
+                c.get("options").cloned().unwrap_or_else(|| json!({})),
                 origin,
             )),
             None,

@@ -13,7 +13,12 @@ pub const MAX_JOBS: i32 = 64;
 
 /// Option keys that steer how backup_ext runs a backup rather than what pg_dump dumps:
 /// a per-call `timeout`, and which databases a cluster backup covers.
-pub const RUN_OPTION_KEYS: [&str; 3] = ["timeout", "include_databases", "exclude_databases"];
+pub const RUN_OPTION_KEYS: [&str; 4] = [
+    "timeout",
+    "include_databases",
+    "exclude_databases",
+    "storage",
+];
 
 /// Splits `options` into what pg_dump gets and the run options (`RUN_OPTION_KEYS`); a
 /// non-object is returned unchanged for validation to refuse.

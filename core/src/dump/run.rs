@@ -4,12 +4,15 @@
 //! [`DumpRun::cancel`] when asked to stop, so it never blocks on the child
 //! and stays responsive to PostgreSQL's signals. Output goes to a
 //! `.partial` path and is renamed to the final name only after it is
-//! complete and fsynced; every other outcome removes it.
+//! complete and fsynced; every other outcome removes it. Output sent to a
+//! storage target streams into an upload that is completed only after the
+//! child exited 0, and aborted otherwise.
 
 use crate::files::manifest::{directory_manifest, sync_tree, tree_size, Manifest};
 use crate::files::publish::{publish, remove_output};
 use crate::process::child::{describe_exit, stderr_tail, without_progress_lines, ChildGuard};
-use crate::process::stream::{StreamOutcome, StreamWriter};
+use crate::process::stream::{spawn_signal_free, StreamOutcome, StreamWriter};
+use crate::storage::{Failure, PendingUpload, StorageError, Store};
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::io;
@@ -17,6 +20,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How long a cancelled child gets to exit on SIGTERM before SIGKILL.
@@ -25,29 +29,79 @@ pub const CANCEL_GRACE: Duration = Duration::from_secs(2);
 /// Bytes of stderr quoted in a failure message.
 pub const STDERR_TAIL_BYTES: usize = 2000;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum OutputKind {
     /// The child writes the backup to stdout; it is streamed into `partial`.
     Stdout { partial: PathBuf },
     /// The child creates `partial` itself (its args contain `--file=`).
     Directory { partial: PathBuf },
+    /// The child writes the backup to stdout; it is streamed into an upload to `store` under
+    /// `key` (`final_path` is then only the name used in messages).
+    Upload { store: Store, key: String },
 }
 
 impl OutputKind {
-    pub fn partial(&self) -> &Path {
+    /// The local path written until the output is complete; none for an upload.
+    pub fn partial(&self) -> Option<&Path> {
         match self {
-            OutputKind::Stdout { partial } | OutputKind::Directory { partial } => partial,
+            OutputKind::Stdout { partial } | OutputKind::Directory { partial } => Some(partial),
+            OutputKind::Upload { .. } => None,
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RunSpec {
     pub program: PathBuf,
     pub args: Vec<OsString>,
     pub output: OutputKind,
     pub final_path: PathBuf,
     pub stderr_path: PathBuf,
+}
+
+/// Where the child's stdout goes.
+enum Sink {
+    File(StreamWriter),
+    Upload(JoinHandle<Result<PendingUpload, StorageError>>),
+}
+
+/// What the sink made of the stream once the child's stdout closed.
+enum Streamed {
+    File(io::Result<StreamOutcome>),
+    Upload(Result<PendingUpload, StorageError>),
+}
+
+impl Sink {
+    fn join(self) -> Streamed {
+        match self {
+            Sink::File(w) => Streamed::File(w.join()),
+            Sink::Upload(h) => Streamed::Upload(h.join().unwrap_or_else(|_| {
+                Err(StorageError::new(
+                    Failure::External,
+                    "the upload thread panicked",
+                    "See the server log.",
+                ))
+            })),
+        }
+    }
+}
+
+impl Streamed {
+    /// Throws the data away: an upload is aborted (a file output is removed by the caller).
+    /// Returns what went wrong while streaming, if anything.
+    fn discard(self, output: &OutputKind) -> Option<String> {
+        match (self, output) {
+            (Streamed::File(r), OutputKind::Stdout { partial }) => {
+                r.err().map(|e| describe_write_error(partial, &e))
+            }
+            (Streamed::Upload(Ok(pending)), OutputKind::Upload { store, .. }) => {
+                pending.abort(store).err().map(|e| e.to_string())
+            }
+            (Streamed::Upload(Err(e)), _) => Some(e.to_string()),
+            (Streamed::File(r), _) => r.err().map(|e| e.to_string()),
+            (Streamed::Upload(Ok(_)), _) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +120,7 @@ pub enum RunResult {
 pub struct DumpRun {
     spec: RunSpec,
     child: Option<ChildGuard>,
-    writer: Option<StreamWriter>,
+    writer: Option<Sink>,
     progress: Arc<AtomicU64>,
     /// Set once a result was returned or the run was cancelled; the output
     /// then belongs to the caller (published) or is gone.
@@ -121,15 +175,26 @@ impl DumpRun {
         spec: &RunSpec,
         stderr: fs::File,
         progress: &Arc<AtomicU64>,
-    ) -> io::Result<(ChildGuard, Option<StreamWriter>)> {
-        let piped = matches!(spec.output, OutputKind::Stdout { .. });
+    ) -> io::Result<(ChildGuard, Option<Sink>)> {
+        let piped = !matches!(spec.output, OutputKind::Directory { .. });
         let mut child = ChildGuard::spawn(&spec.program, &spec.args, piped, stderr)?;
         let writer = match (&spec.output, child.take_stdout()) {
             (OutputKind::Stdout { partial }, Some(stdout)) => {
                 // On error `child` is dropped here, which kills it.
-                Some(StreamWriter::spawn(stdout, partial, progress.clone())?)
+                Some(Sink::File(StreamWriter::spawn(
+                    stdout,
+                    partial,
+                    progress.clone(),
+                )?))
             }
-            (OutputKind::Stdout { .. }, None) => {
+            (OutputKind::Upload { store, key }, Some(stdout)) => {
+                let (store, key, progress) = (store.clone(), key.clone(), progress.clone());
+                Some(Sink::Upload(spawn_signal_free(
+                    "backup_ext-upload",
+                    move || store.upload(&key, stdout, progress),
+                )?))
+            }
+            (OutputKind::Stdout { .. } | OutputKind::Upload { .. }, None) => {
                 return Err(io::Error::other("child stdout was not captured"))
             }
             (OutputKind::Directory { .. }, _) => None,
@@ -145,7 +210,9 @@ impl DumpRun {
     /// directory, so it is only computed when asked.
     pub fn progress(&self) -> u64 {
         match &self.spec.output {
-            OutputKind::Stdout { .. } => self.progress.load(Ordering::Relaxed),
+            OutputKind::Stdout { .. } | OutputKind::Upload { .. } => {
+                self.progress.load(Ordering::Relaxed)
+            }
             OutputKind::Directory { partial } => tree_size(partial),
         }
     }
@@ -174,7 +241,7 @@ impl DumpRun {
                 }
             }
             Ok(status) if status.success() => {
-                let streamed = self.writer.take().map(StreamWriter::join);
+                let streamed = self.writer.take().map(Sink::join);
                 match self.finish_output(streamed) {
                     Ok(result) => result,
                     Err(e) => RunResult::Failed {
@@ -186,7 +253,10 @@ impl DumpRun {
                 }
             }
             Ok(status) => {
-                let write_error = self.writer.take().and_then(|w| w.join().err());
+                let write_error = self
+                    .writer
+                    .take()
+                    .and_then(|w| w.join().discard(&self.spec.output));
                 let tail = without_progress_lines(
                     &stderr_tail(&self.spec.stderr_path, STDERR_TAIL_BYTES),
                     &name,
@@ -199,32 +269,45 @@ impl DumpRun {
                 // When the copy into the file fails (a full disk), the pipe closes and the child
                 // dies of SIGPIPE: the write error is the cause and comes first.
                 if let Some(e) = write_error {
-                    message = format!(
-                        "{}; {message}",
-                        describe_write_error(self.spec.output.partial(), &e)
-                    );
+                    message = format!("{e}; {message}");
                 }
                 RunResult::Failed { message }
             }
         };
         if matches!(result, RunResult::Failed { .. }) {
-            let _ = remove_output(self.spec.output.partial());
+            self.remove_partial();
         }
         let _ = fs::remove_file(&self.spec.stderr_path);
         Some(result)
     }
 
-    fn finish_output(&self, streamed: Option<io::Result<StreamOutcome>>) -> io::Result<RunResult> {
+    fn remove_partial(&self) {
+        if let Some(partial) = self.spec.output.partial() {
+            let _ = remove_output(partial);
+        }
+    }
+
+    fn finish_output(&self, streamed: Option<Streamed>) -> io::Result<RunResult> {
         let result = match (&self.spec.output, streamed) {
-            (OutputKind::Stdout { .. }, Some(outcome)) => {
-                let o = outcome?;
+            (OutputKind::Stdout { partial }, Some(Streamed::File(outcome))) => {
+                let o = outcome.map_err(|e| io::Error::other(describe_write_error(partial, &e)))?;
                 RunResult::Succeeded {
                     size: o.size,
                     sha256: o.sha256,
                     manifest: None,
                 }
             }
-            (OutputKind::Stdout { .. }, None) => {
+            (OutputKind::Upload { store, .. }, Some(Streamed::Upload(pending))) => {
+                let pending = pending.map_err(io::Error::other)?;
+                let (size, sha256) = (pending.size(), pending.sha256().to_string());
+                pending.complete(store).map_err(io::Error::other)?;
+                return Ok(RunResult::Succeeded {
+                    size,
+                    sha256,
+                    manifest: None,
+                });
+            }
+            (OutputKind::Stdout { .. } | OutputKind::Upload { .. }, _) => {
                 return Err(io::Error::other("no stream writer for stdout output"))
             }
             (OutputKind::Directory { partial }, _) => {
@@ -237,7 +320,9 @@ impl DumpRun {
                 }
             }
         };
-        publish(self.spec.output.partial(), &self.spec.final_path)?;
+        if let Some(partial) = self.spec.output.partial() {
+            publish(partial, &self.spec.final_path)?;
+        }
         Ok(result)
     }
 
@@ -248,7 +333,7 @@ impl DumpRun {
             let _ = child.shutdown(CANCEL_GRACE);
         }
         if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
+            writer.join().discard(&self.spec.output);
         }
     }
 
@@ -260,7 +345,7 @@ impl DumpRun {
         }
         self.finished = true;
         self.stop_child();
-        let _ = remove_output(self.spec.output.partial());
+        self.remove_partial();
         let _ = fs::remove_file(&self.spec.stderr_path);
     }
 }
@@ -274,9 +359,9 @@ impl Drop for DumpRun {
         // stream thread see end of file and be joined.
         self.child = None;
         if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
+            writer.join().discard(&self.spec.output);
         }
-        let _ = remove_output(self.spec.output.partial());
+        self.remove_partial();
         let _ = fs::remove_file(&self.spec.stderr_path);
     }
 }

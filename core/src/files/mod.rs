@@ -4,3 +4,4 @@ pub mod manifest;
 pub mod paths;
 pub mod plain;
 pub mod publish;
+pub mod sidecar;

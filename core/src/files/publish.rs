@@ -36,6 +36,30 @@ pub fn publish(partial: &Path, final_path: &Path) -> io::Result<()> {
     sync_parent(final_path)
 }
 
+/// Writes a small file (a sidecar) under `path`: to `<path>.partial` with mode 0600, fsynced,
+/// then renamed into place, so a reader never sees half of it.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let partial = crate::files::paths::partial_path(path);
+    let written = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&partial)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&partial, path)?;
+        sync_parent(path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&partial);
+    }
+    written
+}
+
 /// Removes a backup file or directory tree; a missing path is not an
 /// error, so cleanup can run more than once. Symlinks are removed, never
 /// followed.

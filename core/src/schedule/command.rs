@@ -66,7 +66,7 @@ pub enum ScheduleCommand {
 const DATABASE_KEYS: [&str; 7] = [
     "backup", "dbname", "format", "compress", "jobs", "label", "options",
 ];
-const GLOBALS_KEYS: [&str; 3] = ["backup", "label", "no_role_passwords"];
+const GLOBALS_KEYS: [&str; 4] = ["backup", "label", "no_role_passwords", "options"];
 const CLUSTER_KEYS: [&str; 4] = ["backup", "format", "label", "options"];
 const KINDS_HINT: &str = "The \"backup\" key is one of: database, globals, cluster.";
 /// The format used when a command does not name one, as for backup_database().
@@ -164,11 +164,21 @@ fn options(map: &Map<String, Value>, kind: &str) -> Result<Value, RequestError> 
                 ))
             }
             "timeout" => {}
+            "storage" if !v.is_string() => {
+                return Err(RequestError::invalid(
+                    format!(
+                        "options.storage must be the name of a storage target, got {}",
+                        json_type(v)
+                    ),
+                    "For example {\"storage\": \"offsite\"}.",
+                ))
+            }
+            "storage" => {}
             _ if kind != "cluster" => {
                 return Err(RequestError::invalid(
                     format!("option {} only applies to cluster backups", quoted(key)),
                     format!(
-                        "A {kind} schedule command takes the pg_dump options plus \"timeout\"."
+                        "A {kind} schedule command takes the pg_dump options plus \"timeout\" and \"storage\"."
                     ),
                 ))
             }
@@ -288,6 +298,13 @@ impl ScheduleCommand {
                         )
                     })?,
                 };
+                let dump = options(map, kind)?;
+                if let Some(key) = dump.as_object().and_then(|m| m.keys().next()) {
+                    return Err(RequestError::invalid(
+                        format!("option {} does not apply to globals backups", quoted(key)),
+                        "A globals schedule command takes the options \"timeout\" and \"storage\".",
+                    ));
+                }
                 Ok(ScheduleCommand::Globals {
                     label: label(map, kind)?,
                     request: GlobalsRequest { no_role_passwords },

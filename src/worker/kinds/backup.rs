@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use backup_core::{
-    backup_file_name, database_folder, is_inside, partial_path, pg_dump_argv,
+    backup_file_name, database_folder, is_inside, object_key, partial_path, pg_dump_argv,
     pg_dumpall_globals_argv, psql_query_argv, DumpRequest, GlobalsRequest, OutputKind,
     ProgressTracker, RunSpec, ToolCommand, GLOBALS_FOLDER,
 };
@@ -51,6 +51,56 @@ pub(super) fn prepare_backup(
         }
         _ => (GLOBALS_FOLDER.to_string(), ".sql", "pg_dumpall", None),
     };
+    let remote = match crate::storage::open_named(&claimed.storage) {
+        Ok(store) => store,
+        Err(crate::error::BackupError::NoSuchStorage { name, .. }) => {
+            return Err(format!(
+            "storage target \"{name}\" no longer exists (it was dropped after the job was queued)"
+        ))
+        }
+        Err(e) => {
+            return Err(format!(
+                "cannot open storage target \"{}\": {}",
+                claimed.storage,
+                e.message()
+            ))
+        }
+    };
+    if let Some(store) = remote {
+        if request
+            .as_ref()
+            .is_some_and(|r| !r.format.writes_to_stdout())
+        {
+            return Err(format!(
+                "the directory format cannot be written to storage target \"{}\"",
+                claimed.storage
+            ));
+        }
+        let key = object_key(
+            &crate::catalog::system_identifier().map_err(|e| e.to_string())?,
+            claimed.database.as_deref(),
+            started_at(claimed),
+            claimed.job_id,
+            suffix,
+        );
+        return dump_plan(
+            claimed,
+            ctx,
+            request,
+            stderr_path,
+            tool,
+            OutputKind::Upload {
+                store: store.clone(),
+                key: key.clone(),
+            },
+            PathBuf::from(&key),
+            Destination::Remote {
+                storage: claimed.storage.clone(),
+                key,
+                store,
+            },
+        );
+    }
     let folder = ctx.directory.join(folder);
     make_private_dir(&folder)?;
     let final_path = folder.join(backup_file_name(
@@ -67,10 +117,40 @@ pub(super) fn prepare_backup(
         ));
     }
     let partial = partial_path(&final_path);
+    let output = match &request {
+        Some(r) if !r.format.writes_to_stdout() => OutputKind::Directory {
+            partial: partial.clone(),
+        },
+        _ => OutputKind::Stdout { partial },
+    };
+    dump_plan(
+        claimed,
+        ctx,
+        request,
+        stderr_path,
+        tool,
+        output,
+        final_path.clone(),
+        Destination::Local(final_path),
+    )
+}
 
+/// The plan of a dump whose output (a local file or directory, or an upload) is decided.
+#[allow(clippy::too_many_arguments)]
+fn dump_plan(
+    claimed: &ClaimedJob,
+    ctx: &Context,
+    request: Option<DumpRequest>,
+    stderr_path: PathBuf,
+    tool: &'static str,
+    output: OutputKind,
+    final_path: PathBuf,
+    destination: Destination,
+) -> Result<Plan, String> {
+    let unreadable = |e: serde_json::Error| format!("stored request cannot be read: {e}");
     let mut progress = ProgressTracker::default();
     let mut table_count = None;
-    let (program, args, output) = match request {
+    let (program, args) = match request {
         Some(request) => {
             progress = progress.with_jobs(request.jobs);
             table_count = claimed
@@ -78,25 +158,20 @@ pub(super) fn prepare_backup(
                 .as_deref()
                 .and_then(|db| table_count_command(ctx, db, &request));
             let dbname = claimed.database.as_deref().unwrap_or_default();
-            let dir_output = (!request.format.writes_to_stdout()).then_some(partial.as_path());
-            let (program, args) =
-                pg_dump_argv(&ctx.bin_dir, &ctx.connection, dbname, &request, dir_output);
-            let output = if dir_output.is_some() {
-                OutputKind::Directory { partial }
-            } else {
-                OutputKind::Stdout { partial }
+            let dir_output = match &output {
+                OutputKind::Directory { partial } => Some(partial.as_path()),
+                _ => None,
             };
-            (program, args, output)
+            pg_dump_argv(&ctx.bin_dir, &ctx.connection, dbname, &request, dir_output)
         }
         None => {
             let request = GlobalsRequest::from_stored(&claimed.request).map_err(unreadable)?;
-            let (program, args) = pg_dumpall_globals_argv(
+            pg_dumpall_globals_argv(
                 &ctx.bin_dir,
                 &ctx.connection,
                 &ctx.catalog_database,
                 &request,
-            );
-            (program, args, OutputKind::Stdout { partial })
+            )
         }
     };
     Ok(Plan {
@@ -104,7 +179,7 @@ pub(super) fn prepare_backup(
             program,
             args,
             output,
-            final_path: final_path.clone(),
+            final_path,
             stderr_path: stderr_path.clone(),
         }),
         kind: Kind::Backup {
@@ -112,7 +187,7 @@ pub(super) fn prepare_backup(
         },
         login_role: None,
         makes_database: false,
-        output: Some(final_path),
+        output: Some(destination),
         tool,
         stderr_path: (claimed.kind == Ok(JobKind::Database)).then_some(stderr_path),
         progress,

@@ -12,6 +12,9 @@ use backup_core::{
     RunSpec, ToolCommand, VerifyPlan, VerifyRun, CLEANUP_TIMEOUT,
 };
 
+use backup_core::storage::Store;
+use backup_core::{sidecar_key, Sidecar};
+
 use crate::catalog::{ArtifactFacts, BackupRecord, ClaimedJob, Outcome};
 
 mod backup;
@@ -40,6 +43,70 @@ pub enum Kind {
     Verify { backup_id: i64 },
 }
 
+/// Where a backup job writes.
+#[derive(Clone)]
+pub enum Destination {
+    /// Under backup_ext.directory.
+    Local(PathBuf),
+    /// In a storage target, under `key`.
+    Remote {
+        storage: String,
+        key: String,
+        store: Store,
+    },
+}
+
+impl Destination {
+    /// The `path` and `key` columns recorded before the child starts.
+    pub fn columns(&self) -> (Option<String>, Option<String>) {
+        match self {
+            Destination::Local(p) => (Some(p.to_string_lossy().into_owned()), None),
+            Destination::Remote { key, .. } => (None, Some(key.clone())),
+        }
+    }
+
+    /// Writes the backup's sidecar (`<file>.json`) next to it.
+    pub fn write_sidecar(&self, sidecar: &Sidecar) -> Result<(), String> {
+        match self {
+            Destination::Local(path) => {
+                let target = PathBuf::from(sidecar_key(&path.to_string_lossy()));
+                backup_core::write_file_atomically(&target, &sidecar.to_bytes())
+                    .map_err(|e| format!("cannot write {}: {e}", target.display()))
+            }
+            Destination::Remote {
+                storage,
+                key,
+                store,
+            } => store
+                .put_bytes(&sidecar_key(key), sidecar.to_bytes())
+                .map_err(|e| format!("cannot write the sidecar to storage \"{storage}\": {e}")),
+        }
+    }
+
+    /// Removes the backup and its sidecar, whatever state they are in.
+    pub fn remove(&self) {
+        match self {
+            Destination::Local(path) => {
+                remove_leftovers(path);
+                let _ = std::fs::remove_file(sidecar_key(&path.to_string_lossy()));
+            }
+            Destination::Remote {
+                storage,
+                key,
+                store,
+            } => {
+                for k in [key.clone(), sidecar_key(key)] {
+                    if let Err(e) = store.delete(&k) {
+                        pgrx::warning!(
+                            "backup_ext: could not delete {k} from storage \"{storage}\": {e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A job whose child is running.
 pub struct RunningJob {
     pub job_id: i64,
@@ -60,6 +127,8 @@ pub struct RunningJob {
     /// the extra connection would cost them time.
     pub table_count: Option<ToolCommand>,
     pub tables_total: Option<Receiver<Option<u64>>>,
+    /// Where a backup writes: its sidecar goes there too, and a failure removes both.
+    pub destination: Option<Destination>,
 }
 
 /// How to start a claimed job.
@@ -76,8 +145,8 @@ pub struct Plan {
     pub kind: Kind,
     pub login_role: Option<String>,
     pub makes_database: bool,
-    /// For backups: the final path, recorded before the child starts.
-    pub output: Option<PathBuf>,
+    /// For backups: where the output goes, recorded before the child starts.
+    pub output: Option<Destination>,
     pub tool: &'static str,
     pub stderr_path: Option<PathBuf>,
     pub progress: ProgressTracker,

@@ -1,0 +1,395 @@
+//! Off-host storage: targets checked when added, backups streamed into a real S3 server
+//! (SeaweedFS) with their sidecar, no secret anywhere, and targets that cannot be dropped from
+//! under their backups.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use backup_ext_e2e::*;
+use sha2::{Digest, Sha256};
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn add_storage_sql(name: &str, url: &str, endpoint: &str, extra: &str) -> String {
+    format!(
+        "SELECT backup_ext.add_storage({}, {}, jsonb_build_object('endpoint', {}, \
+         'path_style', true, 'allow_http', true{extra}))",
+        quote_literal(name),
+        quote_literal(url),
+        quote_literal(endpoint)
+    )
+}
+
+fn storage_names(client: &mut postgres::Client) -> Vec<String> {
+    client
+        .query("SELECT name FROM backup_ext.storages ORDER BY name", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn storage_targets_are_checked_when_added_and_keep_their_backups() {
+    let s3 = Seaweed::start("targets");
+    let c = Cluster::start("storage_targets");
+    let mut client = c.client("postgres");
+    let url = format!("s3://{}/backups", s3.bucket);
+
+    // Without a credentials file an S3 target has no keys: F0000, naming the setting.
+    let msg = expect_sqlstate(
+        &mut client,
+        &add_storage_sql("offsite", &url, &s3.endpoint, ""),
+        "F0000",
+    );
+    assert!(msg.contains("backup_ext.s3_credentials_file"), "{msg}");
+    c.set_and_reload(
+        "backup_ext.s3_credentials_file",
+        &s3.credentials_file.to_string_lossy(),
+    );
+
+    // Bad input, each with its SQLSTATE, and no row added.
+    expect_sqlstate(
+        &mut client,
+        "SELECT backup_ext.add_storage('x1', 'ftp://host/dir')",
+        "22023",
+    );
+    expect_sqlstate(
+        &mut client,
+        &add_storage_sql("Bad-Name", &url, &s3.endpoint, ""),
+        "22023",
+    );
+    expect_sqlstate(
+        &mut client,
+        &add_storage_sql("local", &url, &s3.endpoint, ""),
+        "42710",
+    );
+    expect_sqlstate(
+        &mut client,
+        &add_storage_sql("x2", "s3://no-such-bucket-here/p", &s3.endpoint, ""),
+        "42704",
+    );
+    let closed = free_port();
+    expect_sqlstate(
+        &mut client,
+        &add_storage_sql("x3", &url, &format!("http://127.0.0.1:{closed}"), ""),
+        "08001",
+    );
+    let msg = expect_sqlstate(
+        &mut client,
+        &add_storage_sql("x4", &url, &s3.endpoint, ", 'profile', 'nobody'"),
+        "F0000",
+    );
+    assert!(msg.contains("nobody"), "{msg}");
+    // Plain http beyond loopback needs backup_ext.s3_allow_http.
+    expect_sqlstate(
+        &mut client,
+        &add_storage_sql("x5", &url, "http://192.0.2.1:8333", ""),
+        "22023",
+    );
+    // A wrong secret: the store refuses the signature.
+    let wrong = c.root.join("wrong-credentials");
+    std::fs::write(
+        &wrong,
+        format!(
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = not-the-secret\n",
+            s3.access_key
+        ),
+    )
+    .unwrap();
+    chown_postgres(&wrong);
+    c.set_and_reload("backup_ext.s3_credentials_file", &wrong.to_string_lossy());
+    expect_sqlstate(
+        &mut client,
+        &add_storage_sql("x6", &url, &s3.endpoint, ""),
+        "28000",
+    );
+    c.set_and_reload(
+        "backup_ext.s3_credentials_file",
+        &s3.credentials_file.to_string_lossy(),
+    );
+    assert_eq!(storage_names(&mut client), vec!["local".to_string()]);
+
+    // Non-superusers may not add targets.
+    exec(
+        &mut client,
+        "CREATE ROLE op LOGIN; GRANT backup_ext_operator TO op",
+    );
+    let mut op = c.client_as("postgres", "op");
+    expect_sqlstate(
+        &mut op,
+        &add_storage_sql("x7", &url, &s3.endpoint, ""),
+        "42501",
+    );
+
+    exec(
+        &mut client,
+        &add_storage_sql("offsite", &url, &s3.endpoint, ""),
+    );
+    expect_sqlstate(
+        &mut client,
+        &add_storage_sql("offsite", &url, &s3.endpoint, ""),
+        "42710",
+    );
+    assert_eq!(storage_names(&mut client), vec!["local", "offsite"]);
+    let options = one_text(
+        &mut client,
+        "SELECT options::text FROM backup_ext.storages WHERE name = 'offsite'",
+    );
+    assert!(!options.contains(&s3.secret_key), "{options}");
+
+    // An unknown target is refused at call time.
+    expect_sqlstate(
+        &mut client,
+        "SELECT backup_ext.backup_database('postgres', options => '{\"storage\": \"nowhere\"}')",
+        "42704",
+    );
+    expect_sqlstate(
+        &mut client,
+        "SELECT backup_ext.backup_database('postgres', 'directory', \
+         options => '{\"storage\": \"offsite\"}')",
+        "0A000",
+    );
+
+    // A backup there: the target cannot be dropped until it is expired.
+    let job = one_i64(
+        &mut client,
+        "SELECT backup_ext.backup_database('postgres', options => '{\"storage\": \"offsite\"}')",
+    );
+    assert_eq!(c.wait_final(job, DEADLINE), "succeeded");
+    let msg = expect_sqlstate(
+        &mut client,
+        "SELECT backup_ext.drop_storage('offsite')",
+        "2BP01",
+    );
+    assert!(msg.contains("1 live backup"), "{msg}");
+    expect_sqlstate(
+        &mut client,
+        "SELECT backup_ext.drop_storage('local')",
+        "22023",
+    );
+    assert_eq!(
+        one_text(
+            &mut client,
+            "SELECT backup_ext.drop_storage('never_added')::text"
+        ),
+        "false"
+    );
+
+    // Retention deletes the object and its sidecar, then the target can go.
+    exec(
+        &mut client,
+        "SELECT backup_ext.set_retention('postgres', keep_last => 1)",
+    );
+    let second = one_i64(
+        &mut client,
+        "SELECT backup_ext.backup_database('postgres', options => '{\"storage\": \"offsite\"}')",
+    );
+    assert_eq!(c.wait_final(second, DEADLINE), "succeeded");
+    c.wait_until("the first backup expires", DEADLINE, || {
+        one_text(
+            &mut c.client("postgres"),
+            &format!("SELECT status FROM backup_ext.backups WHERE backup_id = {job}"),
+        ) == "expired"
+    });
+    let keys: BTreeSet<String> = s3.objects("").into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        keys.len(),
+        2,
+        "one backup and its sidecar are left: {keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .all(|k| k.contains(&format!("-job{second:012}."))),
+        "{keys:?}"
+    );
+    exec(
+        &mut client,
+        "SELECT backup_ext.set_retention('postgres'); \
+         UPDATE backup_ext.artifacts SET expired_at = now() WHERE storage = 'offsite'",
+    );
+    assert_eq!(
+        one_text(
+            &mut client,
+            "SELECT backup_ext.drop_storage('offsite')::text"
+        ),
+        "true"
+    );
+    assert_eq!(storage_names(&mut client), vec!["local".to_string()]);
+}
+
+#[test]
+fn backups_stream_into_s3_with_a_sidecar_and_no_secret_anywhere() {
+    let s3 = Seaweed::start("stream");
+    let c = Cluster::start("storage_stream");
+    c.set_and_reload(
+        "backup_ext.s3_credentials_file",
+        &s3.credentials_file.to_string_lossy(),
+    );
+    let mut client = c.client("postgres");
+    let url = format!("s3://{}/team/a", s3.bucket);
+    exec(
+        &mut client,
+        &add_storage_sql("offsite", &url, &s3.endpoint, ", 'part_size', 5242880"),
+    );
+    exec(&mut client, "CREATE DATABASE app");
+    let mut app = c.client("app");
+    // About 12 MB of incompressible data: three parts of 5 MiB.
+    exec(
+        &mut app,
+        "CREATE TABLE blobs AS SELECT g AS id, \
+         (SELECT string_agg(md5(random()::text || g || i), '') FROM generate_series(1, 40) i) AS data \
+         FROM generate_series(1, 9000) g",
+    );
+
+    let sysid = one_text(
+        &mut client,
+        "SELECT system_identifier::text FROM pg_control_system()",
+    );
+    let mut jobs = Vec::new();
+    for (format, compress) in [("custom", "'0'"), ("plain", "NULL"), ("tar", "NULL")] {
+        jobs.push(one_i64(
+            &mut client,
+            &format!(
+                "SELECT backup_ext.backup_database('app', '{format}', {compress}, \
+                 options => '{{\"storage\": \"offsite\"}}')"
+            ),
+        ));
+    }
+    let globals = one_i64(
+        &mut client,
+        "SELECT backup_ext.backup_globals(options => '{\"storage\": \"offsite\"}')",
+    );
+    jobs.push(globals);
+    for &job in &jobs {
+        assert_eq!(
+            c.wait_final(job, DEADLINE),
+            "succeeded",
+            "job {job}: {:?}",
+            c.job(job)
+        );
+    }
+
+    let objects: std::collections::BTreeMap<String, u64> = s3.objects("").into_iter().collect();
+    for &job in &jobs {
+        let row = client
+            .query_one(
+                "SELECT storage, key, path, size_bytes, sha256, database, bytes_written
+                   FROM backup_ext.backups WHERE backup_id = $1",
+                &[&job],
+            )
+            .unwrap();
+        let (storage, key, path): (String, String, Option<String>) =
+            (row.get(0), row.get(1), row.get(2));
+        let (size, sha): (i64, String) = (row.get(3), row.get(4));
+        let database: Option<String> = row.get(5);
+        assert_eq!(storage, "offsite");
+        assert_eq!(path, None, "a remote backup has no local path");
+        let folder = database.as_deref().unwrap_or("globals");
+        assert!(
+            key.starts_with(&format!("{sysid}/{folder}/"))
+                && key.contains(&format!("-job{job:012}.")),
+            "key {key}"
+        );
+        let full = format!("team/a/{key}");
+        assert_eq!(objects.get(&full), Some(&(size as u64)), "{objects:?}");
+        let bytes = s3.get(&full);
+        assert_eq!(hex::encode(Sha256::digest(&bytes)), sha);
+        let sidecar: serde_json::Value =
+            serde_json::from_slice(&s3.get(&format!("{full}.json"))).unwrap();
+        assert_eq!(sidecar["backup_id"], job);
+        assert_eq!(sidecar["sha256"], sha.as_str());
+        assert_eq!(sidecar["size_bytes"], size);
+        assert_eq!(sidecar["system_identifier"], sysid.as_str());
+        assert_eq!(sidecar["storage"], "offsite");
+        assert_eq!(sidecar["key"], key.as_str());
+        assert_eq!(sidecar["sidecar_version"], 1);
+        if database.is_some() {
+            assert!(
+                size > 10 * 1024 * 1024,
+                "the dump spans several parts: {size}"
+            );
+        }
+    }
+    // The custom archive is whole: pg_restore lists its table.
+    let custom_key = one_text(
+        &mut client,
+        &format!(
+            "SELECT 'team/a/' || key FROM backup_ext.backups WHERE backup_id = {}",
+            jobs[0]
+        ),
+    );
+    let archive = c.root.join("from-s3.dump");
+    std::fs::write(&archive, s3.get(&custom_key)).unwrap();
+    let listing = c.run_tool("pg_restore", &["--list", &archive.to_string_lossy()]);
+    assert!(
+        String::from_utf8_lossy(&listing.stdout).contains("TABLE DATA public blobs"),
+        "{listing:?}"
+    );
+    assert!(s3.open_uploads().is_empty(), "{:?}", s3.open_uploads());
+    // Nothing local was written for them.
+    let local = one_i64(
+        &mut client,
+        "SELECT count(*) FROM backup_ext.backups WHERE path IS NOT NULL",
+    );
+    assert_eq!(local, 0);
+
+    // Restoring from a target is refused clearly, before any job exists.
+    expect_sqlstate(
+        &mut client,
+        &format!("SELECT backup_ext.restore_backup({}, 'app_copy')", jobs[0]),
+        "0A000",
+    );
+
+    // No secret in the catalog, the server log or the storages view.
+    let catalog = one_text(
+        &mut client,
+        "SELECT concat(
+             (SELECT string_agg(t::text, ' ') FROM backup_ext.jobs t),
+             (SELECT string_agg(t::text, ' ') FROM backup_ext.artifacts t),
+             (SELECT string_agg(t::text, ' ') FROM backup_ext.storage_targets t))",
+    );
+    let log = c.log_text();
+    for secret in [&s3.secret_key, &s3.access_key] {
+        assert!(!catalog.contains(secret.as_str()), "catalog holds a key");
+        assert!(!log.contains(secret.as_str()), "server log holds a key");
+    }
+}
+
+#[test]
+fn a_storage_dropped_while_a_job_is_queued_fails_the_job() {
+    let s3 = Seaweed::start("dropped");
+    let c = Cluster::start_with("storage_dropped", &[("backup_ext.max_parallel", "1")]);
+    c.set_and_reload(
+        "backup_ext.s3_credentials_file",
+        &s3.credentials_file.to_string_lossy(),
+    );
+    let mut client = c.client("postgres");
+    let url = format!("s3://{}", s3.bucket);
+    exec(
+        &mut client,
+        &add_storage_sql("gone", &url, &s3.endpoint, ""),
+    );
+    c.create_sample_db("held");
+    // Hold the only slot with a dump that waits for a lock, then queue one for "gone".
+    let holder = lock_t1(&c, "held");
+    let blocker = one_i64(&mut client, "SELECT backup_ext.backup_database('held')");
+    wait_dump_blocked(&c, "held");
+    let queued = one_i64(
+        &mut client,
+        "SELECT backup_ext.backup_database('postgres', options => '{\"storage\": \"gone\"}')",
+    );
+    assert_eq!(
+        one_text(&mut client, "SELECT backup_ext.drop_storage('gone')::text"),
+        "true"
+    );
+    drop(holder);
+    assert_eq!(c.wait_final(blocker, DEADLINE), "succeeded");
+    assert_eq!(c.wait_final(queued, DEADLINE), "failed");
+    let error = c.job(queued).error.unwrap_or_default();
+    assert!(
+        error.contains("storage target \"gone\" no longer exists"),
+        "{error}"
+    );
+    assert!(s3.objects("").is_empty());
+}
