@@ -147,8 +147,17 @@ pub trait JobRun: Send {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobResult {
     Dump(RunResult),
-    Restore { ok: bool, message: String },
+    Restore {
+        ok: bool,
+        message: String,
+    },
     Verify(VerifyReport),
+    /// A backup copied from a storage target into a work file (the first step of a restore
+    /// or verification of a remote backup).
+    Fetched {
+        ok: bool,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

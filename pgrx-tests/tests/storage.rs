@@ -334,11 +334,89 @@ fn backups_stream_into_s3_with_a_sidecar_and_no_secret_anywhere() {
     );
     assert_eq!(local, 0);
 
-    // Restoring from a target is refused clearly, before any job exists.
+    // Restores, inspection and verification read the object back.
+    for (&job, target) in jobs.iter().zip(["from_custom", "from_plain", "from_tar"]) {
+        let restore = one_i64(
+            &mut client,
+            &format!("SELECT backup_ext.restore_backup({job}, '{target}')"),
+        );
+        assert_eq!(
+            c.wait_final(restore, DEADLINE),
+            "succeeded",
+            "{:?}",
+            c.job(restore)
+        );
+        let rows = one_i64(&mut c.client(target), "SELECT count(*) FROM blobs");
+        assert_eq!(rows, 9000, "{target}");
+    }
+    let tables = one_i64(
+        &mut client,
+        &format!(
+            "SELECT count(*) FROM backup_ext.backup_contents({}) WHERE kind = 'TABLE DATA'",
+            jobs[0]
+        ),
+    );
+    assert_eq!(tables, 1);
+    let verify = one_i64(
+        &mut client,
+        &format!(
+            "SELECT backup_ext.verify_backup({}, test_restore => true)",
+            jobs[0]
+        ),
+    );
+    assert_eq!(
+        c.wait_final(verify, DEADLINE),
+        "succeeded",
+        "{:?}",
+        c.job(verify)
+    );
+    // Nothing is left in the work directory.
+    let work: Vec<String> = std::fs::read_dir(c.backups.join(".work"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".fetch"))
+        .collect();
+    assert!(work.is_empty(), "{work:?}");
+
+    // An object overwritten behind our back: refused (XX001) and its verification fails; a
+    // deleted one: 58P01.
+    let tar_key = one_text(
+        &mut client,
+        &format!(
+            "SELECT 'team/a/' || key FROM backup_ext.backups WHERE backup_id = {}",
+            jobs[2]
+        ),
+    );
+    let mut tampered = s3.get(&tar_key);
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x55;
+    s3.put(&tar_key, &tampered);
     expect_sqlstate(
         &mut client,
-        &format!("SELECT backup_ext.restore_backup({}, 'app_copy')", jobs[0]),
-        "0A000",
+        &format!("SELECT backup_ext.restore_backup({}, 'never')", jobs[2]),
+        "XX001",
+    );
+    let verify = one_i64(
+        &mut client,
+        &format!("SELECT backup_ext.verify_backup({})", jobs[2]),
+    );
+    assert_eq!(c.wait_final(verify, DEADLINE), "failed");
+    assert_eq!(
+        one_text(
+            &mut client,
+            &format!(
+                "SELECT verify_status FROM backup_ext.backups WHERE backup_id = {}",
+                jobs[2]
+            )
+        ),
+        "failed"
+    );
+    s3.delete(&tar_key);
+    expect_sqlstate(
+        &mut client,
+        &format!("SELECT backup_ext.restore_backup({}, 'never')", jobs[2]),
+        "58P01",
     );
 
     // No secret in the catalog, the server log or the storages view.

@@ -2,7 +2,10 @@
 //! Everything a restore could trip over is checked here, before anything is enqueued, so a bad
 //! request never touches the target database.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use backup_core::storage::fetch::{fetch_now, FetchError, FetchSpec};
+use backup_core::storage::Failure;
 use std::time::Duration;
 
 use backup_core::{
@@ -46,20 +49,74 @@ fn succeeded_backup(backup_id: i64, caller: &Caller, what: &str) -> BackupRecord
     rec
 }
 
-fn existing_path(rec: &BackupRecord) -> &Path {
-    if rec.storage != catalog::LOCAL_STORAGE {
-        BackupError::Request(backup_core::RequestError::unsupported(
-            format!(
-                "backup {} lies in storage target \"{}\" (key {}), which this version cannot read back yet",
-                rec.backup_id,
-                rec.storage,
-                rec.key.as_deref().unwrap_or("?")
-            ),
-            "Download the object named by list_backups().key (with its .json sidecar) into \
-             backup_ext.directory by hand, or restore it with pg_restore directly.",
-        ))
-        .report();
+/// A backup's archive, readable now: its own file, or for a backup in a storage target a copy
+/// fetched into the work directory and checked against the recorded size and SHA-256, removed
+/// when this is dropped. (The worker fetches its own copy when the job runs.)
+struct Archive {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl Drop for Archive {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = backup_core::remove_output(&self.path);
+        }
     }
+}
+
+fn archive_now(rec: &BackupRecord) -> Archive {
+    if rec.storage == catalog::LOCAL_STORAGE {
+        return Archive {
+            path: existing_path(rec).to_path_buf(),
+            temporary: false,
+        };
+    }
+    let key = rec.key.clone().unwrap_or_default();
+    let store = crate::storage::open_named(&rec.storage)
+        .or_report()
+        .unwrap_or_else(|| BackupError::Internal("a remote backup in 'local'".into()).report());
+    let work = settings::directory().join(".work");
+    backup_core::create_private_dir(&work)
+        .map_err(|e| BackupError::Internal(format!("cannot create {}: {e}", work.display())))
+        .or_report();
+    let dest = work.join(format!(
+        "call-{}-{}.fetch",
+        unsafe { pgrx::pg_sys::MyProcPid },
+        rec.backup_id
+    ));
+    let _ = backup_core::remove_output(&dest);
+    let spec = FetchSpec {
+        store,
+        storage: rec.storage.clone(),
+        key: key.clone(),
+        dest: dest.clone(),
+        expected_size: rec.size_bytes.unwrap_or_default().max(0) as u64,
+        expected_sha256: rec.sha256.clone().unwrap_or_default(),
+    };
+    match fetch_now(&spec) {
+        Ok(()) => Archive {
+            path: dest,
+            temporary: true,
+        },
+        Err(FetchError::Store(e)) if e.failure == Failure::NotFound => {
+            BackupError::BackupFileMissing {
+                backup_id: rec.backup_id,
+                path: format!("{key} in storage \"{}\"", rec.storage),
+            }
+            .report()
+        }
+        Err(FetchError::Store(e)) => BackupError::Request(e.into()).report(),
+        Err(FetchError::Mismatch(detail)) => BackupError::BackupCorrupted {
+            backup_id: rec.backup_id,
+            detail,
+        }
+        .report(),
+        Err(FetchError::Local(e)) => BackupError::Internal(e).report(),
+    }
+}
+
+fn existing_path(rec: &BackupRecord) -> &Path {
     let path = rec.path.as_deref().unwrap_or_default();
     if path.is_empty() || !Path::new(path).exists() {
         BackupError::BackupFileMissing {
@@ -305,7 +362,8 @@ fn restore_backup(
 ) -> i64 {
     let (caller, _owner) = privileges::enter();
     let rec = succeeded_backup(backup_id, &caller, "restore");
-    let path = existing_path(&rec).to_path_buf();
+    let archive = archive_now(&rec);
+    let path = archive.path.clone();
     let is_globals = rec.kind == Ok(JobKind::Globals);
     let create_db = create_db.unwrap_or(true) && !is_globals;
     let options = options.map(|o| o.0).unwrap_or_else(|| json!({}));
@@ -384,7 +442,8 @@ fn backup_contents(
 > {
     let (caller, _owner) = privileges::enter();
     let rec = succeeded_backup(backup_id, &caller, "inspect");
-    let path = existing_path(&rec).to_path_buf();
+    let archive = archive_now(&rec);
+    let path = archive.path.clone();
     check_readable(&rec, &path);
     let (_, entries) = read_contents(&rec, &path);
     TableIterator::new(
@@ -418,8 +477,8 @@ fn verify_backup(backup_id: i64, test_restore: default!(Option<bool>, "false")) 
         check_readable(&rec, path);
     }
     if test_restore {
-        let path = existing_path(&rec).to_path_buf();
-        check_data_owners(&rec, &path, None, &caller, "test-restore");
+        let archive = archive_now(&rec);
+        check_data_owners(&rec, &archive.path, None, &caller, "test-restore");
     }
     let job_id = catalog::enqueue_job(&NewJob {
         kind: JobKind::Verify,

@@ -71,6 +71,7 @@ pub fn create_set(format: &str, label: Option<&str>, options: &Value) -> SpiResu
 }
 
 /// One backup as restore, verify and inspection need it.
+#[derive(Clone)]
 pub struct BackupRecord {
     pub backup_id: i64,
     /// Database or Globals.

@@ -86,6 +86,7 @@ pub fn request_cancel(job_id: i64) -> SpiResult<Option<String>> {
 }
 
 /// A job the worker has just moved from queued to running.
+#[derive(Clone)]
 pub struct ClaimedJob {
     pub job_id: i64,
     pub kind: Result<JobKind, String>,

@@ -250,6 +250,25 @@ impl Worker {
     /// successful backup triggers its database's retention policy.
     fn finish(&self, job: &mut RunningJob, result: backup_core::JobResult) {
         let job_id = job.job_id;
+        // A verification that could not even fetch the backup failed it.
+        if let (
+            Kind::Fetch {
+                claimed, backup, ..
+            },
+            backup_core::JobResult::Fetched { ok: false, message },
+        ) = (&job.kind, &result)
+        {
+            if claimed.kind == Ok(backup_core::JobKind::Verify) {
+                if let Err(e) =
+                    spi(|| catalog::record_verification(backup.backup_id, false, message, None))
+                {
+                    warning!(
+                        "backup_ext: could not record the verification of backup {}: {e}",
+                        backup.backup_id
+                    );
+                }
+            }
+        }
         // The last lines (and the table count, if it has arrived: never waited for).
         let progress = job.stderr_path.is_some().then(|| progress_of(job));
         if let (Kind::Verify { backup_id }, backup_core::JobResult::Verify(report)) =
@@ -319,7 +338,12 @@ impl Worker {
         }
         for (job_id, result) in finished {
             if let Some(mut job) = self.take(job_id) {
+                if matches!(result, backup_core::JobResult::Fetched { ok: true, .. }) {
+                    self.launch_fetched(job);
+                    continue;
+                }
                 self.finish(&mut job, result);
+                remove_staged(job.staged.as_deref());
             }
         }
     }
@@ -327,6 +351,7 @@ impl Worker {
     fn stop(&mut self, job_id: i64, outcome: Outcome) {
         if let Some(mut job) = self.take(job_id) {
             job.run.cancel();
+            remove_staged(job.staged.as_deref());
             self.drop_login_role(job_id, job.login_role.as_deref());
             self.record(job_id, outcome);
         }
@@ -432,43 +457,90 @@ impl Worker {
                     return;
                 }
             };
-            let plan = match plan {
-                Ok(plan) => plan,
-                Err(e) => {
-                    self.record(job_id, Outcome::Failed(e));
-                    continue;
+            self.launch(job_id, timeout, plan, Instant::now(), None);
+        }
+    }
+
+    /// Starts a prepared job (or records why it cannot start). `staged` is the local copy of a
+    /// remote backup the job reads, removed when the job ends.
+    fn launch(
+        &mut self,
+        job_id: i64,
+        timeout: Option<Duration>,
+        plan: Result<kinds::Plan, String>,
+        started: Instant,
+        staged: Option<std::path::PathBuf>,
+    ) {
+        let plan = match plan {
+            Ok(plan) => plan,
+            Err(e) => {
+                remove_staged(staged.as_deref());
+                self.record(job_id, Outcome::Failed(e));
+                return;
+            }
+        };
+        let output = plan.output.clone();
+        let login_role = plan.login_role.clone();
+        match kinds::start(plan.start) {
+            Ok(run) => self.running.push(RunningJob {
+                job_id,
+                kind: plan.kind,
+                login_role: plan.login_role,
+                makes_database: plan.makes_database,
+                run,
+                started,
+                timeout,
+                stderr_path: plan.stderr_path,
+                stderr_offset: 0,
+                progress: plan.progress,
+                table_count: plan.table_count,
+                tables_total: None,
+                destination: output,
+                staged,
+            }),
+            Err(e) => {
+                if let Some(output) = output {
+                    output.remove();
                 }
-            };
-            let output = plan.output.clone();
-            let login_role = plan.login_role.clone();
-            match kinds::start(plan.start) {
-                Ok(run) => self.running.push(RunningJob {
+                remove_staged(staged.as_deref());
+                self.drop_login_role(job_id, login_role.as_deref());
+                self.record(
                     job_id,
-                    kind: plan.kind,
-                    login_role: plan.login_role,
-                    makes_database: plan.makes_database,
-                    run,
-                    started: Instant::now(),
-                    timeout,
-                    stderr_path: plan.stderr_path,
-                    stderr_offset: 0,
-                    progress: plan.progress,
-                    table_count: plan.table_count,
-                    tables_total: None,
-                    destination: output,
-                }),
-                Err(e) => {
-                    if let Some(output) = output {
-                        output.remove();
-                    }
-                    self.drop_login_role(job_id, login_role.as_deref());
-                    self.record(
-                        job_id,
-                        Outcome::Failed(format!("cannot start {}: {e}", plan.tool)),
-                    );
-                }
+                    Outcome::Failed(format!("cannot start {}: {e}", plan.tool)),
+                );
             }
         }
+    }
+
+    /// The second step of a job on a remote backup: its local copy is whole, so the restore
+    /// or verification is planned against it and started.
+    fn launch_fetched(&mut self, job: RunningJob) {
+        let RunningJob {
+            job_id,
+            kind,
+            started,
+            timeout,
+            ..
+        } = job;
+        let kinds::Kind::Fetch {
+            claimed,
+            backup,
+            dest,
+        } = kind
+        else {
+            return;
+        };
+        let mut backup = *backup;
+        // From here on the backup is the local copy.
+        backup.path = Some(dest.to_string_lossy().into_owned());
+        backup.storage = catalog::LOCAL_STORAGE.to_string();
+        let staged = Some(dest);
+        let plan = match context() {
+            Ok(ctx) => in_transaction(|| Ok(kinds::prepare(&claimed, Some(&backup), &ctx)))
+                .unwrap_or_else(Err),
+            Err(e) => Err(e),
+        };
+        self.launch(job_id, timeout, plan, started, staged);
     }
 
     /// SIGTERM: stop every child at once and say so in the catalog while we still can.
@@ -644,4 +716,13 @@ fn remove_remote_leftovers(job: &catalog::Interrupted, key: &str) {
         store,
     }
     .remove();
+}
+
+/// Removes the local copy of a remote backup once the job that read it has ended.
+fn remove_staged(staged: Option<&std::path::Path>) {
+    if let Some(path) = staged {
+        if let Err(e) = backup_core::remove_output(path) {
+            warning!("backup_ext: could not remove {}: {e}", path.display());
+        }
+    }
 }

@@ -104,11 +104,14 @@ pub fn work_file_owner(name: &str) -> Option<WorkFileOwner> {
         .strip_prefix("job-")
         .and_then(|rest| rest.split_once('.'))
     {
-        if digits(id) && matches!(ext, "stderr" | "list") {
+        if digits(id) && matches!(ext, "stderr" | "list" | "fetch") {
             return id.parse().ok().map(WorkFileOwner::Job);
         }
     }
-    let mut parts = name.strip_suffix(".stderr")?.rsplitn(3, '-');
+    let stem = name
+        .strip_suffix(".stderr")
+        .or_else(|| name.strip_suffix(".fetch"))?;
+    let mut parts = stem.rsplitn(3, '-');
     let (n, pid, tool) = (parts.next()?, parts.next()?, parts.next()?);
     if tool.is_empty() || !digits(n) || !digits(pid) {
         return None;

@@ -21,6 +21,7 @@ pub mod credentials;
 mod download;
 pub mod error;
 mod etag;
+pub mod fetch;
 mod file;
 pub mod options;
 mod s3;

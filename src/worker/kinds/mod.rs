@@ -12,6 +12,7 @@ use backup_core::{
     RunSpec, ToolCommand, VerifyPlan, VerifyRun, CLEANUP_TIMEOUT,
 };
 
+use backup_core::storage::fetch::{FetchRun, FetchSpec};
 use backup_core::storage::Store;
 use backup_core::{sidecar_key, Sidecar};
 
@@ -38,9 +39,20 @@ pub struct Context {
 
 /// What kind of job runs, as far as recording its outcome is concerned.
 pub enum Kind {
-    Backup { database: Option<String> },
+    Backup {
+        database: Option<String>,
+    },
     Restore,
-    Verify { backup_id: i64 },
+    Verify {
+        backup_id: i64,
+    },
+    /// Copying a remote backup to `dest`; then the restore or verification `claimed` asked
+    /// for is planned against that copy.
+    Fetch {
+        claimed: Box<ClaimedJob>,
+        backup: Box<BackupRecord>,
+        dest: PathBuf,
+    },
 }
 
 /// Where a backup job writes.
@@ -129,6 +141,8 @@ pub struct RunningJob {
     pub tables_total: Option<Receiver<Option<u64>>>,
     /// Where a backup writes: its sidecar goes there too, and a failure removes both.
     pub destination: Option<Destination>,
+    /// The local copy of the remote backup the job reads, removed when it ends.
+    pub staged: Option<PathBuf>,
 }
 
 /// How to start a claimed job.
@@ -137,6 +151,7 @@ pub enum Start {
     Restore(RestorePlan),
     CheckedRestore(Box<VerifyPlan>, RestorePlan),
     Verify(Box<VerifyPlan>),
+    Fetch(Box<FetchSpec>),
 }
 
 /// What `prepare` decided for a claimed job.
@@ -186,6 +201,9 @@ pub fn prepare(
     ctx: &Context,
 ) -> Result<Plan, String> {
     let work_dir = work_dir(ctx)?;
+    if let Some(backup) = backup.filter(|b| b.storage != crate::catalog::LOCAL_STORAGE) {
+        return fetch_plan(claimed, backup, &work_dir);
+    }
     match claimed.kind.clone()? {
         JobKind::Database | JobKind::Globals => backup::prepare_backup(claimed, ctx, work_dir),
         JobKind::Restore => {
@@ -223,6 +241,55 @@ pub(super) fn checksum_plan(
     })
 }
 
+/// The first step of a restore or verification of a backup in a storage target: a local copy
+/// in the work directory, checked against the recorded size and SHA-256 before anything reads
+/// it.
+fn fetch_plan(
+    claimed: &ClaimedJob,
+    backup: &BackupRecord,
+    work_dir: &Path,
+) -> Result<Plan, String> {
+    let key = backup
+        .key
+        .clone()
+        .ok_or_else(|| format!("backup {} has no key in its storage", backup.backup_id))?;
+    let store = match crate::storage::open_named(&backup.storage) {
+        Ok(Some(store)) => store,
+        Ok(None) => return Err("the backup is local".into()),
+        Err(e) => {
+            return Err(format!(
+                "cannot open storage target \"{}\" that holds backup {}: {}",
+                backup.storage,
+                backup.backup_id,
+                e.message()
+            ))
+        }
+    };
+    let dest = work_dir.join(format!("job-{}.fetch", claimed.job_id));
+    Ok(Plan {
+        start: Start::Fetch(Box::new(FetchSpec {
+            store,
+            storage: backup.storage.clone(),
+            key,
+            dest: dest.clone(),
+            expected_size: backup.size_bytes.unwrap_or_default().max(0) as u64,
+            expected_sha256: backup.sha256.clone().unwrap_or_default(),
+        })),
+        kind: Kind::Fetch {
+            claimed: Box::new(claimed.clone()),
+            backup: Box::new(backup.clone()),
+            dest,
+        },
+        login_role: None,
+        makes_database: false,
+        output: None,
+        tool: "the download",
+        stderr_path: None,
+        progress: ProgressTracker::default(),
+        table_count: None,
+    })
+}
+
 /// The scratch database of a verification, by job id.
 pub fn scratch_database(job_id: i64) -> String {
     format!("backup_ext_verify_{job_id}")
@@ -257,6 +324,7 @@ pub fn start(start: Start) -> std::io::Result<Box<dyn JobRun>> {
         Start::Restore(plan) => Box::new(RestoreRun::start(plan)?),
         Start::CheckedRestore(check, plan) => Box::new(CheckedRestore::start(*check, plan)?),
         Start::Verify(plan) => Box::new(VerifyRun::start(*plan)?),
+        Start::Fetch(spec) => Box::new(FetchRun::start(*spec)?),
     })
 }
 
@@ -286,6 +354,11 @@ pub fn outcome_of(result: JobResult) -> Outcome {
             message: Some(report.message),
         },
         JobResult::Verify(report) => Outcome::Failed(report.message),
+        JobResult::Fetched { ok: false, message } => Outcome::Failed(message),
+        // The worker starts the job's next step instead (`launch_fetched`).
+        JobResult::Fetched { ok: true, .. } => {
+            Outcome::Failed("the backup was fetched but nothing read it".into())
+        }
     }
 }
 
