@@ -59,6 +59,15 @@ impl BackupError {
                 let code = match e.kind {
                     ErrorKind::InvalidParameter => ERRCODE_INVALID_PARAMETER_VALUE,
                     ErrorKind::FeatureNotSupported => ERRCODE_FEATURE_NOT_SUPPORTED,
+                    ErrorKind::UndefinedObject => ERRCODE_UNDEFINED_OBJECT,
+                    ErrorKind::ConfigFile => ERRCODE_CONFIG_FILE_ERROR,
+                    ErrorKind::InvalidAuthorization => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+                    ErrorKind::ConnectionFailure => {
+                        ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION
+                    }
+                    ErrorKind::ExternalFailure => ERRCODE_SYSTEM_ERROR,
+                    ErrorKind::FileMissing => ERRCODE_UNDEFINED_FILE,
+                    ErrorKind::DataCorrupted => ERRCODE_DATA_CORRUPTED,
                 };
                 (code, e.message.clone(), e.hint.clone())
             }

@@ -15,6 +15,22 @@ pub enum ErrorKind {
     InvalidParameter,
     /// Reported as SQLSTATE 0A000 (feature_not_supported).
     FeatureNotSupported,
+    /// Reported as SQLSTATE 42704 (undefined_object): e.g. an S3 bucket that does not exist.
+    UndefinedObject,
+    /// Reported as SQLSTATE F0000 (config_file_error): e.g. an unreadable credentials file.
+    ConfigFile,
+    /// Reported as SQLSTATE 28000 (invalid_authorization_specification): credentials refused.
+    InvalidAuthorization,
+    /// Reported as SQLSTATE 08001 (sqlclient_unable_to_establish_sqlconnection): a storage
+    /// endpoint that cannot be reached.
+    ConnectionFailure,
+    /// Reported as SQLSTATE 58000 (system_error): a failure outside the server, e.g. a storage
+    /// service answering with an error.
+    ExternalFailure,
+    /// Reported as SQLSTATE 58P01 (undefined_file): an object or file that does not exist.
+    FileMissing,
+    /// Reported as SQLSTATE XX001 (data_corrupted): stored bytes that do not match what was sent.
+    DataCorrupted,
 }
 
 impl ErrorKind {
@@ -23,6 +39,13 @@ impl ErrorKind {
         match self {
             ErrorKind::InvalidParameter => "22023",
             ErrorKind::FeatureNotSupported => "0A000",
+            ErrorKind::UndefinedObject => "42704",
+            ErrorKind::ConfigFile => "F0000",
+            ErrorKind::InvalidAuthorization => "28000",
+            ErrorKind::ConnectionFailure => "08001",
+            ErrorKind::ExternalFailure => "58000",
+            ErrorKind::FileMissing => "58P01",
+            ErrorKind::DataCorrupted => "XX001",
         }
     }
 }
@@ -49,6 +72,14 @@ impl RequestError {
     pub fn unsupported(message: impl Into<String>, hint: impl Into<String>) -> Self {
         RequestError {
             kind: ErrorKind::FeatureNotSupported,
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
+    pub fn new(kind: ErrorKind, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        RequestError {
+            kind,
             message: message.into(),
             hint: hint.into(),
         }
@@ -85,6 +116,13 @@ mod tests {
     fn kinds_map_to_sqlstates() {
         assert_eq!(ErrorKind::InvalidParameter.sqlstate(), "22023");
         assert_eq!(ErrorKind::FeatureNotSupported.sqlstate(), "0A000");
+        assert_eq!(ErrorKind::UndefinedObject.sqlstate(), "42704");
+        assert_eq!(ErrorKind::ConfigFile.sqlstate(), "F0000");
+        assert_eq!(ErrorKind::InvalidAuthorization.sqlstate(), "28000");
+        assert_eq!(ErrorKind::ConnectionFailure.sqlstate(), "08001");
+        assert_eq!(ErrorKind::ExternalFailure.sqlstate(), "58000");
+        assert_eq!(ErrorKind::FileMissing.sqlstate(), "58P01");
+        assert_eq!(ErrorKind::DataCorrupted.sqlstate(), "XX001");
         let e = RequestError::unsupported("m", "h");
         assert_eq!(e.kind, ErrorKind::FeatureNotSupported);
     }
