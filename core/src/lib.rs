@@ -15,6 +15,7 @@ pub mod process;
 pub mod restore;
 pub mod retention;
 pub mod schedule;
+pub mod storage;
 pub mod verify;
 
 /// The per-job login, also reachable under its former path.
