@@ -412,6 +412,45 @@ fn s3_aborted_and_failed_uploads_leave_nothing() {
     assert!(store.list("").unwrap().is_empty());
 }
 
+/// Stops the server it holds once `after` bytes have been read.
+struct KillingReader {
+    bytes: io::Cursor<Vec<u8>>,
+    after: u64,
+    server: Arc<Mutex<Option<Seaweed>>>,
+}
+
+impl io::Read for KillingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.bytes.position() >= self.after {
+            // Dropping it kills weed and waits until it is gone.
+            self.server.lock().unwrap().take();
+        }
+        self.bytes.read(buf)
+    }
+}
+
+#[test]
+fn s3_a_server_dying_mid_upload_fails_it_and_names_the_upload_left() {
+    // A server of its own: this test kills it.
+    let server = Seaweed::start();
+    let store = server.fresh_store("dying", PART);
+    let holder = Arc::new(Mutex::new(Some(server)));
+    let reader = KillingReader {
+        bytes: io::Cursor::new(data((PART * 6) as usize, 6)),
+        after: PART * 2,
+        server: holder.clone(),
+    };
+    let e = store.upload("dies", reader, Arc::default()).unwrap_err();
+    assert!(holder.lock().unwrap().is_none());
+    assert_eq!(e.kind(), ErrorKind::ConnectionFailure, "{e:?}");
+    assert!(e.message.contains("(part "), "{e:?}");
+    assert!(
+        e.message.contains("aborting the upload failed too"),
+        "{e:?}"
+    );
+    assert!(e.message.contains("must be aborted later"), "{e:?}");
+}
+
 #[test]
 fn s3_a_wrong_etag_deletes_the_object() {
     let server = Seaweed::shared();
