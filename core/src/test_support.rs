@@ -1,5 +1,7 @@
 //! Scratch directories for tests, removed when dropped.
 
+pub mod seaweed;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -45,15 +45,15 @@ impl Credentials {
         }
     }
 
-    pub fn access_key_id(&self) -> &str {
+    pub(crate) fn access_key_id(&self) -> &str {
         &self.access_key_id
     }
 
-    pub fn secret_access_key(&self) -> &str {
+    pub(crate) fn secret_access_key(&self) -> &str {
         &self.secret_access_key
     }
 
-    pub fn session_token(&self) -> Option<&str> {
+    pub(crate) fn session_token(&self) -> Option<&str> {
         self.session_token.as_deref()
     }
 

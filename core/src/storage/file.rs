@@ -81,6 +81,13 @@ impl FileStore {
 
     pub fn check(&self) -> Result<(), StorageError> {
         let what = format!("checking {}", self.url());
+        if fs::metadata(&self.root).is_ok_and(|m| !m.is_dir()) {
+            return Err(StorageError::new(
+                Failure::External,
+                format!("{what} failed: {} is not a directory", self.root.display()),
+                "Point the storage URL at a directory, or remove what is in the way.",
+            ));
+        }
         create_private_dir(&self.root).map_err(|e| StorageError::from_io(&e, &what))?;
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let probe = self.root.join(format!(
@@ -161,7 +168,10 @@ impl FileStore {
                 size,
                 sha256,
                 expected_etag: md5,
-                state: Pending::File { partial },
+                state: Pending::File {
+                    partial,
+                    id: format!("{key}{PARTIAL}"),
+                },
             }),
             Err(e) => {
                 let _ = fs::remove_file(&partial);
@@ -171,7 +181,7 @@ impl FileStore {
     }
 
     pub(crate) fn complete(&self, pending: &PendingUpload) -> Result<(), StorageError> {
-        let Pending::File { partial } = &pending.state else {
+        let Pending::File { partial, .. } = &pending.state else {
             return Err(StorageError::new(
                 Failure::Invalid,
                 format!(

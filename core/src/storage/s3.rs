@@ -367,7 +367,15 @@ impl Inner {
     }
 
     pub(crate) fn error(&self, e: &object_store::Error, what: &str) -> StorageError {
-        StorageError::from_object_store(e, what, &self.secrets)
+        let mut error = StorageError::from_object_store(e, what, &self.secrets);
+        if error.failure == Failure::Unreachable {
+            let endpoint = match &self.options.endpoint {
+                Some(endpoint) => endpoint.clone(),
+                None => format!("AWS S3 in {}", self.options.region),
+            };
+            error.message.push_str(&format!(" (endpoint {endpoint})"));
+        }
+        error
     }
 
     pub(crate) fn part_size(&self) -> u64 {

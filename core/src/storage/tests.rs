@@ -285,6 +285,7 @@ fn s3_check_reports_an_endpoint_nobody_listens_on() {
         e.message.starts_with("listing s3://backups failed: "),
         "{e:?}"
     );
+    assert!(e.message.contains("(endpoint http://127.0.0.1:"), "{e:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
 
@@ -316,12 +317,9 @@ fn s3_uploads_of_every_size_round_trip() {
 
 #[test]
 fn s3_parts_in_flight_are_bounded() {
-    let t = std::time::Instant::now();
     let server = Seaweed::shared();
-    eprintln!("TIMING start {:?}", t.elapsed());
     let store = server.fresh_store("bounded", PART);
     let bytes = data(60 * MIB as usize, 60);
-    eprintln!("TIMING data {:?}", t.elapsed());
     let gauge = Arc::new(upload::PartGauge::default());
     let progress = Arc::new(AtomicU64::new(0));
     let probe = ThreadProbe::new();
@@ -333,7 +331,6 @@ fn s3_parts_in_flight_are_bounded() {
             Some(gauge.clone()),
         )
         .unwrap();
-    eprintln!("TIMING upload {:?} max {}", t.elapsed(), gauge.max());
     let max = gauge.max();
     assert!(
         (1..=MAX_PARTS_IN_FLIGHT).contains(&max),
@@ -413,6 +410,45 @@ fn s3_aborted_and_failed_uploads_leave_nothing() {
     assert_eq!(store.head("failed-early").unwrap(), None);
     assert_eq!(server.filer_names(&uploads), before);
     assert!(store.list("").unwrap().is_empty());
+}
+
+/// Stops the server it holds once `after` bytes have been read.
+struct KillingReader {
+    bytes: io::Cursor<Vec<u8>>,
+    after: u64,
+    server: Arc<Mutex<Option<Seaweed>>>,
+}
+
+impl io::Read for KillingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.bytes.position() >= self.after {
+            // Dropping it kills weed and waits until it is gone.
+            self.server.lock().unwrap().take();
+        }
+        self.bytes.read(buf)
+    }
+}
+
+#[test]
+fn s3_a_server_dying_mid_upload_fails_it_and_names_the_upload_left() {
+    // A server of its own: this test kills it.
+    let server = Seaweed::start();
+    let store = server.fresh_store("dying", PART);
+    let holder = Arc::new(Mutex::new(Some(server)));
+    let reader = KillingReader {
+        bytes: io::Cursor::new(data((PART * 6) as usize, 6)),
+        after: PART * 2,
+        server: holder.clone(),
+    };
+    let e = store.upload("dies", reader, Arc::default()).unwrap_err();
+    assert!(holder.lock().unwrap().is_none());
+    assert_eq!(e.kind(), ErrorKind::ConnectionFailure, "{e:?}");
+    assert!(e.message.contains("(part "), "{e:?}");
+    assert!(
+        e.message.contains("aborting the upload failed too"),
+        "{e:?}"
+    );
+    assert!(e.message.contains("must be aborted later"), "{e:?}");
 }
 
 #[test]
@@ -543,6 +579,14 @@ fn file_uploads_round_trip_and_publish_only_on_completion() {
         .upload("late", io::Cursor::new(b"abc".to_vec()), Arc::default())
         .unwrap();
     assert_eq!(pending.upload_id(), Some("late.partial"));
+    let nested = store
+        .upload("d/e/late", io::Cursor::new(b"abc".to_vec()), Arc::default())
+        .unwrap();
+    assert_eq!(nested.upload_id(), Some("d/e/late.partial"));
+    store
+        .abort_upload("d/e/late", nested.upload_id().unwrap())
+        .unwrap();
+    assert!(!root.join("d/e/late.partial").exists());
     assert!(root.join("late.partial").is_file());
     assert!(store.list("").unwrap().iter().all(|i| i.key != "late"));
     pending.abort(&store).unwrap();
@@ -616,6 +660,7 @@ fn file_check_fails_where_no_directory_can_be() {
     let e = file_store(&dir).check().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ExternalFailure, "{e:?}");
     assert!(e.message.contains("checking file://"), "{e:?}");
+    assert!(e.message.ends_with("is not a directory"), "{e:?}");
 }
 
 #[test]

@@ -39,8 +39,13 @@ const MAX_PARTS: usize = 10_000;
 /// How much the reader asks of its source at a time.
 const READ_SIZE: usize = 256 * 1024;
 
-/// An upload whose data is all in the store (or, if small, in memory) but
-/// not yet visible under its key.
+/// An upload whose data is all in the store (or, if it fits in one part, in
+/// memory: up to `part_size` bytes) but not yet visible under its key.
+///
+/// Dropping it without [`Self::complete`] or [`Self::abort`] leaves an S3
+/// multipart upload (or a file store's partial file) behind, which takes
+/// space until [`Store::abort_upload`] is called with the recorded
+/// [`Self::upload_id`].
 #[derive(Debug)]
 pub struct PendingUpload {
     pub(crate) url: StorageUrl,
@@ -59,8 +64,9 @@ pub(crate) enum Pending {
     },
     /// Small enough for one PUT at completion.
     Single { data: Bytes },
-    /// A file store's `<key>.partial`, renamed at completion.
-    File { partial: PathBuf },
+    /// A file store's `<key>.partial`, renamed at completion; `id` is that
+    /// name relative to the store's root.
+    File { partial: PathBuf, id: String },
 }
 
 impl std::fmt::Debug for Pending {
@@ -75,7 +81,9 @@ impl std::fmt::Debug for Pending {
                 .debug_struct("Single")
                 .field("bytes", &data.len())
                 .finish(),
-            Pending::File { partial } => f.debug_struct("File").field("partial", partial).finish(),
+            Pending::File { partial, .. } => {
+                f.debug_struct("File").field("partial", partial).finish()
+            }
         }
     }
 }
@@ -86,13 +94,14 @@ impl PendingUpload {
     }
 
     /// What to record for crash recovery and pass to [`Store::abort_upload`]:
-    /// the S3 multipart upload id, or the name of a file store's partial
-    /// file. `None` when nothing is stored yet (small data held in memory).
+    /// the S3 multipart upload id, or for file storage the partial file
+    /// (`<key>.partial`). `None` when nothing is stored yet (small data held in
+    /// memory).
     pub fn upload_id(&self) -> Option<&str> {
         match &self.state {
             Pending::Multipart { upload_id, .. } => Some(upload_id),
             Pending::Single { .. } => None,
-            Pending::File { partial } => partial.file_name().and_then(|n| n.to_str()),
+            Pending::File { id, .. } => Some(id),
         }
     }
 
@@ -112,7 +121,7 @@ impl PendingUpload {
         &self.expected_etag
     }
 
-    /// Number of parts uploaded (0 until completion for data kept in memory).
+    /// Number of parts uploaded: 0 for data kept in memory and for file storage.
     pub fn parts(&self) -> usize {
         match &self.state {
             Pending::Multipart { parts, .. } => parts.len(),
@@ -489,7 +498,13 @@ pub(crate) fn complete_s3(inner: Arc<Inner>, pending: &PendingUpload) -> Result<
     let (multipart, data) = match &pending.state {
         Pending::Multipart { upload_id, parts } => (Some((upload_id.clone(), parts.clone())), None),
         Pending::Single { data } => (None, Some(data.clone())),
-        Pending::File { .. } => unreachable!("checked by PendingUpload::complete"),
+        Pending::File { .. } => {
+            return Err(StorageError::new(
+                Failure::Invalid,
+                format!("the upload of {} is not an S3 upload", quoted(&pending.key)),
+                "Complete an upload with the store it was started on.",
+            ))
+        }
     };
     run_async("backup_ext s3 complete", move || async move {
         let client = inner.client(Limits::Requests)?;
