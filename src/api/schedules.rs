@@ -32,7 +32,11 @@ fn schedule(name: String, cron: String, command: JsonB) -> Option<TimestampWithT
     // (timeout, include_databases) survive.
     ScheduleCommand::from_value_for_tool(&command.0, tools::schedule_dump_tool()).or_report();
     let options = command.0.get("options").cloned().unwrap_or(Value::Null);
-    timeout_seconds(&split_run_options(&options).1);
+    let run = split_run_options(&options).1;
+    timeout_seconds(&run);
+    if run.contains_key("storage") {
+        crate::enqueue::storage_of(&run);
+    }
     catalog::upsert_schedule(&name, parsed.as_str(), command).or_report();
     parsed.next_after(Utc::now()).and_then(to_timestamptz)
 }

@@ -43,7 +43,10 @@ fn poll_until_done(run: &mut DumpRun) -> RunResult {
 fn streamed_success() {
     let dir = TempDir::new("run");
     let spec = sh_spec(&dir, "printf abc; echo progress >&2; exit 0", &[], false);
-    let (final_path, partial) = (spec.final_path.clone(), spec.output.partial().to_owned());
+    let (final_path, partial) = (
+        spec.final_path.clone(),
+        spec.output.partial().unwrap().to_owned(),
+    );
     let mut run = DumpRun::start(spec).unwrap();
     let result = poll_until_done(&mut run);
     assert_eq!(
@@ -95,7 +98,10 @@ fn failure_reports_stderr_and_cleans_up() {
     let dir = TempDir::new("run");
     let script = "printf partial; echo 'pg_dump: error: connection to server failed' >&2; exit 1";
     let spec = sh_spec(&dir, script, &[], false);
-    let (final_path, partial) = (spec.final_path.clone(), spec.output.partial().to_owned());
+    let (final_path, partial) = (
+        spec.final_path.clone(),
+        spec.output.partial().unwrap().to_owned(),
+    );
     let mut run = DumpRun::start(spec).unwrap();
     assert_eq!(
         poll_until_done(&mut run),
@@ -125,7 +131,10 @@ fn failure_without_stderr() {
 fn cancel_is_quick_and_leaves_nothing() {
     let dir = TempDir::new("run");
     let spec = sh_spec(&dir, "printf abc; sleep 30", &[], false);
-    let (final_path, partial) = (spec.final_path.clone(), spec.output.partial().to_owned());
+    let (final_path, partial) = (
+        spec.final_path.clone(),
+        spec.output.partial().unwrap().to_owned(),
+    );
     let mut run = DumpRun::start(spec).unwrap();
     let pid = run.child_pid().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -149,7 +158,7 @@ fn cancel_is_quick_and_leaves_nothing() {
 fn cancel_escalates_for_stubborn_children() {
     let dir = TempDir::new("run");
     let spec = sh_spec(&dir, "trap '' TERM; sleep 30", &[], false);
-    let partial = spec.output.partial().to_owned();
+    let partial = spec.output.partial().unwrap().to_owned();
     let mut run = DumpRun::start(spec).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let t = Instant::now();
@@ -163,7 +172,7 @@ fn cancel_escalates_for_stubborn_children() {
 fn drop_kills_child_and_removes_partial() {
     let dir = TempDir::new("run");
     let spec = sh_spec(&dir, "printf abc; sleep 30", &[], false);
-    let partial = spec.output.partial().to_owned();
+    let partial = spec.output.partial().unwrap().to_owned();
     let run = DumpRun::start(spec).unwrap();
     let pid = run.child_pid().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -235,7 +244,10 @@ fn existing_final_path_is_not_overwritten() {
     let dir = TempDir::new("run");
     let spec = sh_spec(&dir, "printf abc", &[], false);
     fs::write(&spec.final_path, b"old").unwrap();
-    let (final_path, partial) = (spec.final_path.clone(), spec.output.partial().to_owned());
+    let (final_path, partial) = (
+        spec.final_path.clone(),
+        spec.output.partial().unwrap().to_owned(),
+    );
     let mut run = DumpRun::start(spec).unwrap();
     match poll_until_done(&mut run) {
         RunResult::Failed { message } => {
@@ -252,7 +264,7 @@ fn missing_program_fails_to_start() {
     let dir = TempDir::new("run");
     let mut spec = sh_spec(&dir, "", &[], false);
     spec.program = PathBuf::from("/nonexistent/pg_dump");
-    let partial = spec.output.partial().to_owned();
+    let partial = spec.output.partial().unwrap().to_owned();
     let err = DumpRun::start(spec).err().unwrap();
     assert_eq!(err.kind(), io::ErrorKind::NotFound);
     assert!(!partial.exists());
@@ -264,7 +276,7 @@ fn a_full_disk_is_reported_instead_of_the_childs_sigpipe() {
     let dir = TempDir::new("run");
     // `yes` writes until the pipe closes; the copy into /dev/full fails with ENOSPC at once.
     let spec = sh_spec(&dir, "exec yes", &[], false);
-    let partial = spec.output.partial().to_owned();
+    let partial = spec.output.partial().unwrap().to_owned();
     let stderr = fs::File::create(&spec.stderr_path).unwrap();
     let mut child = ChildGuard::spawn(&spec.program, &spec.args, true, stderr).unwrap();
     let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
@@ -274,7 +286,7 @@ fn a_full_disk_is_reported_instead_of_the_childs_sigpipe() {
     let mut run = DumpRun {
         spec,
         child: Some(child),
-        writer: Some(writer),
+        writer: Some(Sink::File(writer)),
         progress,
         finished: false,
     };

@@ -144,7 +144,20 @@ fn globals_command() {
     );
     assert_eq!(
         e.hint,
-        "Keys for backup = globals: backup, label, no_role_passwords."
+        "Keys for backup = globals: backup, label, no_role_passwords, options."
+    );
+    let c = cmd(json!({"backup": "globals", "options": {"storage": "offsite", "timeout": "1 h"}}));
+    assert!(c.is_ok(), "{c:?}");
+    let e = cmd(json!({"backup": "globals", "options": {"schemas": ["a"]}})).unwrap_err();
+    assert_eq!(
+        e.message,
+        "option \"schemas\" does not apply to globals backups"
+    );
+    let e =
+        cmd(json!({"backup": "database", "dbname": "a", "options": {"storage": 1}})).unwrap_err();
+    assert_eq!(
+        e.message,
+        "options.storage must be the name of a storage target, got number"
     );
     let e = cmd(json!({"backup": "globals", "no_role_passwords": "yes"})).unwrap_err();
     assert!(e.message.contains("must be a boolean, got string"));
