@@ -21,6 +21,8 @@ ALTER TABLE backup_ext.artifacts
     ADD COLUMN storage text NOT NULL DEFAULT 'local',
     ADD COLUMN key text,
     ADD COLUMN upload_id text;
+-- Uploads of ended jobs still to abort (the worker's sweep).
+CREATE INDEX artifacts_upload_idx ON backup_ext.artifacts (job_id) WHERE upload_id IS NOT NULL;
 
 CREATE OR REPLACE VIEW backup_ext.backups WITH (security_invoker = true) AS
 SELECT a.backup_id,

@@ -471,3 +471,120 @@ fn a_storage_dropped_while_a_job_is_queued_fails_the_job() {
     );
     assert!(s3.objects("").is_empty());
 }
+
+/// A tools directory whose pg_dump writes at about 10 MB/s, so a test can act in the middle of
+/// an upload.
+fn slow_pg_dump_tools(c: &Cluster) -> std::path::PathBuf {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let dir = c.root.join("slow-tools");
+    std::fs::create_dir_all(&dir).unwrap();
+    for tool in ["pg_dumpall", "pg_restore", "psql", "createdb", "dropdb"] {
+        symlink(c.bin_dir().join(tool), dir.join(tool)).unwrap();
+    }
+    let throttle = "import sys, time\n\
+                    r, w = sys.stdin.buffer, sys.stdout.buffer\n\
+                    while True:\n\
+                    \x20   b = r.read(1 << 20)\n\
+                    \x20   if not b:\n\
+                    \x20       break\n\
+                    \x20   w.write(b)\n\
+                    \x20   w.flush()\n\
+                    \x20   time.sleep(0.1)\n";
+    std::fs::write(dir.join("throttle.py"), throttle).unwrap();
+    let script = format!(
+        "#!/bin/bash\nset -o pipefail\ncase \" $* \" in *' --version '*|*' -V '*) exec {real} \"$@\";; esac\n\
+         {real} \"$@\" | /usr/bin/python3 {dir}/throttle.py\n",
+        real = c.bin_dir().join("pg_dump").display(),
+        dir = dir.display()
+    );
+    std::fs::write(dir.join("pg_dump"), script).unwrap();
+    std::fs::set_permissions(dir.join("pg_dump"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// A cluster with an S3 target `offsite` (5 MiB parts), a slow pg_dump and a database `big`
+/// whose custom dump (uncompressed) is about 40 MB.
+fn slow_upload_setup(name: &str, s3: &Seaweed) -> Cluster {
+    let c = Cluster::start(name);
+    c.set_and_reload(
+        "backup_ext.s3_credentials_file",
+        &s3.credentials_file.to_string_lossy(),
+    );
+    let mut client = c.client("postgres");
+    let url = format!("s3://{}", s3.bucket);
+    exec(
+        &mut client,
+        &add_storage_sql("offsite", &url, &s3.endpoint, ", 'part_size', 5242880"),
+    );
+    exec(&mut client, "CREATE DATABASE big");
+    exec(
+        &mut c.client("big"),
+        "CREATE TABLE t AS SELECT g AS id, repeat(md5(g::text), 30) AS data \
+         FROM generate_series(1, 42000) g",
+    );
+    let tools = slow_pg_dump_tools(&c);
+    c.set_and_reload("backup_ext.bin_dir", &tools.to_string_lossy());
+    c
+}
+
+fn start_slow_backup(c: &Cluster) -> i64 {
+    one_i64(
+        &mut c.client("postgres"),
+        "SELECT backup_ext.backup_database('big', 'custom', '0', \
+         options => '{\"storage\": \"offsite\"}')",
+    )
+}
+
+fn upload_recorded(c: &Cluster, job: i64) -> bool {
+    one_text(
+        &mut c.client("postgres"),
+        &format!(
+            "SELECT (upload_id IS NOT NULL)::text FROM backup_ext.artifacts WHERE job_id = {job}"
+        ),
+    ) == "true"
+}
+
+#[test]
+fn an_upload_cut_off_by_the_store_fails_and_leaves_nothing_open() {
+    let s3 = Seaweed::start("cutoff");
+    let c = slow_upload_setup("storage_cutoff", &s3);
+    let job = start_slow_backup(&c);
+    c.wait_until("the upload has an id", DEADLINE, || {
+        upload_recorded(&c, job)
+    });
+    s3.stop();
+    assert_eq!(c.wait_final(job, DEADLINE), "failed");
+    let error = c.job(job).error.unwrap_or_default();
+    assert!(
+        error.contains("offsite") || error.contains("127.0.0.1"),
+        "the store's error names it: {error}"
+    );
+    s3.start_again();
+    // The abort failed while the store was down; the worker's sweep retries it.
+    c.wait_until("the open upload is aborted", DEADLINE, || {
+        s3.open_uploads().is_empty() && !upload_recorded(&c, job)
+    });
+    assert!(s3.objects("").is_empty(), "{:?}", s3.objects(""));
+}
+
+#[test]
+fn a_crash_during_an_upload_is_cleaned_up_at_the_next_start() {
+    let s3 = Seaweed::start("crash");
+    let c = slow_upload_setup("storage_crash", &s3);
+    let job = start_slow_backup(&c);
+    c.wait_until("the upload has an id", DEADLINE, || {
+        upload_recorded(&c, job)
+    });
+    assert_eq!(s3.open_uploads().len(), 1);
+    c.restart_immediate();
+    assert_eq!(c.wait_final(job, DEADLINE), "failed");
+    assert_eq!(
+        c.job(job).error.as_deref(),
+        Some("interrupted by server restart")
+    );
+    c.wait_until("recovery aborts the upload", DEADLINE, || {
+        s3.open_uploads().is_empty() && !upload_recorded(&c, job)
+    });
+    assert!(s3.objects("").is_empty(), "{:?}", s3.objects(""));
+}

@@ -161,6 +161,56 @@ pub fn record_start(
     )
 }
 
+/// The id of the multipart upload a running backup streams into, so that an upload left by a
+/// crash or a failed abort can be aborted later.
+pub fn record_upload_id(job_id: i64, upload_id: &str) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE backup_ext.artifacts SET upload_id = $2 WHERE job_id = $1",
+        &[job_id.into(), upload_id.into()],
+    )
+}
+
+/// An upload of a backup that ended without completing it.
+pub struct AbandonedUpload {
+    pub job_id: i64,
+    pub storage: String,
+    pub key: String,
+    pub upload_id: String,
+}
+
+/// Uploads recorded for jobs that are no longer running.
+pub fn abandoned_uploads() -> SpiResult<Vec<AbandonedUpload>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT a.job_id, a.storage, a.key, a.upload_id
+               FROM backup_ext.artifacts a JOIN backup_ext.jobs j USING (job_id)
+              WHERE a.upload_id IS NOT NULL AND a.key IS NOT NULL
+                AND j.status NOT IN ('queued', 'running')",
+            None,
+            &[],
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(AbandonedUpload {
+                job_id: row.get(1)?.unwrap_or_default(),
+                storage: row.get(2)?.unwrap_or_default(),
+                key: row.get(3)?.unwrap_or_default(),
+                upload_id: row.get(4)?.unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    })
+}
+
+/// The upload of a job that did not succeed is gone: its key means nothing any more.
+pub fn forget_upload(job_id: i64) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE backup_ext.artifacts SET key = NULL, upload_id = NULL
+          WHERE job_id = $1 AND upload_id IS NOT NULL",
+        &[job_id.into()],
+    )
+}
+
 /// What a backup's sidecar says, read just before its outcome is recorded.
 pub fn sidecar_facts(job_id: i64) -> SpiResult<Option<Value>> {
     Spi::get_one_with_args::<JsonB>(
@@ -263,7 +313,9 @@ pub fn record_outcome(job_id: i64, outcome: &Outcome) -> SpiResult<()> {
             )?;
         } else if !matches!(outcome, Outcome::Succeeded { .. }) {
             client.update(
-                "UPDATE backup_ext.artifacts SET path = NULL, key = NULL, upload_id = NULL
+                // An upload the job could not abort keeps its key for the sweep.
+                "UPDATE backup_ext.artifacts
+                    SET path = NULL, key = CASE WHEN upload_id IS NULL THEN NULL ELSE key END
                   WHERE job_id = $1",
                 None,
                 &[job_id.into()],
@@ -343,13 +395,12 @@ pub struct Interrupted {
     pub database: Option<String>,
     pub request: Value,
     pub path: Option<String>,
-    /// A backup's storage target, key there and open multipart upload.
+    /// A backup's storage target and key there.
     pub storage: String,
     pub key: Option<String>,
-    pub upload_id: Option<String>,
 }
 
-/// Reads a row of `job_id, kind, database, request, path, storage, key, upload_id`.
+/// Reads a row of `job_id, kind, database, request, path, storage, key`.
 fn interrupted(row: &pgrx::spi::SpiHeapTupleData) -> SpiResult<Interrupted> {
     Ok(Interrupted {
         job_id: row.get(1)?.unwrap_or_default(),
@@ -361,7 +412,6 @@ fn interrupted(row: &pgrx::spi::SpiHeapTupleData) -> SpiResult<Interrupted> {
             .get::<String>(6)?
             .unwrap_or_else(|| super::LOCAL_STORAGE.into()),
         key: row.get(7)?,
-        upload_id: row.get(8)?,
     })
 }
 
@@ -370,8 +420,7 @@ fn interrupted(row: &pgrx::spi::SpiHeapTupleData) -> SpiResult<Interrupted> {
 pub fn fail_interrupted_jobs(reason: &str) -> SpiResult<Vec<Interrupted>> {
     Spi::connect_mut(|client| {
         let rows = client.update(
-            "SELECT j.job_id, j.kind, j.database, j.request, a.path, a.storage, a.key,
-                    a.upload_id
+            "SELECT j.job_id, j.kind, j.database, j.request, a.path, a.storage, a.key
                FROM backup_ext.jobs j LEFT JOIN backup_ext.artifacts a ON a.job_id = j.job_id
               WHERE j.status = 'running'
                 FOR UPDATE OF j",
@@ -391,7 +440,8 @@ pub fn fail_interrupted_jobs(reason: &str) -> SpiResult<Vec<Interrupted>> {
             &[reason.into(), ids.clone().into()],
         )?;
         client.update(
-            "UPDATE backup_ext.artifacts SET path = NULL, key = NULL, upload_id = NULL
+            "UPDATE backup_ext.artifacts
+                SET path = NULL, key = CASE WHEN upload_id IS NULL THEN NULL ELSE key END
               WHERE job_id = ANY($1)",
             None,
             &[ids.into()],

@@ -96,6 +96,9 @@ CREATE INDEX artifacts_database_idx ON backup_ext.artifacts (database, backup_id
 CREATE INDEX artifacts_live_idx ON backup_ext.artifacts (kind, (coalesce(database, '')))
     INCLUDE (size_bytes, database) WHERE size_bytes IS NOT NULL AND expired_at IS NULL;
 
+-- Uploads of ended jobs still to abort (the worker's sweep).
+CREATE INDEX artifacts_upload_idx ON backup_ext.artifacts (job_id) WHERE upload_id IS NOT NULL;
+
 CREATE INDEX jobs_backup_idx ON backup_ext.jobs (backup_id) WHERE backup_id IS NOT NULL;
 CREATE INDEX jobs_set_idx ON backup_ext.jobs (set_id) WHERE set_id IS NOT NULL;
 -- Last success and last failure per database, for status().

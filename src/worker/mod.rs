@@ -23,6 +23,8 @@ const BUSY_TICK: Duration = Duration::from_millis(100);
 /// Fallback poll when idle; new jobs normally wake the worker through its latch.
 const IDLE_TICK: Duration = Duration::from_secs(10);
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// How often uploads left open by failed or interrupted backups are aborted (again).
+const UPLOAD_SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 pub fn register() {
     BackgroundWorkerBuilder::new("backup_ext worker")
@@ -88,6 +90,7 @@ struct Worker {
     recovered: bool,
     last_progress: Option<Instant>,
     last_schedule_check: Option<Instant>,
+    last_upload_sweep: Option<Instant>,
 }
 
 impl Worker {
@@ -107,8 +110,58 @@ impl Worker {
         self.handle_cancel_requests();
         self.handle_timeouts();
         self.publish_progress();
+        self.abort_open_uploads();
         self.run_schedules();
         self.start_queued();
+    }
+
+    /// Aborts the uploads of backups that ended without completing them, where the abort at
+    /// the time failed (the store was down) or a crash came first. Retried every
+    /// [`UPLOAD_SWEEP_EVERY`] until the store answers.
+    fn abort_open_uploads(&mut self) {
+        if self
+            .last_upload_sweep
+            .is_some_and(|t| t.elapsed() < UPLOAD_SWEEP_EVERY)
+        {
+            return;
+        }
+        self.last_upload_sweep = Some(Instant::now());
+        let open = match spi(catalog::abandoned_uploads) {
+            Ok(open) => open,
+            Err(e) => {
+                warning!("backup_ext: cannot list abandoned uploads: {e}");
+                return;
+            }
+        };
+        for upload in open {
+            let aborted = match spi(|| Ok(crate::storage::open_named(&upload.storage))) {
+                Ok(Ok(Some(store))) => store
+                    .abort_upload(&upload.key, &upload.upload_id)
+                    .map_err(|e| e.to_string()),
+                Ok(Ok(None)) => Ok(()),
+                Ok(Err(e)) => Err(e.message()),
+                Err(e) => Err(e),
+            };
+            match aborted {
+                Ok(()) => {
+                    if let Err(e) = spi(|| catalog::forget_upload(upload.job_id)) {
+                        warning!("backup_ext: {e}");
+                    } else {
+                        log!(
+                            "backup_ext: aborted the unfinished upload of job {} to storage \"{}\"",
+                            upload.job_id,
+                            upload.storage
+                        );
+                    }
+                }
+                // Stays recorded; tried again at the next sweep.
+                Err(e) => log!(
+                    "backup_ext: the unfinished upload of job {} to storage \"{}\" is not aborted yet: {e}",
+                    upload.job_id,
+                    upload.storage
+                ),
+            }
+        }
     }
 
     /// Enqueues what built-in schedules say is due; skips a run whose previous one is still
@@ -396,7 +449,30 @@ impl Worker {
         }
         self.last_progress = Some(Instant::now());
         let progress: Vec<catalog::Progress> = self.running.iter_mut().map(progress_of).collect();
-        if let Err(e) = spi(|| catalog::record_progress(&progress)) {
+        // Upload ids the catalog does not know yet, so that recovery can abort them.
+        let uploads: Vec<(i64, String)> = self
+            .running
+            .iter()
+            .filter(|j| !j.upload_recorded)
+            .filter_map(|j| {
+                let id = j.destination.as_ref()?.upload_id()?;
+                Some((j.job_id, id))
+            })
+            .collect();
+        let recorded = spi(|| {
+            for (job_id, id) in &uploads {
+                catalog::record_upload_id(*job_id, id)?;
+            }
+            catalog::record_progress(&progress)
+        });
+        if recorded.is_ok() {
+            for job in self.running.iter_mut() {
+                if uploads.iter().any(|(id, _)| *id == job.job_id) {
+                    job.upload_recorded = true;
+                }
+            }
+        }
+        if let Err(e) = recorded {
             warning!("backup_ext: cannot record progress: {e}");
         }
     }
@@ -497,6 +573,7 @@ impl Worker {
                 tables_total: None,
                 destination: output,
                 staged,
+                upload_recorded: false,
             }),
             Err(e) => {
                 if let Some(output) = output {
@@ -676,8 +753,8 @@ fn write_sidecar(
     destination.write_sidecar(&sidecar)
 }
 
-/// What an interrupted backup may have left in its storage target: an open multipart upload
-/// (aborted), or an object completed just before the crash (deleted with its sidecar).
+/// What an interrupted backup may have left in its storage target: an object completed just
+/// before the crash (deleted with its sidecar).
 fn remove_remote_leftovers(job: &catalog::Interrupted, key: &str) {
     let store = match spi(|| Ok(crate::storage::open_named(&job.storage))) {
         Ok(Ok(Some(store))) => store,
@@ -696,24 +773,12 @@ fn remove_remote_leftovers(job: &catalog::Interrupted, key: &str) {
             return;
         }
     };
-    if let Some(upload_id) = &job.upload_id {
-        match store.abort_upload(key, upload_id) {
-            Ok(()) => log!(
-                "backup_ext: aborted the upload of interrupted job {} to storage \"{}\"",
-                job.job_id,
-                job.storage
-            ),
-            Err(e) => warning!(
-                "backup_ext: could not abort the upload of job {} to storage \"{}\": {e}",
-                job.job_id,
-                job.storage
-            ),
-        }
-    }
+    // An open upload is aborted by the sweep (`abort_open_uploads`), which retries.
     kinds::Destination::Remote {
         storage: job.storage.clone(),
         key: key.to_string(),
         store,
+        started: None,
     }
     .remove();
 }

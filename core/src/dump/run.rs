@@ -12,7 +12,7 @@ use crate::files::manifest::{directory_manifest, sync_tree, tree_size, Manifest}
 use crate::files::publish::{publish, remove_output};
 use crate::process::child::{describe_exit, stderr_tail, without_progress_lines, ChildGuard};
 use crate::process::stream::{spawn_signal_free, StreamOutcome, StreamWriter};
-use crate::storage::{Failure, PendingUpload, StorageError, Store};
+use crate::storage::{Failure, PendingUpload, StorageError, Store, UploadStarted};
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::io;
@@ -36,8 +36,13 @@ pub enum OutputKind {
     /// The child creates `partial` itself (its args contain `--file=`).
     Directory { partial: PathBuf },
     /// The child writes the backup to stdout; it is streamed into an upload to `store` under
-    /// `key` (`final_path` is then only the name used in messages).
-    Upload { store: Store, key: String },
+    /// `key` (`final_path` is then only the name used in messages). `started` receives the
+    /// upload's id once the store has one.
+    Upload {
+        store: Store,
+        key: String,
+        started: UploadStarted,
+    },
 }
 
 impl OutputKind {
@@ -187,11 +192,23 @@ impl DumpRun {
                     progress.clone(),
                 )?))
             }
-            (OutputKind::Upload { store, key }, Some(stdout)) => {
-                let (store, key, progress) = (store.clone(), key.clone(), progress.clone());
+            (
+                OutputKind::Upload {
+                    store,
+                    key,
+                    started,
+                },
+                Some(stdout),
+            ) => {
+                let (store, key, progress, started) = (
+                    store.clone(),
+                    key.clone(),
+                    progress.clone(),
+                    started.clone(),
+                );
                 Some(Sink::Upload(spawn_signal_free(
                     "backup_ext-upload",
-                    move || store.upload(&key, stdout, progress),
+                    move || store.upload(&key, stdout, progress, started),
                 )?))
             }
             (OutputKind::Stdout { .. } | OutputKind::Upload { .. }, None) => {

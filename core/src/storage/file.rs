@@ -108,9 +108,11 @@ impl FileStore {
         key: &str,
         mut source: impl Read + Send + 'static,
         progress: Arc<AtomicU64>,
+        started: super::UploadStarted,
     ) -> Result<PendingUpload, StorageError> {
         let path = self.write_target(key)?;
         let partial = Self::partial_of(&path);
+        let _ = started.set(partial.to_string_lossy().into_owned());
         let what = self.describe("uploading", key);
         let mut file = OpenOptions::new()
             .write(true)

@@ -51,6 +51,10 @@ pub const MAX_PARTS_IN_FLIGHT: usize = 3;
 /// The largest object [`Store::get_bytes`] reads into memory.
 pub const MAX_GET_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Set to the upload's id as soon as the store has one (an S3 multipart upload is created with
+/// the first full part), so that a caller can record it for recovery while the data flows.
+pub type UploadStarted = Arc<std::sync::OnceLock<String>>;
+
 /// An object in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -136,10 +140,11 @@ impl Store {
         key: &str,
         source: impl Read + Send + 'static,
         progress: Arc<AtomicU64>,
+        started: UploadStarted,
     ) -> Result<PendingUpload, StorageError> {
         match self {
-            Store::File(s) => s.upload(key, source, progress),
-            Store::S3(s) => s.upload(key, source, progress, None),
+            Store::File(s) => s.upload(key, source, progress, started),
+            Store::S3(s) => s.upload(key, source, progress, started, None),
         }
     }
 

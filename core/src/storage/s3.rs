@@ -129,10 +129,11 @@ impl S3Store {
         key: &str,
         source: impl Read + Send + 'static,
         progress: Arc<AtomicU64>,
+        started: super::UploadStarted,
         gauge: Option<Arc<PartGauge>>,
     ) -> Result<PendingUpload, StorageError> {
         check_key(key)?;
-        upload::upload_s3(self.inner.clone(), key, source, progress, gauge)
+        upload::upload_s3(self.inner.clone(), key, source, progress, started, gauge)
     }
 
     pub(crate) fn complete(&self, pending: &PendingUpload) -> Result<(), StorageError> {

@@ -185,6 +185,7 @@ fn round_trip(store: &Store, key: &str, bytes: Vec<u8>) -> PendingUpload {
             key,
             TestReader::new(bytes.clone(), &probe),
             progress.clone(),
+            Arc::default(),
         )
         .unwrap();
     if len > 0 {
@@ -328,6 +329,7 @@ fn s3_parts_in_flight_are_bounded() {
             "big",
             TestReader::new(bytes.clone(), &probe),
             progress.clone(),
+            Arc::default(),
             Some(gauge.clone()),
         )
         .unwrap();
@@ -356,7 +358,12 @@ fn s3_aborted_and_failed_uploads_leave_nothing() {
     let probe = ThreadProbe::new();
     let bytes = data((PART * 2 + 7) as usize, 2);
     let pending = store
-        .upload("aborted", TestReader::new(bytes, &probe), Arc::default())
+        .upload(
+            "aborted",
+            TestReader::new(bytes, &probe),
+            Arc::default(),
+            Arc::default(),
+        )
         .unwrap();
     let id = pending.upload_id().unwrap().to_string();
     assert!(server.filer_names(&uploads).contains(&id), "{id} not open");
@@ -377,6 +384,7 @@ fn s3_aborted_and_failed_uploads_leave_nothing() {
             "crashed",
             TestReader::new(data((PART + 1) as usize, 3), &probe),
             Arc::default(),
+            Arc::default(),
         )
         .unwrap();
     let id = pending.upload_id().unwrap().to_string();
@@ -393,7 +401,9 @@ fn s3_aborted_and_failed_uploads_leave_nothing() {
     // the multipart upload is gone.
     let mut reader = TestReader::new(data((PART * 4) as usize, 4), &probe);
     reader.fail_after = Some(PART * 5 / 2);
-    let e = store.upload("failed", reader, Arc::default()).unwrap_err();
+    let e = store
+        .upload("failed", reader, Arc::default(), Arc::default())
+        .unwrap_err();
     assert_eq!(e.failure, Failure::SourceFailed, "{e:?}");
     assert_eq!(e.kind().sqlstate(), "58000");
     assert!(e.message.contains("the producer died"), "{e:?}");
@@ -404,7 +414,7 @@ fn s3_aborted_and_failed_uploads_leave_nothing() {
     let mut reader = TestReader::new(data(1000, 5), &probe);
     reader.fail_after = Some(10);
     let e = store
-        .upload("failed-early", reader, Arc::default())
+        .upload("failed-early", reader, Arc::default(), Arc::default())
         .unwrap_err();
     assert_eq!(e.failure, Failure::SourceFailed, "{e:?}");
     assert_eq!(store.head("failed-early").unwrap(), None);
@@ -440,7 +450,9 @@ fn s3_a_server_dying_mid_upload_fails_it_and_names_the_upload_left() {
         after: PART * 2,
         server: holder.clone(),
     };
-    let e = store.upload("dies", reader, Arc::default()).unwrap_err();
+    let e = store
+        .upload("dies", reader, Arc::default(), Arc::default())
+        .unwrap_err();
     assert!(holder.lock().unwrap().is_none());
     assert_eq!(e.kind(), ErrorKind::ConnectionFailure, "{e:?}");
     assert!(e.message.contains("(part "), "{e:?}");
@@ -457,7 +469,12 @@ fn s3_a_wrong_etag_deletes_the_object() {
     let store = server.fresh_store("etag", PART);
     for (key, len) in [("small", 10), ("large", (PART + 10) as usize)] {
         let mut pending = store
-            .upload(key, io::Cursor::new(data(len, 9)), Arc::default())
+            .upload(
+                key,
+                io::Cursor::new(data(len, 9)),
+                Arc::default(),
+                Arc::default(),
+            )
             .unwrap();
         pending.expected_etag = "0123456789abcdef0123456789abcdef".into();
         let e = pending.complete(&store).unwrap_err();
@@ -522,7 +539,12 @@ fn s3_downloads_report_missing_keys_and_closed_sinks() {
 
     let bytes = data((3 * MIB) as usize, 7);
     store
-        .upload("obj", io::Cursor::new(bytes), Arc::default())
+        .upload(
+            "obj",
+            io::Cursor::new(bytes),
+            Arc::default(),
+            Arc::default(),
+        )
         .unwrap()
         .complete(&store)
         .unwrap();
@@ -576,11 +598,21 @@ fn file_uploads_round_trip_and_publish_only_on_completion() {
     }
     // While pending, only the .partial file exists, and it is not listed.
     let pending = store
-        .upload("late", io::Cursor::new(b"abc".to_vec()), Arc::default())
+        .upload(
+            "late",
+            io::Cursor::new(b"abc".to_vec()),
+            Arc::default(),
+            Arc::default(),
+        )
         .unwrap();
     assert_eq!(pending.upload_id(), Some("late.partial"));
     let nested = store
-        .upload("d/e/late", io::Cursor::new(b"abc".to_vec()), Arc::default())
+        .upload(
+            "d/e/late",
+            io::Cursor::new(b"abc".to_vec()),
+            Arc::default(),
+            Arc::default(),
+        )
         .unwrap();
     assert_eq!(nested.upload_id(), Some("d/e/late.partial"));
     store
@@ -622,18 +654,25 @@ fn file_store_small_objects_errors_and_mismatches() {
 
     let mut reader = TestReader::new(data(1 << 20, 1), &probe);
     reader.fail_after = Some(300_000);
-    let e = store.upload("failed", reader, Arc::default()).unwrap_err();
+    let e = store
+        .upload("failed", reader, Arc::default(), Arc::default())
+        .unwrap_err();
     assert_eq!(e.failure, Failure::SourceFailed, "{e:?}");
     assert!(!dir.path().join("store/failed.partial").exists());
     assert!(store.list("").unwrap().is_empty());
 
     let e = store
-        .upload("x.partial", io::empty(), Arc::default())
+        .upload("x.partial", io::empty(), Arc::default(), Arc::default())
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidParameter, "{e:?}");
 
     store
-        .upload("obj", io::Cursor::new(data(1 << 20, 2)), Arc::default())
+        .upload(
+            "obj",
+            io::Cursor::new(data(1 << 20, 2)),
+            Arc::default(),
+            Arc::default(),
+        )
         .unwrap()
         .complete(&store)
         .unwrap();
@@ -646,7 +685,12 @@ fn file_store_small_objects_errors_and_mismatches() {
     let other_dir = TempDir::new("file-store");
     let other = file_store(&other_dir);
     let pending = store
-        .upload("mine", io::Cursor::new(b"x".to_vec()), Arc::default())
+        .upload(
+            "mine",
+            io::Cursor::new(b"x".to_vec()),
+            Arc::default(),
+            Arc::default(),
+        )
         .unwrap();
     let e = pending.complete(&other).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidParameter, "{e:?}");

@@ -285,6 +285,7 @@ pub(crate) fn upload_s3(
     key: &str,
     source: impl Read + Send + 'static,
     progress: Arc<AtomicU64>,
+    started: super::UploadStarted,
     gauge: Option<Arc<PartGauge>>,
 ) -> Result<PendingUpload, StorageError> {
     let key = key.to_string();
@@ -305,7 +306,7 @@ pub(crate) fn upload_s3(
                 "The server may be out of memory or threads; retry later.",
             )
         })?;
-        let result = runtime.block_on(send_parts(&inner, &key, chunk_rx, token_tx, gauge));
+        let result = runtime.block_on(send_parts(&inner, &key, chunk_rx, token_tx, started, gauge));
         if result.is_ok() {
             // It has sent End and is returning.
             let _ = reader.join();
@@ -319,6 +320,7 @@ async fn send_parts(
     key: &str,
     mut chunks: tokio::sync::mpsc::UnboundedReceiver<Chunk>,
     tokens: mpsc::Sender<()>,
+    started: super::UploadStarted,
     gauge: Option<Arc<PartGauge>>,
 ) -> Result<PendingUpload, StorageError> {
     let client = Arc::new(inner.client(Limits::Parts)?);
@@ -363,6 +365,7 @@ async fn send_parts(
                             None => match create(inner, &client, key).await {
                                 Ok(id) => {
                                     upload_id = Some(id.clone());
+                                    let _ = started.set(id.clone());
                                     id
                                 }
                                 Err(e) => break e,

@@ -76,6 +76,7 @@ pub(super) fn prepare_backup(
                 claimed.storage
             ));
         }
+        let started = backup_core::storage::UploadStarted::default();
         let key = object_key(
             &crate::catalog::system_identifier().map_err(|e| e.to_string())?,
             claimed.database.as_deref(),
@@ -92,12 +93,14 @@ pub(super) fn prepare_backup(
             OutputKind::Upload {
                 store: store.clone(),
                 key: key.clone(),
+                started: started.clone(),
             },
             PathBuf::from(&key),
             Destination::Remote {
                 storage: claimed.storage.clone(),
                 key,
                 store,
+                started: Some(started),
             },
         );
     }

@@ -65,6 +65,8 @@ pub enum Destination {
         storage: String,
         key: String,
         store: Store,
+        /// The upload's id once the store has one; recorded for recovery.
+        started: Option<backup_core::storage::UploadStarted>,
     },
 }
 
@@ -74,6 +76,16 @@ impl Destination {
         match self {
             Destination::Local(p) => (Some(p.to_string_lossy().into_owned()), None),
             Destination::Remote { key, .. } => (None, Some(key.clone())),
+        }
+    }
+
+    /// The id of the upload in progress, once the store has one.
+    pub fn upload_id(&self) -> Option<String> {
+        match self {
+            Destination::Remote {
+                started: Some(s), ..
+            } => s.get().cloned(),
+            _ => None,
         }
     }
 
@@ -89,6 +101,7 @@ impl Destination {
                 storage,
                 key,
                 store,
+                ..
             } => store
                 .put_bytes(&sidecar_key(key), sidecar.to_bytes())
                 .map_err(|e| format!("cannot write the sidecar to storage \"{storage}\": {e}")),
@@ -106,6 +119,7 @@ impl Destination {
                 storage,
                 key,
                 store,
+                ..
             } => {
                 for k in [key.clone(), sidecar_key(key)] {
                     if let Err(e) = store.delete(&k) {
@@ -143,6 +157,8 @@ pub struct RunningJob {
     pub destination: Option<Destination>,
     /// The local copy of the remote backup the job reads, removed when it ends.
     pub staged: Option<PathBuf>,
+    /// The upload id was written to the catalog.
+    pub upload_recorded: bool,
 }
 
 /// How to start a claimed job.
