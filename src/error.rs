@@ -157,8 +157,8 @@ impl BackupError {
             ),
             BackupError::StorageInUse { name, backups } => (
                 ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
-                format!("storage target \"{name}\" still holds {backups} live backup(s)"),
-                "Expire or purge them first (backup_ext.purge()), or keep the target.".into(),
+                format!("storage target \"{name}\" still holds {backups} live backup(s), copies or copy policies"),
+                "Expire or purge them first (backup_ext.purge()) and remove it from backup_ext.set_copies(), or keep the target.".into(),
             ),
             BackupError::ReservedTarget { name, why } => (
                 ERRCODE_RESERVED_NAME,

@@ -52,7 +52,7 @@ fn delete_backup(c: &Candidate, reason: String, dry_run: bool) -> SpiResult<Purg
         if dry_run {
             return Ok(line);
         }
-        match delete_remote(&c.storage, key) {
+        match delete_copies(c.backup_id).and_then(|()| delete_remote(&c.storage, key)) {
             Ok(()) => catalog::expire(c.backup_id)?,
             Err(e) => line.reason = format!("could not delete ({e}); {}", line.reason),
         }
@@ -75,6 +75,10 @@ fn delete_backup(c: &Candidate, reason: String, dry_run: bool) -> SpiResult<Purg
     if dry_run {
         return Ok(line);
     }
+    if let Err(e) = delete_copies(c.backup_id) {
+        line.reason = format!("could not delete ({e}); {}", line.reason);
+        return Ok(line);
+    }
     let _ = remove_output(Path::new(&backup_core::sidecar_key(
         &path.to_string_lossy(),
     )));
@@ -83,6 +87,16 @@ fn delete_backup(c: &Candidate, reason: String, dry_run: bool) -> SpiResult<Purg
         Err(e) => line.reason = format!("could not delete ({e}); {}", line.reason),
     }
     Ok(line)
+}
+
+/// Deletes a backup's copies (and their sidecars) from the targets they were copied to; the
+/// first failure stops it, leaving the rest for the next purge.
+fn delete_copies(backup_id: i64) -> Result<(), String> {
+    for (storage, key) in catalog::copies_of(backup_id).map_err(|e| e.to_string())? {
+        delete_remote(&storage, &key)?;
+        catalog::expire_copy(backup_id, &storage).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Deletes a backup and its sidecar from a storage target.

@@ -22,6 +22,9 @@ static DEFAULT_STORAGE: GucSetting<Option<CString>> =
 static S3_CREDENTIALS_FILE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c""));
 static S3_ALLOW_HTTP: GucSetting<bool> = GucSetting::<bool>::new(false);
+static COPY_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
+static COPY_RETRY_DELAY: GucSetting<i32> = GucSetting::<i32>::new(30);
+static COPY_LAG: GucSetting<i32> = GucSetting::<i32>::new(3600);
 
 /// Registers the settings; called from `_PG_init` in every process that loads the library.
 pub fn register() {
@@ -131,6 +134,36 @@ pub fn register() {
         GucContext::Sighup,
         GucFlags::SUPERUSER_ONLY,
     );
+    GucRegistry::define_int_guc(
+        c"backup_ext.copy_retries",
+        c"How many times a copy to a storage target is tried before it is left failed.",
+        c"",
+        &COPY_RETRIES,
+        1,
+        100,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"backup_ext.copy_retry_delay",
+        c"Delay before the first retry of a failed copy; each further retry waits twice as long.",
+        c"",
+        &COPY_RETRY_DELAY,
+        1,
+        86400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"backup_ext.copy_lag",
+        c"status() warns when a database's newest backup still lacks a required copy after this long.",
+        c"",
+        &COPY_LAG,
+        1,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
     // Reserve the prefix so a typo such as backup_ext.directroy is an error, not a silent no-op.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"backup_ext".as_ptr()) };
 }
@@ -218,4 +251,14 @@ pub fn s3_credentials_file() -> Option<PathBuf> {
 /// Whether plain-http S3 endpoints beyond loopback are allowed (`backup_ext.s3_allow_http`).
 pub fn s3_allow_http() -> bool {
     S3_ALLOW_HTTP.get()
+}
+
+/// Tries of a copy before it stays failed (`backup_ext.copy_retries`).
+pub fn copy_retries() -> i32 {
+    COPY_RETRIES.get()
+}
+
+/// Seconds before the first retry of a failed copy (`backup_ext.copy_retry_delay`).
+pub fn copy_retry_delay() -> i32 {
+    COPY_RETRY_DELAY.get()
 }

@@ -86,14 +86,17 @@ pub enum JobKind {
     Globals,
     Restore,
     Verify,
+    /// A backup copied to a further storage target.
+    Copy,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 4] = [
+    pub const ALL: [JobKind; 5] = [
         JobKind::Database,
         JobKind::Globals,
         JobKind::Restore,
         JobKind::Verify,
+        JobKind::Copy,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +105,7 @@ impl JobKind {
             JobKind::Globals => "globals",
             JobKind::Restore => "restore",
             JobKind::Verify => "verify",
+            JobKind::Copy => "copy",
         }
     }
 
@@ -112,7 +116,7 @@ impl JobKind {
             .ok_or_else(|| {
                 RequestError::invalid(
                     format!("unknown job kind {}", quoted(s)),
-                    "Job kinds are: database, globals, restore, verify.",
+                    "Job kinds are: database, globals, restore, verify, copy.",
                 )
             })
     }
@@ -155,6 +159,12 @@ pub enum JobResult {
     /// A backup copied from a storage target into a work file (the first step of a restore
     /// or verification of a remote backup).
     Fetched {
+        ok: bool,
+        message: String,
+    },
+    /// A backup copied to a further storage target, checked against its recorded size and
+    /// SHA-256.
+    Copied {
         ok: bool,
         message: String,
     },

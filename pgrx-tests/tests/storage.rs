@@ -588,3 +588,205 @@ fn a_crash_during_an_upload_is_cleaned_up_at_the_next_start() {
     });
     assert!(s3.objects("").is_empty(), "{:?}", s3.objects(""));
 }
+
+fn copy_statuses(client: &mut postgres::Client, backup: i64) -> String {
+    one_text(
+        client,
+        &format!(
+            "SELECT coalesce(copies::text, '') FROM backup_ext.list_backups() \
+             WHERE backup_id = {backup}"
+        ),
+    )
+}
+
+#[test]
+fn backups_are_copied_to_further_targets_and_retried_until_they_get_there() {
+    let primary = Seaweed::start("copy-primary");
+    let vault = Seaweed::start("copy-vault");
+    let c = Cluster::start_with(
+        "storage_copies",
+        &[
+            ("backup_ext.copy_retry_delay", "1"),
+            ("backup_ext.copy_lag", "1"),
+        ],
+    );
+    // One credentials file with both servers' keys, as two profiles.
+    let creds = c.root.join("s3-credentials");
+    std::fs::write(
+        &creds,
+        format!(
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n\
+             [vault]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            primary.access_key, primary.secret_key, vault.access_key, vault.secret_key
+        ),
+    )
+    .unwrap();
+    chown_postgres(&creds);
+    c.set_and_reload("backup_ext.s3_credentials_file", &creds.to_string_lossy());
+    let nfs = c.root.join("nfs");
+    std::fs::create_dir(&nfs).unwrap();
+    chown_postgres(&nfs);
+    let mut client = c.client("postgres");
+    exec(
+        &mut client,
+        &add_storage_sql(
+            "offsite",
+            &format!("s3://{}", primary.bucket),
+            &primary.endpoint,
+            "",
+        ),
+    );
+    exec(
+        &mut client,
+        &add_storage_sql(
+            "vault",
+            &format!("s3://{}/copies", vault.bucket),
+            &vault.endpoint,
+            ", 'profile', 'vault'",
+        ),
+    );
+    exec(
+        &mut client,
+        &format!(
+            "SELECT backup_ext.add_storage('nfs', {})",
+            quote_literal(&format!("file://{}", nfs.display()))
+        ),
+    );
+    expect_sqlstate(
+        &mut client,
+        "SELECT backup_ext.set_copies(NULL, ARRAY['vault', 'nowhere'])",
+        "42704",
+    );
+    expect_sqlstate(
+        &mut client,
+        "SELECT backup_ext.set_copies(NULL, ARRAY['local'])",
+        "22023",
+    );
+    exec(
+        &mut client,
+        "SELECT backup_ext.set_copies(NULL, ARRAY['vault', 'nfs'])",
+    );
+    c.create_sample_db("app");
+
+    // A local backup, copied to S3 and to a directory; a backup in S3, copied from there.
+    let local = one_i64(&mut client, "SELECT backup_ext.backup_database('app')");
+    let remote = one_i64(
+        &mut client,
+        "SELECT backup_ext.backup_database('app', 'plain', options => '{\"storage\": \"offsite\"}')",
+    );
+    for job in [local, remote] {
+        assert_eq!(c.wait_final(job, DEADLINE), "succeeded", "{:?}", c.job(job));
+    }
+    c.wait_until("the copies are made", DEADLINE, || {
+        let mut client = c.client("postgres");
+        copy_statuses(&mut client, local) == r#"{"nfs": "succeeded", "vault": "succeeded"}"#
+            && copy_statuses(&mut client, remote) == r#"{"nfs": "succeeded", "vault": "succeeded"}"#
+    });
+    for backup in [local, remote] {
+        let row = client
+            .query_one(
+                "SELECT b.sha256, b.size_bytes, c.key, c.sha256, c.size_bytes
+                   FROM backup_ext.backups b JOIN backup_ext.copies c USING (backup_id)
+                  WHERE b.backup_id = $1 AND c.storage = 'vault'",
+                &[&backup],
+            )
+            .unwrap();
+        let (sha, size, key): (String, i64, String) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(row.get::<_, String>(3), sha);
+        assert_eq!(row.get::<_, i64>(4), size);
+        let bytes = vault.get(&format!("copies/{key}"));
+        assert_eq!(hex::encode(Sha256::digest(&bytes)), sha);
+        let sidecar: serde_json::Value =
+            serde_json::from_slice(&vault.get(&format!("copies/{key}.json"))).unwrap();
+        assert_eq!(sidecar["backup_id"], backup);
+        let file = std::fs::read(nfs.join(&key)).unwrap();
+        assert_eq!(hex::encode(Sha256::digest(&file)), sha);
+        assert!(nfs.join(format!("{key}.json")).exists());
+    }
+    assert_eq!(
+        one_text(
+            &mut client,
+            "SELECT status FROM backup_ext.status() WHERE database = 'app'"
+        ),
+        "ok"
+    );
+
+    // The vault is down: the copy fails, status() warns once copy_lag has passed, and the
+    // retry after the vault is back succeeds.
+    vault.stop();
+    let third = one_i64(&mut client, "SELECT backup_ext.backup_database('app')");
+    assert_eq!(c.wait_final(third, DEADLINE), "succeeded");
+    c.wait_until("the copy to the vault fails", DEADLINE, || {
+        one_text(
+            &mut c.client("postgres"),
+            &format!(
+                "SELECT status || '/' || attempts FROM backup_ext.copies \
+                 WHERE backup_id = {third} AND storage = 'vault'"
+            ),
+        )
+        .starts_with("failed/")
+    });
+    // copy_lag is one second here.
+    c.wait_until("status() warns", DEADLINE, || {
+        one_text(
+            &mut c.client("postgres"),
+            "SELECT status FROM backup_ext.status() WHERE database = 'app'",
+        ) == "warning"
+    });
+    let row = client
+        .query_one(
+            "SELECT status, last_error FROM backup_ext.status() WHERE database = 'app'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "warning");
+    assert_eq!(
+        row.get::<_, Option<String>>(1).unwrap_or_default(),
+        format!("newest backup {third} has no copy in vault yet")
+    );
+    let check = one_text(&mut client, "SELECT backup_ext.check_status()");
+    assert!(check.contains("has no copy in vault yet"), "{check}");
+    vault.start_again();
+    c.wait_until("the retry gets the copy there", DEADLINE, || {
+        copy_statuses(&mut c.client("postgres"), third)
+            == r#"{"nfs": "succeeded", "vault": "succeeded"}"#
+    });
+    let attempts = one_i64(
+        &mut client,
+        &format!(
+            "SELECT attempts::bigint FROM backup_ext.copies \
+             WHERE backup_id = {third} AND storage = 'vault'"
+        ),
+    );
+    assert!(attempts >= 2, "{attempts}");
+    assert_eq!(
+        one_text(
+            &mut client,
+            "SELECT status FROM backup_ext.status() WHERE database = 'app'"
+        ),
+        "ok"
+    );
+
+    // Retention deletes a backup's copies with it; a target with copies cannot be dropped.
+    expect_sqlstate(
+        &mut client,
+        "SELECT backup_ext.drop_storage('nfs')",
+        "2BP01",
+    );
+    let key = one_text(
+        &mut client,
+        &format!("SELECT key FROM backup_ext.copies WHERE backup_id = {local} AND storage = 'nfs'"),
+    );
+    exec(
+        &mut client,
+        "SELECT backup_ext.set_retention('app', keep_last => 1)",
+    );
+    exec(&mut client, "SELECT * FROM backup_ext.purge()");
+    assert_eq!(
+        copy_statuses(&mut client, local),
+        r#"{"nfs": "expired", "vault": "expired"}"#
+    );
+    assert!(!nfs.join(&key).exists());
+    assert!(!nfs.join(format!("{key}.json")).exists());
+    assert!(vault.objects(&format!("copies/{key}")).is_empty());
+}

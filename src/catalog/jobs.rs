@@ -258,8 +258,15 @@ pub struct ArtifactFacts {
     pub manifest: Option<Value>,
 }
 
-/// Records how a job ended and tells listeners on channel `backup_ext`.
-pub fn record_outcome(job_id: i64, outcome: &Outcome) -> SpiResult<()> {
+/// Records how a job ended and tells listeners on channel `backup_ext`. For a copy job, its
+/// copy row too: a failure (not a cancellation) is retried per `copy_retry` (tries, first
+/// delay in seconds).
+pub fn record_outcome(job_id: i64, outcome: &Outcome, copy_retry: (i32, i32)) -> SpiResult<()> {
+    let copy_retry = (
+        !matches!(outcome, Outcome::Cancelled(_)),
+        copy_retry.0,
+        copy_retry.1,
+    );
     let (status, error, message) = match outcome {
         Outcome::Succeeded { message, .. } => (JobStatus::Succeeded, None, message.as_deref()),
         Outcome::Failed(e) => (JobStatus::Failed, Some(e.as_str()), None),
@@ -321,6 +328,8 @@ pub fn record_outcome(job_id: i64, outcome: &Outcome) -> SpiResult<()> {
                 &[job_id.into()],
             )?;
         }
+        let (retry, retries, delay) = copy_retry;
+        super::record_copy_outcome(job_id, error, retry, retries, delay)?;
         client.update(
             "DELETE FROM backup_ext.cancel_requests WHERE job_id = $1",
             None,
@@ -435,6 +444,14 @@ pub fn fail_interrupted_jobs(reason: &str) -> SpiResult<Vec<Interrupted>> {
         client.update(
             "UPDATE backup_ext.jobs
                 SET status = 'failed', finished_at = clock_timestamp(), error = $1
+              WHERE job_id = ANY($2)",
+            None,
+            &[reason.into(), ids.clone().into()],
+        )?;
+        client.update(
+            "UPDATE backup_ext.backup_copies
+                SET status = 'failed', finished_at = clock_timestamp(), error = $1,
+                    next_try_at = clock_timestamp()
               WHERE job_id = ANY($2)",
             None,
             &[reason.into(), ids.clone().into()],

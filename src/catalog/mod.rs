@@ -5,6 +5,7 @@
 
 mod backups;
 mod cluster;
+mod copies;
 mod jobs;
 mod retention;
 mod schedules;
@@ -12,6 +13,7 @@ mod storage;
 
 pub use backups::*;
 pub use cluster::*;
+pub use copies::*;
 pub use jobs::*;
 pub use retention::*;
 pub use schedules::*;

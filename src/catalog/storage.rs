@@ -56,13 +56,19 @@ pub fn insert_storage_target(name: &str, url: &str, options: &Value) -> SpiResul
     })
 }
 
-/// How many live (not expired) backups use a target, counting those being written. Queued
-/// jobs do not count: they fail when they start without their target.
+/// How many live (not expired) backups and copies use a target, counting those being written,
+/// and how many copy policies name it. Queued jobs do not count: they fail when they start
+/// without their target.
 pub fn storage_users(name: &str) -> SpiResult<i64> {
     Ok(Spi::get_one_with_args::<i64>(
-        "SELECT count(*) FROM backup_ext.artifacts a JOIN backup_ext.jobs j USING (job_id)
-          WHERE a.storage = $1 AND a.expired_at IS NULL
-            AND j.status IN ('succeeded', 'running')",
+        "SELECT (SELECT count(*) FROM backup_ext.artifacts a JOIN backup_ext.jobs j USING (job_id)
+                  WHERE a.storage = $1 AND a.expired_at IS NULL
+                    AND j.status IN ('succeeded', 'running'))
+              + (SELECT count(*) FROM backup_ext.backup_copies c
+                   JOIN backup_ext.artifacts a USING (backup_id)
+                  WHERE c.storage = $1 AND c.status IN ('succeeded', 'running')
+                    AND a.expired_at IS NULL)
+              + (SELECT count(*) FROM backup_ext.copy_policy p WHERE $1 = ANY (p.storages))",
         &[name.into()],
     )?
     .unwrap_or_default())

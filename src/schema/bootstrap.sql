@@ -31,7 +31,8 @@ $check$;
 
 CREATE TABLE backup_ext.jobs (
     job_id           bigserial PRIMARY KEY,
-    kind             text NOT NULL CHECK (kind IN ('database', 'globals', 'restore', 'verify')),
+    kind             text NOT NULL
+                     CHECK (kind IN ('database', 'globals', 'restore', 'verify', 'copy')),
     -- the database dumped, restored into, or whose backup is verified
     database         text,
     -- for restore and verify jobs: the backup they read
@@ -149,6 +150,37 @@ CREATE TABLE backup_ext.storage_targets (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- Copies of backups in further storage targets (set_copies()): the policy per database (NULL:
+-- the default for all, 'globals' for globals), and one row per backup and target copied to.
+CREATE TABLE backup_ext.copy_policy (
+    database   text UNIQUE NULLS NOT DISTINCT,
+    storages   text[] NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE backup_ext.backup_copies (
+    backup_id   bigint NOT NULL REFERENCES backup_ext.artifacts ON DELETE CASCADE,
+    storage     text NOT NULL,
+    key         text,
+    status      text NOT NULL DEFAULT 'queued'
+                CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'expired')),
+    size_bytes  bigint,
+    sha256      text,
+    finished_at timestamptz,
+    error       text,
+    attempts    int NOT NULL DEFAULT 0,
+    next_try_at timestamptz,
+    job_id      bigint,
+    PRIMARY KEY (backup_id, storage)
+);
+CREATE INDEX backup_copies_retry_idx ON backup_ext.backup_copies (next_try_at)
+    WHERE status = 'failed';
+CREATE INDEX backup_copies_job_idx ON backup_ext.backup_copies (job_id);
+ALTER TABLE backup_ext.backup_copies ENABLE ROW LEVEL SECURITY;
+-- A copy is visible to whoever may see its backup (artifacts has row security of its own).
+CREATE POLICY readable_backups ON backup_ext.backup_copies FOR SELECT
+    USING (EXISTS (SELECT 1 FROM backup_ext.artifacts a
+                    WHERE a.backup_id OPERATOR(pg_catalog.=) backup_copies.backup_id));
+
 -- Cancel requests for running jobs: a table of their own, so that a cancel() whose transaction
 -- stays open holds no lock on a row the worker updates.
 CREATE TABLE backup_ext.cancel_requests (
@@ -183,6 +215,8 @@ SELECT pg_catalog.pg_extension_config_dump('backup_ext.retention', '');
 SELECT pg_catalog.pg_extension_config_dump('backup_ext.schedule_entries', '');
 SELECT pg_catalog.pg_extension_config_dump('backup_ext.cancel_requests', '');
 SELECT pg_catalog.pg_extension_config_dump('backup_ext.storage_targets', '');
+SELECT pg_catalog.pg_extension_config_dump('backup_ext.copy_policy', '');
+SELECT pg_catalog.pg_extension_config_dump('backup_ext.backup_copies', '');
 
 -- Views read as the caller (security_invoker), so the row security above applies to them.
 CREATE VIEW backup_ext.backups WITH (security_invoker = true) AS
@@ -213,9 +247,17 @@ SELECT a.backup_id,
        a.verify_status,
        a.verify_message,
        a.storage,
-       a.key
+       a.key,
+       (SELECT pg_catalog.jsonb_object_agg(c.storage, c.status ORDER BY c.storage)
+          FROM backup_ext.backup_copies c WHERE c.backup_id = a.backup_id) AS copies
   FROM backup_ext.artifacts a
   JOIN backup_ext.jobs j ON j.job_id = a.job_id;
+
+-- Copies of backups in further storage targets, with their attempts.
+CREATE VIEW backup_ext.copies WITH (security_invoker = true) AS
+SELECT c.backup_id, c.storage, c.key, c.status, c.size_bytes, c.sha256, c.finished_at, c.error,
+       c.attempts, c.next_try_at, c.job_id
+  FROM backup_ext.backup_copies c;
 
 -- Every storage target with what lives there (superusers only: no grant).
 CREATE VIEW backup_ext.storages WITH (security_invoker = true) AS
@@ -349,3 +391,41 @@ BEGIN
 END
 $fn$;
 
+-- Which further storage targets every backup of a database is copied to after it succeeds
+-- (dbname NULL: the default for all databases; 'globals' for globals). An empty or NULL list
+-- removes the policy.
+CREATE FUNCTION backup_ext.set_copies(dbname text, storages text[])
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    target text;
+BEGIN
+    IF storages IS NULL OR cardinality(storages) = 0 THEN
+        DELETE FROM backup_ext.copy_policy p WHERE p.database IS NOT DISTINCT FROM dbname;
+        RETURN;
+    END IF;
+    FOREACH target IN ARRAY storages LOOP
+        IF target IS NULL OR target = 'local' THEN
+            RAISE EXCEPTION 'copies go to storage targets added with add_storage(), not to %',
+                    coalesce(quote_literal(target), 'NULL')
+                USING ERRCODE = '22023',
+                      HINT = 'Backups are written to their primary target first (options.storage, backup_ext.default_storage); list the other targets here.';
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM backup_ext.storage_targets t WHERE t.name = target) THEN
+            RAISE EXCEPTION 'storage target "%" does not exist', target
+                USING ERRCODE = '42704',
+                      HINT = 'Add it first with backup_ext.add_storage(name, url, options); see SELECT name FROM backup_ext.storages;';
+        END IF;
+    END LOOP;
+    IF (SELECT count(DISTINCT s) FROM unnest(storages) s) <> cardinality(storages) THEN
+        RAISE EXCEPTION 'storage targets are listed more than once: %', storages
+            USING ERRCODE = '22023', HINT = 'Name each target once.';
+    END IF;
+    INSERT INTO backup_ext.copy_policy AS p (database, storages)
+    VALUES (dbname, storages)
+    ON CONFLICT (database) DO UPDATE SET storages = EXCLUDED.storages, updated_at = now();
+END
+$fn$;

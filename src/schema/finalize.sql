@@ -56,8 +56,11 @@ per_db AS (
            s.finished_at AS last_success_at, s.size_bytes AS last_size_bytes,
            f.finished_at AS last_failure_at,
            CASE WHEN s.missing THEN format('newest backup %s is missing: %s', s.backup_id, s.path)
+                WHEN cl.lagging IS NOT NULL AND NOT coalesce(f.finished_at > s.finished_at, false)
+                    THEN format('newest backup %s has no copy in %s yet', s.backup_id, cl.lagging)
                 ELSE f.error END AS last_error,
            coalesce(s.missing, false) AS missing,
+           cl.lagging,
            k.kept, k.bytes
       FROM targets t
       LEFT JOIN LATERAL (
@@ -74,6 +77,12 @@ per_db AS (
            WHERE j.kind = t.kind AND coalesce(j.database, '') = t.name AND j.status = 'failed'
            ORDER BY j.finished_at DESC LIMIT 1) f ON true
       LEFT JOIN LATERAL (
+          -- copies (set_copies()) of the newest backup still missing after backup_ext.copy_lag
+          SELECT string_agg(c.storage, ', ' ORDER BY c.storage) AS lagging
+            FROM backup_ext.backup_copies c
+           WHERE c.backup_id = s.backup_id AND c.status <> 'succeeded'
+             AND s.finished_at < now() - current_setting('backup_ext.copy_lag')::interval) cl ON true
+      LEFT JOIN LATERAL (
           SELECT count(*) AS kept, coalesce(sum(a.size_bytes), 0) AS bytes
             FROM backup_ext.artifacts a
            WHERE a.kind = t.kind AND coalesce(a.database, '') = t.name
@@ -87,6 +96,7 @@ SELECT p.database, p.last_success_at, now() - p.last_success_at, p.last_size_byt
            WHEN now() - p.last_success_at >= current_setting('backup_ext.critical_age')::interval THEN 'critical'
            WHEN now() - p.last_success_at >= current_setting('backup_ext.warn_age')::interval THEN 'warning'
            WHEN p.last_failure_at > p.last_success_at THEN 'warning'
+           WHEN p.lagging IS NOT NULL THEN 'warning'
            ELSE 'ok'
        END
   FROM per_db p
@@ -108,6 +118,7 @@ SELECT 'BACKUP ' ||
                          ELSE 'last success ' || date_trunc('minute', s.last_success_age)::text || ' ago' END)
                     || CASE WHEN s.last_failure_at > s.last_success_at THEN ' (failed since)' ELSE '' END
                     || CASE WHEN s.last_error LIKE 'newest backup % is missing: %'
+                              OR s.last_error LIKE 'newest backup % has no copy in % yet'
                             THEN ' (' || s.last_error || ')' ELSE '' END,
                     '; ' ORDER BY s.database) FILTER (WHERE s.status <> 'ok'), 'all databases backed up') ||
        format(' | ok=%s warning=%s critical=%s',
@@ -126,7 +137,8 @@ REVOKE ALL ON ALL TABLES IN SCHEMA backup_ext FROM PUBLIC;
 GRANT USAGE ON SCHEMA backup_ext TO backup_ext_operator, backup_ext_restorer;
 GRANT SELECT ON backup_ext.jobs, backup_ext.artifacts, backup_ext.backups, backup_ext.sets,
                 backup_ext.activity, backup_ext.backup_sets, backup_ext.retention,
-                backup_ext.schedules, backup_ext.schedule_entries
+                backup_ext.schedules, backup_ext.schedule_entries, backup_ext.backup_copies,
+                backup_ext.copies
     TO backup_ext_operator, backup_ext_restorer;
 GRANT EXECUTE ON FUNCTION
     backup_ext.list_backups(text, text),

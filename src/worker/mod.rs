@@ -23,7 +23,8 @@ const BUSY_TICK: Duration = Duration::from_millis(100);
 /// Fallback poll when idle; new jobs normally wake the worker through its latch.
 const IDLE_TICK: Duration = Duration::from_secs(10);
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
-/// How often uploads left open by failed or interrupted backups are aborted (again).
+/// How often failed copies are looked at for a retry, and uploads left open by failed or
+/// interrupted backups are aborted (again).
 const UPLOAD_SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 pub fn register() {
@@ -115,9 +116,9 @@ impl Worker {
         self.start_queued();
     }
 
-    /// Aborts the uploads of backups that ended without completing them, where the abort at
-    /// the time failed (the store was down) or a crash came first. Retried every
-    /// [`UPLOAD_SWEEP_EVERY`] until the store answers.
+    /// Queues failed copies whose retry is due, and aborts the uploads of backups that ended
+    /// without completing them, where the abort at the time failed (the store was down) or a
+    /// crash came first. Runs every [`UPLOAD_SWEEP_EVERY`].
     fn abort_open_uploads(&mut self) {
         if self
             .last_upload_sweep
@@ -126,6 +127,9 @@ impl Worker {
             return;
         }
         self.last_upload_sweep = Some(Instant::now());
+        if let Err(e) = spi(|| catalog::retry_due_copies(settings::copy_retries())) {
+            warning!("backup_ext: cannot queue copy retries: {e}");
+        }
         let open = match spi(catalog::abandoned_uploads) {
             Ok(open) => open,
             Err(e) => {
@@ -291,7 +295,21 @@ impl Worker {
             if let Some(p) = progress {
                 catalog::record_progress(&[p])?;
             }
-            catalog::record_outcome(job_id, &outcome)
+            let succeeded_backup = match &outcome {
+                Outcome::Succeeded {
+                    artifact: Some(_), ..
+                } => Some(job_id),
+                _ => None,
+            };
+            catalog::record_outcome(
+                job_id,
+                &outcome,
+                (settings::copy_retries(), settings::copy_retry_delay()),
+            )?;
+            if let Some(backup_id) = succeeded_backup {
+                catalog::enqueue_copies(backup_id)?;
+            }
+            Ok(())
         });
         if let Err(e) = recorded {
             // The row stays `running`; recovery at the next start marks it failed.

@@ -12,6 +12,7 @@ use backup_core::{
     RunSpec, ToolCommand, VerifyPlan, VerifyRun, CLEANUP_TIMEOUT,
 };
 
+use backup_core::storage::copy::{CopyRun, CopySpec};
 use backup_core::storage::fetch::{FetchRun, FetchSpec};
 use backup_core::storage::Store;
 use backup_core::{sidecar_key, Sidecar};
@@ -19,6 +20,7 @@ use backup_core::{sidecar_key, Sidecar};
 use crate::catalog::{ArtifactFacts, BackupRecord, ClaimedJob, Outcome};
 
 mod backup;
+mod copy;
 mod restore;
 mod verify;
 
@@ -46,6 +48,8 @@ pub enum Kind {
     Verify {
         backup_id: i64,
     },
+    /// A backup copied to a further storage target.
+    Copy,
     /// Copying a remote backup to `dest`; then the restore or verification `claimed` asked
     /// for is planned against that copy.
     Fetch {
@@ -168,6 +172,7 @@ pub enum Start {
     CheckedRestore(Box<VerifyPlan>, RestorePlan),
     Verify(Box<VerifyPlan>),
     Fetch(Box<FetchSpec>),
+    Copy(Box<CopySpec>),
 }
 
 /// What `prepare` decided for a claimed job.
@@ -217,6 +222,9 @@ pub fn prepare(
     ctx: &Context,
 ) -> Result<Plan, String> {
     let work_dir = work_dir(ctx)?;
+    if claimed.kind == Ok(JobKind::Copy) {
+        return copy::prepare_copy(claimed, backup.ok_or("the backup is gone")?);
+    }
     if let Some(backup) = backup.filter(|b| b.storage != crate::catalog::LOCAL_STORAGE) {
         return fetch_plan(claimed, backup, &work_dir);
     }
@@ -228,6 +236,7 @@ pub fn prepare(
         JobKind::Verify => {
             verify::prepare_verify(claimed, backup.ok_or("the backup is gone")?, ctx, work_dir)
         }
+        JobKind::Copy => unreachable!("copies are prepared above"),
     }
 }
 
@@ -341,6 +350,7 @@ pub fn start(start: Start) -> std::io::Result<Box<dyn JobRun>> {
         Start::CheckedRestore(check, plan) => Box::new(CheckedRestore::start(*check, plan)?),
         Start::Verify(plan) => Box::new(VerifyRun::start(*plan)?),
         Start::Fetch(spec) => Box::new(FetchRun::start(*spec)?),
+        Start::Copy(spec) => Box::new(CopyRun::start(*spec)?),
     })
 }
 
@@ -371,6 +381,11 @@ pub fn outcome_of(result: JobResult) -> Outcome {
         },
         JobResult::Verify(report) => Outcome::Failed(report.message),
         JobResult::Fetched { ok: false, message } => Outcome::Failed(message),
+        JobResult::Copied { ok: true, .. } => Outcome::Succeeded {
+            artifact: None,
+            message: None,
+        },
+        JobResult::Copied { ok: false, message } => Outcome::Failed(message),
         // The worker starts the job's next step instead (`launch_fetched`).
         JobResult::Fetched { ok: true, .. } => {
             Outcome::Failed("the backup was fetched but nothing read it".into())
