@@ -3,8 +3,8 @@
 # PostgreSQL cluster (15 by default; `--pg 16|17|18` for another major) with it preloaded,
 # create a sample database, ask for a custom-format backup and a globals backup from SQL, list
 # them, look inside the dump, verify it with a test restore, restore it with
-# restore_backup(jobs => 2) and compare row counts, then back up the whole cluster as one set and
-# show status().
+# restore_backup(jobs => 2) and compare row counts, send a backup to a local SeaweedFS (S3) and
+# restore from there, then back up the whole cluster as one set and show status().
 #
 #   bash scripts/demo.sh            # PostgreSQL 15
 #   bash scripts/demo.sh --pg 17    # PostgreSQL 17 (the tree scripts/setup.sh installs)
@@ -123,6 +123,33 @@ echo "ann asks for shop's backup (shop's tables are not hers):"
 psql_ postgres -U ann -At -c "SELECT backup_ext.restore_backup($DUMP_JOB, 'shop_for_ann')" 2>&1 | sed 's/^/  /' || true
 echo "what ann sees of the catalog:"
 psql_ postgres -U ann -c "SELECT backup_id, kind, database, status FROM backup_ext.list_backups()"
+
+echo
+echo "== off-host storage: a local SeaweedFS (S3) as a storage target"
+S3_PORT=${BACKUP_EXT_DEMO_S3_PORT:-18333}
+s3_start "$DIR/s3" "$S3_PORT" demo
+psql_ postgres -q -c "ALTER SYSTEM SET backup_ext.s3_credentials_file = '$DIR/s3/credentials'" \
+    -c "SELECT pg_reload_conf()"
+# add_storage() makes an authenticated request: it succeeds once the bucket is there.
+for _ in $(seq 30); do
+    psql_ postgres -q -c "SELECT backup_ext.add_storage('offsite', 's3://demo/prod',
+        '{\"endpoint\": \"http://127.0.0.1:$S3_PORT\", \"path_style\": true, \"allow_http\": true}')" \
+        2>/dev/null && break
+    sleep 1
+done
+psql_ postgres -c "SELECT name, url, options FROM backup_ext.storages"
+S3_JOB=$(psql_ postgres -At -c "SELECT backup_ext.backup_database('shop', options => '{\"storage\": \"offsite\"}')")
+psql_ postgres -At -c "SELECT 'job $S3_JOB: ' || backup_ext.wait_for($S3_JOB, '10 min')"
+psql_ postgres -c "SELECT backup_id, storage, key, size_bytes, left(sha256, 16) AS sha256
+                     FROM backup_ext.backups WHERE backup_id = $S3_JOB"
+echo "-- the bucket, listed with the AWS command-line tool:"
+s3_aws "$DIR/s3" "$S3_PORT" s3 ls --recursive s3://demo/ | sed 's/^/  /'
+S3_RESTORE=$(psql_ postgres -At -c "SELECT backup_ext.restore_backup($S3_JOB, 'shop_from_s3')")
+psql_ postgres -At -c "SELECT 'restore job $S3_RESTORE: ' || backup_ext.wait_for($S3_RESTORE, '10 min')"
+from_s3=$(psql_ shop_from_s3 -At -c "$COUNTS")
+echo "shop_from_s3: $from_s3"
+[ "$original" = "$from_s3" ] || { echo "demo: the restore from S3 differs" >&2; exit 1; }
+s3_stop "$DIR/s3"
 
 echo
 echo "== backup_cluster(): globals plus every database, as one set"

@@ -59,7 +59,16 @@ for major in $MAJORS; do
         *" 15 "*" 17 "*" 18 "*) [ "$major" = 18 ] || skip+=(--skip backups_from_15_restore_on_17_and_18) ;;
         *) skip+=(--skip backups_from_15_restore_on_17_and_18) ;;
     esac
-    BACKUP_EXT_PG_BIN=$bin run_tests cargo test -p backup_ext_e2e --tests -- --test-threads=2 "${skip[@]}"
+    # The S3 server's own harness tests do not involve PostgreSQL: the first major runs them.
+    if [ "$major" != "${MAJORS%% *}" ]; then
+        for t in two_servers_side_by_side_each_with_its_own_bucket \
+                 the_credentials_file_is_for_postgres_only open_multipart_uploads_are_listed \
+                 wrong_keys_are_refused stop_closes_every_port_and_start_again_serves_the_same_data; do
+            skip+=(--skip "$t")
+        done
+    fi
+    BACKUP_EXT_PG_BIN=$bin run_tests cargo test -p backup_ext_e2e --tests --no-fail-fast \
+        -- --test-threads=2 "${skip[@]}"
     echo "== PostgreSQL $major: $(( $(date +%s) - started )) s"
 done
 

@@ -304,3 +304,49 @@ SELECT 'BACKUP ' ||
               count(*) FILTER (WHERE s.status = 'critical'))
   FROM backup_ext.status() s;
 $fn$;
+
+--------------------------------------------------------------------------------------------------
+-- list_remote(): the backups a storage target holds, from their sidecars. Superusers only.
+CREATE FUNCTION backup_ext."remote_sidecars"(
+	"storage" TEXT, /* Option < String > */
+	"all_clusters" bool DEFAULT false /* Option < bool > */
+) RETURNS TABLE (
+	"backup_id" bigint,  /* i64 */
+	"database" TEXT,  /* Option < String > */
+	"kind" TEXT,  /* String */
+	"finished_at" TEXT,  /* String */
+	"size_bytes" bigint,  /* i64 */
+	"sha256" TEXT,  /* String */
+	"system_identifier" TEXT,  /* String */
+	"key" TEXT  /* String */
+)
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'remote_sidecars_wrapper';
+REVOKE ALL ON FUNCTION backup_ext.remote_sidecars(text, boolean) FROM PUBLIC;
+
+-- What a storage target holds, read from the sidecars there; in_catalog says whether this
+-- catalog knows the backup at that place (as written, or as a copy).
+CREATE FUNCTION backup_ext.list_remote(storage text, all_clusters boolean DEFAULT false)
+RETURNS TABLE (backup_id bigint, database text, kind text, finished_at timestamptz,
+               size_bytes bigint, sha256 text, system_identifier text, key text,
+               in_catalog boolean)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+SELECT r.backup_id, r.database, r.kind, r.finished_at::timestamptz, r.size_bytes, r.sha256,
+       r.system_identifier, r.key,
+       r.system_identifier = (SELECT s.system_identifier::text FROM pg_control_system() s)
+       AND (EXISTS (SELECT 1 FROM backup_ext.artifacts a
+                     WHERE a.backup_id = r.backup_id AND a.expired_at IS NULL
+                       AND ((a.storage = $1 AND a.key = r.key)
+                            OR (a.storage = 'local' AND $1 = 'local'
+                                AND a.path LIKE '%/' || r.key)))
+            OR EXISTS (SELECT 1 FROM backup_ext.backup_copies c
+                        WHERE c.backup_id = r.backup_id AND c.storage = $1 AND c.key = r.key
+                          AND c.status = 'succeeded'))
+  FROM backup_ext.remote_sidecars($1, $2) r
+ ORDER BY r.finished_at, r.key;
+$fn$;
+REVOKE ALL ON FUNCTION backup_ext.list_remote(text, boolean) FROM PUBLIC;

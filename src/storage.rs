@@ -49,3 +49,12 @@ pub fn open_named(name: &str) -> Result<Option<Store>, BackupError> {
 pub fn check(store: &Store) -> Result<(), RequestError> {
     store.check().map_err(Into::into)
 }
+
+/// `backup_ext.directory` as a store, for listing what lies there like any target.
+pub fn local_store() -> Store {
+    let url = StorageUrl::File {
+        root: settings::directory(),
+    };
+    Store::new(&url, &StorageOptions::File, None)
+        .unwrap_or_else(|e| BackupError::Request(e).report())
+}

@@ -53,6 +53,8 @@ pub fn wait_dump_blocked(c: &Cluster, db: &str) {
 }
 
 /// Every regular file below `dir`, recursively.
+/// Every file below `dir`, except the sidecar (`<backup>.json`) of a backup that is there too:
+/// an orphaned sidecar is listed.
 pub fn files_under(dir: &Path) -> BTreeSet<PathBuf> {
     let mut out = BTreeSet::new();
     let Ok(rd) = fs::read_dir(dir) else {
@@ -60,9 +62,13 @@ pub fn files_under(dir: &Path) -> BTreeSet<PathBuf> {
     };
     for entry in rd.flatten() {
         let p = entry.path();
+        let sidecar_of = p
+            .to_str()
+            .and_then(|s| s.strip_suffix(".json"))
+            .map(PathBuf::from);
         if entry.file_type().unwrap().is_dir() {
             out.extend(files_under(&p));
-        } else {
+        } else if !sidecar_of.is_some_and(|b| b.exists()) {
             out.insert(p);
         }
     }

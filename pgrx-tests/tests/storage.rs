@@ -334,6 +334,46 @@ fn backups_stream_into_s3_with_a_sidecar_and_no_secret_anywhere() {
     );
     assert_eq!(local, 0);
 
+    // list_remote() reads the sidecars: every backup there, all known to the catalog.
+    let listed = client
+        .query(
+            "SELECT backup_id, r.key, in_catalog, r.size_bytes, r.sha256 = b.sha256
+               FROM backup_ext.list_remote('offsite') r
+               JOIN backup_ext.backups b USING (backup_id) ORDER BY backup_id",
+            &[],
+        )
+        .unwrap();
+    let ids: Vec<i64> = listed.iter().map(|r| r.get(0)).collect();
+    assert_eq!(ids, jobs);
+    assert!(listed
+        .iter()
+        .all(|r| r.get::<_, bool>(2) && r.get::<_, bool>(4)));
+    // A sidecar of another cluster is only listed with all_clusters.
+    let other_key = "team/a/9999/app/20260101T000000Z-job000000000001.dump";
+    s3.put(other_key, b"x");
+    let mut foreign: serde_json::Value = serde_json::from_slice(&s3.get(&format!(
+        "team/a/{}.json",
+        one_text(
+            &mut client,
+            &format!(
+                "SELECT key FROM backup_ext.backups WHERE backup_id = {}",
+                jobs[0]
+            )
+        )
+    )))
+    .unwrap();
+    foreign["system_identifier"] = "9999".into();
+    s3.put(&format!("{other_key}.json"), foreign.to_string().as_bytes());
+    let counts = one_text(
+        &mut client,
+        "SELECT (SELECT count(*) FROM backup_ext.list_remote('offsite')) || ' ' ||
+                (SELECT count(*) FROM backup_ext.list_remote('offsite', all_clusters => true)
+                  WHERE NOT in_catalog)",
+    );
+    assert_eq!(counts, "4 1");
+    s3.delete(other_key);
+    s3.delete(&format!("{other_key}.json"));
+
     // Restores, inspection and verification read the object back.
     for (&job, target) in jobs.iter().zip(["from_custom", "from_plain", "from_tar"]) {
         let restore = one_i64(
@@ -710,6 +750,20 @@ fn backups_are_copied_to_further_targets_and_retried_until_they_get_there() {
         ),
         "ok"
     );
+    // Both backups are found in the directory target by their sidecars, and the local one in
+    // backup_ext.directory.
+    let found = one_text(
+        &mut client,
+        "SELECT string_agg(backup_id || ':' || in_catalog, ' ' ORDER BY backup_id)
+           FROM backup_ext.list_remote('nfs')",
+    );
+    assert_eq!(found, format!("{local}:true {remote}:true"));
+    let found = one_text(
+        &mut client,
+        "SELECT string_agg(backup_id || ':' || in_catalog, ' ' ORDER BY backup_id)
+           FROM backup_ext.list_remote('local')",
+    );
+    assert_eq!(found, format!("{local}:true"));
 
     // The vault is down: the copy fails, status() warns once copy_lag has passed, and the
     // retry after the vault is back succeeds.

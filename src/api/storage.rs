@@ -83,3 +83,73 @@ fn drop_storage(name: Option<String>) -> bool {
     }
     catalog::delete_storage_target(&name).or_report()
 }
+
+/// The backups a storage target holds, from their sidecars (`list_remote()` in SQL adds
+/// whether the catalog knows each): this cluster's, or with `all_clusters` every cluster's.
+// The row type must be spelled out for the SQL generator.
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn remote_sidecars(
+    storage: Option<String>,
+    all_clusters: default!(Option<bool>, "false"),
+) -> TableIterator<
+    'static,
+    (
+        name!(backup_id, i64),
+        name!(database, Option<String>),
+        name!(kind, String),
+        name!(finished_at, String),
+        name!(size_bytes, i64),
+        name!(sha256, String),
+        name!(system_identifier, String),
+        name!(key, String),
+    ),
+> {
+    let storage = require(storage, "storage");
+    let (caller, _owner) = privileges::enter();
+    caller.require_superuser_for("list what a storage target holds", TARGET_HINT);
+    let (store, local) = match storage::open_named(&storage).or_report() {
+        Some(store) => (store, false),
+        None => (storage::local_store(), true),
+    };
+    let own = catalog::system_identifier().or_report();
+    let all_clusters = all_clusters.unwrap_or(false);
+    // Remote keys start with the system identifier; local folders are per database.
+    let prefix = if all_clusters || local {
+        String::new()
+    } else {
+        format!("{own}/")
+    };
+    let objects = store.list(&prefix).map_err(RequestError::from).or_report();
+    let keys: std::collections::BTreeSet<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+    let mut rows = Vec::new();
+    for object in &objects {
+        let Some(backup_key) = object.key.strip_suffix(".json") else {
+            continue;
+        };
+        if !keys.contains(backup_key) {
+            continue;
+        }
+        let Ok(bytes) = store.get_bytes(&object.key) else {
+            continue;
+        };
+        let Ok(sidecar) = backup_core::Sidecar::from_bytes(&bytes) else {
+            continue;
+        };
+        if !all_clusters && sidecar.system_identifier != own {
+            continue;
+        }
+        rows.push((
+            sidecar.backup_id,
+            sidecar.database,
+            sidecar.kind,
+            sidecar.finished_at,
+            sidecar.size_bytes as i64,
+            sidecar.sha256,
+            sidecar.system_identifier,
+            backup_key.to_string(),
+        ));
+    }
+    TableIterator::new(rows)
+}

@@ -128,6 +128,30 @@ SELECT 'BACKUP ' ||
   FROM backup_ext.status() s;
 $fn$;
 
+-- What a storage target holds, read from the sidecars there; in_catalog says whether this
+-- catalog knows the backup at that place (as written, or as a copy).
+CREATE FUNCTION backup_ext.list_remote(storage text, all_clusters boolean DEFAULT false)
+RETURNS TABLE (backup_id bigint, database text, kind text, finished_at timestamptz,
+               size_bytes bigint, sha256 text, system_identifier text, key text,
+               in_catalog boolean)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+SELECT r.backup_id, r.database, r.kind, r.finished_at::timestamptz, r.size_bytes, r.sha256,
+       r.system_identifier, r.key,
+       r.system_identifier = (SELECT s.system_identifier::text FROM pg_control_system() s)
+       AND (EXISTS (SELECT 1 FROM backup_ext.artifacts a
+                     WHERE a.backup_id = r.backup_id AND a.expired_at IS NULL
+                       AND ((a.storage = $1 AND a.key = r.key)
+                            OR (a.storage = 'local' AND $1 = 'local'
+                                AND a.path LIKE '%/' || r.key)))
+            OR EXISTS (SELECT 1 FROM backup_ext.backup_copies c
+                        WHERE c.backup_id = r.backup_id AND c.storage = $1 AND c.key = r.key
+                          AND c.status = 'succeeded'))
+  FROM backup_ext.remote_sidecars($1, $2) r
+ ORDER BY r.finished_at, r.key;
+$fn$;
+
 -- Nothing is open to PUBLIC. Superusers may do everything; members of backup_ext_operator may
 -- request backups, inspect and verify them and read the catalog; members of
 -- backup_ext_restorer may restore. Each function also checks the caller's rights on the
