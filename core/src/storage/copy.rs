@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use super::background::Background;
+
 use super::{StorageError, Store, UploadStarted};
 use crate::job::{JobResult, JobRun};
 use crate::process::stream::spawn_signal_free;
@@ -125,43 +127,22 @@ fn copy(
 
 /// A copy running on its own thread.
 pub struct CopyRun {
-    handle: Option<JoinHandle<Result<(), String>>>,
+    work: Background<()>,
     progress: Arc<AtomicU64>,
-    cancelled: Arc<AtomicBool>,
-    finished: bool,
 }
 
 impl CopyRun {
     pub fn start(spec: CopySpec) -> io::Result<CopyRun> {
         let progress = Arc::new(AtomicU64::new(0));
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let (p, c) = (progress.clone(), cancelled.clone());
-        let handle = spawn_signal_free("backup_ext-copy", move || copy(spec, p, c))?;
-        Ok(CopyRun {
-            handle: Some(handle),
-            progress,
-            cancelled,
-            finished: false,
-        })
-    }
-
-    fn join(&mut self) -> Option<Result<(), String>> {
-        let handle = self.handle.take()?;
-        Some(
-            handle
-                .join()
-                .unwrap_or_else(|_| Err("the copy thread panicked".into())),
-        )
+        let p = progress.clone();
+        let work = Background::spawn("backup_ext-copy", move |cancelled| copy(spec, p, cancelled))?;
+        Ok(CopyRun { work, progress })
     }
 }
 
 impl JobRun for CopyRun {
     fn poll(&mut self) -> Option<JobResult> {
-        if self.finished || !self.handle.as_ref()?.is_finished() {
-            return None;
-        }
-        self.finished = true;
-        let result = self.join()?;
+        let result = self.work.poll()?;
         Some(JobResult::Copied {
             ok: result.is_ok(),
             message: result.err().unwrap_or_default(),
@@ -170,12 +151,7 @@ impl JobRun for CopyRun {
 
     /// Stops reading; the upload then aborts itself. Blocks until the thread has cleaned up.
     fn cancel(&mut self) {
-        if self.finished {
-            return;
-        }
-        self.finished = true;
-        self.cancelled.store(true, Ordering::Relaxed);
-        let _ = self.join();
+        self.work.cancel();
     }
 
     fn progress(&self) -> u64 {
@@ -186,5 +162,61 @@ impl JobRun for CopyRun {
 impl Drop for CopyRun {
     fn drop(&mut self) {
         self.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::fetch::tests::poll_until_done;
+    use crate::storage::FileStore;
+    use crate::test_support::TempDir;
+    use sha2::{Digest, Sha256};
+    use std::fs;
+
+    fn spec(dir: &TempDir, recorded: &[u8]) -> CopySpec {
+        let source = dir.path().join("b.dump");
+        fs::write(&source, b"the backup").unwrap();
+        CopySpec {
+            source: CopySource::Local(source),
+            dest: Store::File(FileStore::new(dir.path().join("vault"))),
+            dest_storage: "vault".into(),
+            key: "42/db/b.dump".into(),
+            expected_size: recorded.len() as u64,
+            expected_sha256: hex::encode(Sha256::digest(recorded)),
+            sidecar: Some(b"{}".to_vec()),
+            started: UploadStarted::default(),
+        }
+    }
+
+    #[test]
+    fn a_copy_is_completed_with_its_sidecar_only_when_it_matches() {
+        let dir = TempDir::new("copy");
+        let mut run = CopyRun::start(spec(&dir, b"the backup")).unwrap();
+        assert_eq!(
+            poll_until_done(&mut run),
+            JobResult::Copied {
+                ok: true,
+                message: String::new()
+            }
+        );
+        let vault = dir.path().join("vault/42/db");
+        assert_eq!(fs::read(vault.join("b.dump")).unwrap(), b"the backup");
+        assert_eq!(fs::read(vault.join("b.dump.json")).unwrap(), b"{}");
+
+        fs::remove_dir_all(dir.path().join("vault")).unwrap();
+        let mut run = CopyRun::start(spec(&dir, b"what was recorded")).unwrap();
+        let JobResult::Copied { ok: false, message } = poll_until_done(&mut run) else {
+            panic!("a changed backup was copied");
+        };
+        assert!(
+            message.starts_with("the backup no longer matches its recorded checksum"),
+            "{message}"
+        );
+        let left: Vec<_> = fs::read_dir(&vault)
+            .map(|d| d.count())
+            .into_iter()
+            .collect();
+        assert!(left.iter().all(|n| *n == 0), "{left:?}");
     }
 }

@@ -8,11 +8,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
+use super::background::Background;
 use super::{Downloaded, StorageError, Store};
 use crate::job::{JobResult, JobRun};
-use crate::process::stream::spawn_signal_free;
 
 /// What to fetch, where to, and what it must turn out to be.
 #[derive(Debug, Clone)]
@@ -105,32 +104,29 @@ fn describe(spec: &FetchSpec, e: &StorageError) -> String {
 /// A download running on its own thread.
 pub struct FetchRun {
     spec: FetchSpec,
-    handle: Option<JoinHandle<Result<Downloaded, StorageError>>>,
+    work: Background<Downloaded>,
     progress: Arc<AtomicU64>,
-    cancelled: Arc<AtomicBool>,
-    finished: bool,
 }
 
 impl FetchRun {
     pub fn start(spec: FetchSpec) -> io::Result<FetchRun> {
         let file = create_dest(&spec.dest).map_err(io::Error::other)?;
         let progress = Arc::new(AtomicU64::new(0));
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let sink = CancellableFile {
-            file,
-            cancelled: cancelled.clone(),
-        };
         let (store, key, p) = (spec.store.clone(), spec.key.clone(), progress.clone());
-        let handle = spawn_signal_free("backup_ext-fetch", move || store.download(&key, sink, p))
-            .inspect_err(|_| {
+        let described = spec.clone();
+        let work = Background::spawn("backup_ext-fetch", move |cancelled| {
+            let sink = CancellableFile { file, cancelled };
+            store
+                .download(&key, sink, p)
+                .map_err(|e| describe(&described, &e))
+        })
+        .inspect_err(|_| {
             let _ = fs::remove_file(&spec.dest);
         })?;
         Ok(FetchRun {
             spec,
-            handle: Some(handle),
+            work,
             progress,
-            cancelled,
-            finished: false,
         })
     }
 
@@ -138,29 +134,14 @@ impl FetchRun {
     pub fn dest(&self) -> &Path {
         &self.spec.dest
     }
-
-    fn join(&mut self) -> Option<Result<Downloaded, StorageError>> {
-        let handle = self.handle.take()?;
-        Some(handle.join().unwrap_or_else(|_| {
-            Err(StorageError::new(
-                super::Failure::External,
-                "the download thread panicked",
-                "See the server log.",
-            ))
-        }))
-    }
 }
 
 impl JobRun for FetchRun {
     fn poll(&mut self) -> Option<JobResult> {
-        if self.finished || !self.handle.as_ref()?.is_finished() {
-            return None;
-        }
-        self.finished = true;
-        let checked = match self.join()? {
-            Ok(got) => check_fetched(&self.spec, &got),
-            Err(e) => Err(describe(&self.spec, &e)),
-        };
+        let checked = self
+            .work
+            .poll()?
+            .and_then(|got| check_fetched(&self.spec, &got));
         if checked.is_err() {
             let _ = fs::remove_file(&self.spec.dest);
         }
@@ -171,13 +152,9 @@ impl JobRun for FetchRun {
     }
 
     fn cancel(&mut self) {
-        if self.finished {
-            return;
+        if self.work.cancel() {
+            let _ = fs::remove_file(&self.spec.dest);
         }
-        self.finished = true;
-        self.cancelled.store(true, Ordering::Relaxed);
-        let _ = self.join();
-        let _ = fs::remove_file(&self.spec.dest);
     }
 
     fn progress(&self) -> u64 {
@@ -188,5 +165,77 @@ impl JobRun for FetchRun {
 impl Drop for FetchRun {
     fn drop(&mut self) {
         self.cancel();
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::storage::FileStore;
+    use crate::test_support::TempDir;
+    use sha2::{Digest, Sha256};
+    use std::time::{Duration, Instant};
+
+    pub(crate) fn poll_until_done(run: &mut dyn JobRun) -> JobResult {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(r) = run.poll() {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "the run did not end");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn spec(dir: &TempDir, key: &str, bytes: &[u8]) -> FetchSpec {
+        let root = dir.path().join("store");
+        fs::create_dir_all(root.join("db")).unwrap();
+        fs::write(root.join("db/b.dump"), b"the backup").unwrap();
+        FetchSpec {
+            store: Store::File(FileStore::new(root)),
+            storage: "nfs".into(),
+            key: key.into(),
+            dest: dir.path().join("job-1.fetch"),
+            expected_size: bytes.len() as u64,
+            expected_sha256: hex::encode(Sha256::digest(bytes)),
+        }
+    }
+
+    #[test]
+    fn a_fetched_copy_is_kept_only_when_it_matches() {
+        let dir = TempDir::new("fetch");
+        let good = spec(&dir, "db/b.dump", b"the backup");
+        let mut run = FetchRun::start(good.clone()).unwrap();
+        assert_eq!(
+            poll_until_done(&mut run),
+            JobResult::Fetched {
+                ok: true,
+                message: String::new()
+            }
+        );
+        drop(run);
+        assert_eq!(fs::read(&good.dest).unwrap(), b"the backup");
+        fs::remove_file(&good.dest).unwrap();
+
+        // Recorded otherwise: refused, and the copy is gone.
+        let changed = spec(&dir, "db/b.dump", b"another backup");
+        let mut run = FetchRun::start(changed.clone()).unwrap();
+        let JobResult::Fetched { ok: false, message } = poll_until_done(&mut run) else {
+            panic!("a changed object was accepted");
+        };
+        assert!(
+            message.starts_with("db/b.dump in storage \"nfs\" no longer matches its recorded checksum: expected 14 bytes"),
+            "{message}"
+        );
+        assert!(!changed.dest.exists());
+
+        // Missing: the store's error, and nothing left.
+        let missing = spec(&dir, "db/none.dump", b"x");
+        let e = fetch_now(&missing).unwrap_err();
+        assert!(
+            matches!(&e, FetchError::Store(s) if s.failure == crate::storage::Failure::NotFound),
+            "{e:?}"
+        );
+        assert!(!missing.dest.exists());
     }
 }

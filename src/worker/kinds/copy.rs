@@ -48,18 +48,7 @@ pub(super) fn prepare_copy(claimed: &ClaimedJob, backup: &BackupRecord) -> Resul
         let sidecar = std::fs::read(sidecar_key(&path.to_string_lossy())).ok();
         (CopySource::Local(path), sidecar)
     } else {
-        let store = match crate::storage::open_named(&backup.storage) {
-            Ok(Some(store)) => store,
-            Ok(None) => return Err("the backup is local".into()),
-            Err(e) => {
-                return Err(format!(
-                    "cannot open storage target \"{}\" that holds backup {}: {}",
-                    backup.storage,
-                    backup.backup_id,
-                    e.message()
-                ))
-            }
-        };
+        let store = backup_store(backup)?;
         let own_key = backup.key.clone().unwrap_or_default();
         let sidecar = store.get_bytes(&sidecar_key(&own_key)).ok();
         (

@@ -266,6 +266,20 @@ pub(super) fn checksum_plan(
     })
 }
 
+/// The storage target holding a remote backup.
+pub(super) fn backup_store(backup: &BackupRecord) -> Result<Store, String> {
+    match crate::storage::open_named(&backup.storage) {
+        Ok(Some(store)) => Ok(store),
+        Ok(None) => Err(format!("backup {} is local", backup.backup_id)),
+        Err(e) => Err(format!(
+            "cannot open storage target \"{}\" that holds backup {}: {}",
+            backup.storage,
+            backup.backup_id,
+            e.message()
+        )),
+    }
+}
+
 /// The first step of a restore or verification of a backup in a storage target: a local copy
 /// in the work directory, checked against the recorded size and SHA-256 before anything reads
 /// it.
@@ -278,18 +292,7 @@ fn fetch_plan(
         .key
         .clone()
         .ok_or_else(|| format!("backup {} has no key in its storage", backup.backup_id))?;
-    let store = match crate::storage::open_named(&backup.storage) {
-        Ok(Some(store)) => store,
-        Ok(None) => return Err("the backup is local".into()),
-        Err(e) => {
-            return Err(format!(
-                "cannot open storage target \"{}\" that holds backup {}: {}",
-                backup.storage,
-                backup.backup_id,
-                e.message()
-            ))
-        }
-    };
+    let store = backup_store(backup)?;
     let dest = work_dir.join(format!("job-{}.fetch", claimed.job_id));
     Ok(Plan {
         start: Start::Fetch(Box::new(FetchSpec {
