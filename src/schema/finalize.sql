@@ -144,7 +144,7 @@ SELECT r.backup_id, r.database, r.kind, r.finished_at::timestamptz, r.size_bytes
                      WHERE a.backup_id = r.backup_id AND a.expired_at IS NULL
                        AND ((a.storage = $1 AND a.key = r.key)
                             OR (a.storage = 'local' AND $1 = 'local'
-                                AND a.path LIKE '%/' || r.key)))
+                                AND right(a.path, length(r.key) + 1) = '/' || r.key)))
             OR EXISTS (SELECT 1 FROM backup_ext.backup_copies c
                         WHERE c.backup_id = r.backup_id AND c.storage = $1 AND c.key = r.key
                           AND c.status = 'succeeded'))

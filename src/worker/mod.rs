@@ -415,6 +415,8 @@ impl Worker {
                 }
                 self.finish(&mut job, result);
                 remove_staged(job.staged.as_deref());
+                drop(job);
+                backup_core::process::release_free_memory();
             }
         }
     }
