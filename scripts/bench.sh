@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Benchmark: backup_ext against pg_dump / pg_dumpall / pg_restore run directly, then the
 # compression table (pg_dump 17's methods through the extension against this PostgreSQL 15),
-# on a throwaway cluster. Builds and installs the extension in release mode, starts the
-# cluster, runs the bench binary (report on stdout and in bench/results/<date>.md + .png),
-# stops the cluster.
+# then backups into S3 (a SeaweedFS the bench binary starts on loopback ports and stops; awscli
+# for comparison, both from the environment scripts/setup.sh makes), on a throwaway cluster.
+# Builds and installs the extension in release mode, starts the cluster, runs the bench binary
+# (report on stdout and in bench/results/<date>.md + .png), stops the cluster.
 #
 #   bash scripts/bench.sh                       # scale 50 (or $BENCH_SCALE), 3 runs per side
-#   bash scripts/bench.sh --scale 2 --runs 1 --small-tables 50 --small-dbs 4
+#   bash scripts/bench.sh --scale 2 --runs 1 --small-tables 50 --small-dbs 4 --s3-memory-mb 50
 #   bash scripts/bench.sh --only compression    # the compression table alone: <date>-compression.md
+#   bash scripts/bench.sh --only s3             # the S3 part alone: <date>-s3.md
 #
 # Every argument is passed to the bench binary (see: cargo run -p backup_ext_bench -- --help).
 set -euo pipefail

@@ -11,21 +11,27 @@ const DEFAULT_SCALE: u32 = 50;
 /// Which parts of the benchmark run.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Part {
-    /// The comparison with the tools run directly, then the compression table.
+    /// The comparison with the tools run directly, the compression table, then S3.
     All,
     /// backup_ext against pg_dump / pg_dumpall / pg_restore run directly, and the probes.
     Comparison,
     /// The compression table only.
     Compression,
+    /// Backups into S3 (a SeaweedFS the benchmark starts) only.
+    S3,
 }
 
 impl Part {
     pub(crate) fn comparison(self) -> bool {
-        self != Part::Compression
+        matches!(self, Part::All | Part::Comparison)
     }
 
     pub(crate) fn compression(self) -> bool {
-        self != Part::Comparison
+        matches!(self, Part::All | Part::Compression)
+    }
+
+    pub(crate) fn s3(self) -> bool {
+        matches!(self, Part::All | Part::S3)
     }
 }
 
@@ -51,7 +57,9 @@ usage: backup_ext_bench [options]
 
   --only PART          comparison: the cases against the tools run directly and the
                        probes; compression: the compression table only, written to
-                       <date>-compression.md                  [both, compression last]
+                       <date>-compression.md; s3: backups into a SeaweedFS started
+                       for the purpose, written to <date>-s3.md
+                                                              [all three, in that order]
   --compression-bin DIR
                        pg_dump / pg_restore 16 or later for the compression table
                                                               [/opt/backup_ext-pg/17/bin]
@@ -61,6 +69,12 @@ usage: backup_ext_bench [options]
   --compression-restore-runs N
                        pg_restore runs per compression case                   [1]
   --text-rows N        rows of generated text in bench_text   [300000]
+  --py-env DIR         environment with bin/weed (SeaweedFS) and bin/aws (awscli)
+                                                   [$BACKUP_EXT_PY or /opt/backup_ext-py]
+  --s3-part-size BYTES part_size of the S3 storage target     [16777216]
+  --s3-memory-mb N     MB (10^6 bytes) of random bytes in the table whose dump
+                       (about twice that: bytea as hex) is watched for the
+                       worker's memory                        [560]
 ";
 
 pub(crate) struct Args {
@@ -83,6 +97,9 @@ pub(crate) struct Args {
     pub(crate) compression_dump_runs: usize,
     pub(crate) compression_restore_runs: usize,
     pub(crate) text_rows: usize,
+    pub(crate) py_env: PathBuf,
+    pub(crate) s3_part_size: u64,
+    pub(crate) s3_memory_mb: usize,
 }
 
 fn number<T: FromStr>(flag: &str, value: &str) -> Res<T>
@@ -119,6 +136,11 @@ pub(crate) fn parse_args() -> Res<Args> {
         compression_dump_runs: 1,
         compression_restore_runs: 1,
         text_rows: 300_000,
+        py_env: std::env::var_os("BACKUP_EXT_PY")
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from("/opt/backup_ext-py"), PathBuf::from),
+        s3_part_size: 16 * 1024 * 1024,
+        s3_memory_mb: 560,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -154,9 +176,10 @@ pub(crate) fn parse_args() -> Res<Args> {
                 a.only = match value()?.as_str() {
                     "comparison" => Part::Comparison,
                     "compression" => Part::Compression,
+                    "s3" => Part::S3,
                     other => {
                         return Err(format!(
-                            "--only takes comparison or compression, not {other:?}"
+                            "--only takes comparison, compression or s3, not {other:?}"
                         )
                         .into())
                     }
@@ -167,6 +190,9 @@ pub(crate) fn parse_args() -> Res<Args> {
             "--compression-dump-runs" => a.compression_dump_runs = number(&flag, &value()?)?,
             "--compression-restore-runs" => a.compression_restore_runs = number(&flag, &value()?)?,
             "--text-rows" => a.text_rows = number(&flag, &value()?)?,
+            "--py-env" => a.py_env = PathBuf::from(value()?),
+            "--s3-part-size" => a.s3_part_size = number(&flag, &value()?)?,
+            "--s3-memory-mb" => a.s3_memory_mb = number(&flag, &value()?)?,
             _ => return Err(format!("unknown argument {arg:?}; see --help").into()),
         }
     }
@@ -182,9 +208,14 @@ pub(crate) fn parse_args() -> Res<Args> {
         ("--compression-runs", a.compression_runs),
         ("--compression-restore-runs", a.compression_restore_runs),
         ("--text-rows", a.text_rows),
+        ("--s3-memory-mb", a.s3_memory_mb),
     ];
     if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
         return Err(format!("{flag} must be at least 1").into());
+    }
+    // What add_storage() accepts; checked here to fail before the other parts run.
+    if !(5 * 1024 * 1024..=512 * 1024 * 1024).contains(&a.s3_part_size) {
+        return Err("--s3-part-size must be from 5242880 (5 MiB) to 536870912 (512 MiB)".into());
     }
     if a.catalog_rows > i32::MAX as usize {
         return Err("--catalog-rows is too large".into());

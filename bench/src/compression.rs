@@ -15,7 +15,7 @@ use crate::setup::{BIG_DB, TEXT_DB};
 use crate::stats::median;
 use crate::{Context, Res};
 
-const BIN_DIR: &str = "backup_ext.bin_dir";
+pub(crate) const BIN_DIR: &str = "backup_ext.bin_dir";
 const RESTORE_DB: &str = "bench_restore_compression";
 /// To be recommended, a method's backup takes at most this times gzip 6's on every database.
 pub(crate) const BACKUP_SLACK: f64 = 1.05;

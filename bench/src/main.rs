@@ -3,8 +3,9 @@
 //! Runs against a cluster that already has backup_ext preloaded (scripts/bench.sh starts one),
 //! creates its own databases, times every case baseline / extension interleaved, measures call
 //! and pickup latency, catalog reads, the worker's memory and the streaming throughput, then
-//! the compression table (pg_dump's methods with newer tools), prints a markdown report and
-//! writes it with a PNG chart of the ratios. `--only` runs one of the two parts.
+//! the compression table (pg_dump's methods with newer tools), then backups into S3 (a SeaweedFS
+//! it starts), prints a markdown report and writes it with a PNG chart of the ratios. `--only`
+//! runs one of the three parts.
 
 mod args;
 mod cases;
@@ -13,6 +14,7 @@ mod cluster;
 mod compression;
 mod probes;
 mod report;
+mod s3;
 mod setup;
 mod stats;
 
@@ -55,6 +57,11 @@ fn real_main() -> Res<()> {
     } else {
         None
     };
+    let s3_tools = if a.only.s3() {
+        Some(s3::s3_tools(&a.py_env)?)
+    } else {
+        None
+    };
     let socket = a.dir.join("socket").to_string_lossy().into_owned();
     let scratch = a.dir.join("scratch");
     let db = connect(&socket, a.port, "postgres")?;
@@ -86,22 +93,27 @@ fn real_main() -> Res<()> {
         Some(version) => Some(b.compression(version)?),
         None => None,
     };
+    let s3 = match s3_tools {
+        Some(tools) => Some(b.s3(tools)?),
+        None => None,
+    };
 
     let report = Report {
         m: &machine,
         a: &b.a,
         comparison: comparison.as_ref(),
         compression: compression.as_ref(),
+        s3: s3.as_ref(),
         total_secs: started.elapsed().as_secs_f64(),
     };
     let (md, missed) = render(&report);
     print!("{md}");
 
     fs::create_dir_all(&b.a.out).context(|| format!("cannot create {}", b.a.out.display()))?;
-    let stem = if b.a.only == Part::Compression {
-        format!("{}-compression", machine.date)
-    } else {
-        machine.date.clone()
+    let stem = match b.a.only {
+        Part::Compression => format!("{}-compression", machine.date),
+        Part::S3 => format!("{}-s3", machine.date),
+        Part::All | Part::Comparison => machine.date.clone(),
     };
     let md_path = b.a.out.join(format!("{stem}.md"));
     fs::write(&md_path, &md).context(|| format!("cannot write {}", md_path.display()))?;

@@ -26,7 +26,7 @@ pub(crate) struct RssSample {
 }
 
 /// Polls /proc/<pid>/status every 100 ms on a thread until stopped.
-struct RssSampler {
+pub(crate) struct RssSampler {
     stop: Arc<AtomicBool>,
     handle: thread::JoinHandle<Vec<RssSample>>,
 }
@@ -48,7 +48,7 @@ fn read_rss(pid: i32) -> Option<RssSample> {
 }
 
 impl RssSampler {
-    fn start(pid: i32) -> Self {
+    pub(crate) fn start(pid: i32) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let handle = thread::spawn(move || {
@@ -67,7 +67,7 @@ impl RssSampler {
         RssSampler { stop, handle }
     }
 
-    fn finish(self) -> Vec<RssSample> {
+    pub(crate) fn finish(self) -> Vec<RssSample> {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().unwrap_or_default()
     }

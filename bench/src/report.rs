@@ -1,5 +1,5 @@
-//! The markdown report: the tables, each figure against its target, the missed targets, and
-//! the compression table with its recommendation.
+//! The markdown report: the tables, each figure against its target, the missed targets, the
+//! compression table with its recommendation, and the S3 part (rendered in `s3/report.rs`).
 
 use std::fmt::Write as _;
 
@@ -7,6 +7,7 @@ use crate::args::Args;
 use crate::cases::CaseResult;
 use crate::compression::{recommend, Compression, BACKUP_SLACK, METHODS};
 use crate::probes::{CatalogTiming, Latency, Streaming, FABRICATED_DBS};
+use crate::s3::S3;
 use crate::setup::{loadavg, Machine, BIG_DB, TABLES_DB, TEXT_DB, TINY_DB};
 use crate::stats::{max, median, min, percentile};
 
@@ -18,7 +19,7 @@ const RSS_TARGET_MB: f64 = 50.0;
 /// Growth of the worker's resident set during one dump above which it is not "flat".
 const RSS_FLAT_MB: f64 = 4.0;
 
-fn verdict(ok: bool) -> &'static str {
+pub(crate) fn verdict(ok: bool) -> &'static str {
     if ok {
         "ok"
     } else {
@@ -26,7 +27,7 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
-fn mb(kb: u64) -> f64 {
+pub(crate) fn mb(kb: u64) -> f64 {
     kb as f64 / 1024.0
 }
 
@@ -44,6 +45,7 @@ pub(crate) struct Report<'a> {
     pub(crate) a: &'a Args,
     pub(crate) comparison: Option<&'a Comparison>,
     pub(crate) compression: Option<&'a Compression>,
+    pub(crate) s3: Option<&'a S3>,
     pub(crate) total_secs: f64,
 }
 
@@ -58,7 +60,10 @@ pub(crate) fn render(r: &Report) -> (String, Vec<String>) {
     if let Some(c) = r.compression {
         compression(&mut md, r.a, c);
     }
-    if r.comparison.is_some() {
+    if let Some(s) = r.s3 {
+        crate::s3::render(&mut md, r.a, s, &mut missed);
+    }
+    if r.comparison.is_some() || r.s3.is_some() {
         let _ = writeln!(md, "\n## Missed targets\n");
         if missed.is_empty() {
             let _ = writeln!(md, "none");
@@ -96,6 +101,13 @@ fn header(md: &mut String, r: &Report) {
             a.compression_bin.display()
         );
     }
+    if let Some(s) = r.s3 {
+        let _ = writeln!(
+            md,
+            "| S3 part's tools | `weed mini` ({}), {} |",
+            s.tools.weed_version, s.tools.aws_version
+        );
+    }
     let _ = writeln!(
         md,
         "| settings | shared_buffers {}, backup_ext.max_parallel {}{} |",
@@ -129,11 +141,25 @@ fn header(md: &mut String, r: &Report) {
             );
         }
     }
+    if let Some(s) = r.s3 {
+        let _ = write!(
+            data,
+            "; {} ({}) for the S3 part's memory",
+            crate::s3::MEMORY_DB,
+            s.memory.table_size
+        );
+    }
     let _ = writeln!(md, "| data | {data} |");
     if r.comparison.is_some() {
         let _ = writeln!(
             md,
             "| runs | {} per side, baseline and extension interleaved |",
+            a.runs
+        );
+    } else if r.s3.is_some() {
+        let _ = writeln!(
+            md,
+            "| runs | {} per side, S3 and local backups interleaved, and the worker's and awscli's uploads |",
             a.runs
         );
     }
