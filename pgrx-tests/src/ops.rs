@@ -116,3 +116,38 @@ pub fn members(client: &mut Client, set_id: i64) -> Vec<(i64, String, Option<Str
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect()
 }
+
+/// A tools directory whose pg_dump sleeps `pause` seconds after every MiB it writes (0.1: about
+/// 10 MB/s), so a test can act while a dump or an upload is under way whatever the machine's
+/// speed. The other tools are the cluster's own.
+pub fn slow_pg_dump_tools(c: &Cluster, pause: f64) -> PathBuf {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let dir = c.root.join("slow-tools");
+    fs::create_dir_all(&dir).unwrap();
+    for tool in ["pg_dumpall", "pg_restore", "psql", "createdb", "dropdb"] {
+        let _ = fs::remove_file(dir.join(tool));
+        symlink(c.bin_dir().join(tool), dir.join(tool)).unwrap();
+    }
+    let throttle = format!(
+        "import sys, time\n\
+         r, w = sys.stdin.buffer, sys.stdout.buffer\n\
+         while True:\n\
+         \x20   b = r.read(1 << 20)\n\
+         \x20   if not b:\n\
+         \x20       break\n\
+         \x20   w.write(b)\n\
+         \x20   w.flush()\n\
+         \x20   time.sleep({pause})\n"
+    );
+    fs::write(dir.join("throttle.py"), throttle).unwrap();
+    let script = format!(
+        "#!/bin/bash\nset -o pipefail\ncase \" $* \" in *' --version '*|*' -V '*) exec {real} \"$@\";; esac\n\
+         {real} \"$@\" | /usr/bin/python3 {dir}/throttle.py\n",
+        real = c.bin_dir().join("pg_dump").display(),
+        dir = dir.display()
+    );
+    fs::write(dir.join("pg_dump"), script).unwrap();
+    fs::set_permissions(dir.join("pg_dump"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}

@@ -34,6 +34,10 @@ fn alter_system(c: &Cluster, name: &str, value: &str, shown: &str) {
 fn activity_reports_progress_of_a_running_dump() {
     let c = Cluster::start("progress");
     c.create_pgbench_db("bench", 20);
+    // About 60 MB/s at most, so the dump runs for seconds even on a fast machine: long enough
+    // for the worker to count its tables (after a second) and publish them.
+    let tools = slow_pg_dump_tools(&c, 0.015);
+    c.set_and_reload("backup_ext.bin_dir", &tools.to_string_lossy());
     let job = c.enqueue("SELECT backup_ext.backup_database('bench', 'plain')");
 
     let mut client = c.client("postgres");

@@ -512,37 +512,6 @@ fn a_storage_dropped_while_a_job_is_queued_fails_the_job() {
     assert!(s3.objects("").is_empty());
 }
 
-/// A tools directory whose pg_dump writes at about 10 MB/s, so a test can act in the middle of
-/// an upload.
-fn slow_pg_dump_tools(c: &Cluster) -> std::path::PathBuf {
-    use std::os::unix::fs::{symlink, PermissionsExt};
-    let dir = c.root.join("slow-tools");
-    std::fs::create_dir_all(&dir).unwrap();
-    for tool in ["pg_dumpall", "pg_restore", "psql", "createdb", "dropdb"] {
-        symlink(c.bin_dir().join(tool), dir.join(tool)).unwrap();
-    }
-    let throttle = "import sys, time\n\
-                    r, w = sys.stdin.buffer, sys.stdout.buffer\n\
-                    while True:\n\
-                    \x20   b = r.read(1 << 20)\n\
-                    \x20   if not b:\n\
-                    \x20       break\n\
-                    \x20   w.write(b)\n\
-                    \x20   w.flush()\n\
-                    \x20   time.sleep(0.1)\n";
-    std::fs::write(dir.join("throttle.py"), throttle).unwrap();
-    let script = format!(
-        "#!/bin/bash\nset -o pipefail\ncase \" $* \" in *' --version '*|*' -V '*) exec {real} \"$@\";; esac\n\
-         {real} \"$@\" | /usr/bin/python3 {dir}/throttle.py\n",
-        real = c.bin_dir().join("pg_dump").display(),
-        dir = dir.display()
-    );
-    std::fs::write(dir.join("pg_dump"), script).unwrap();
-    std::fs::set_permissions(dir.join("pg_dump"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
-
 /// A cluster with an S3 target `offsite` (5 MiB parts), a slow pg_dump and a database `big`
 /// whose custom dump (uncompressed) is about 40 MB.
 fn slow_upload_setup(name: &str, s3: &Seaweed) -> Cluster {
@@ -563,7 +532,7 @@ fn slow_upload_setup(name: &str, s3: &Seaweed) -> Cluster {
         "CREATE TABLE t AS SELECT g AS id, repeat(md5(g::text), 30) AS data \
          FROM generate_series(1, 42000) g",
     );
-    let tools = slow_pg_dump_tools(&c);
+    let tools = slow_pg_dump_tools(&c, 0.1);
     c.set_and_reload("backup_ext.bin_dir", &tools.to_string_lossy());
     c
 }

@@ -140,12 +140,19 @@ fn remote_sidecars(
         if !all_clusters && sidecar.system_identifier != own {
             continue;
         }
+        // One odd sidecar in a shared bucket must not break the listing.
+        let (Some(_), Ok(size)) = (
+            crate::catalog::parse_utc(&sidecar.finished_at),
+            i64::try_from(sidecar.size_bytes),
+        ) else {
+            continue;
+        };
         rows.push((
             sidecar.backup_id,
             sidecar.database,
             sidecar.kind,
             sidecar.finished_at,
-            sidecar.size_bytes as i64,
+            size,
             sidecar.sha256,
             sidecar.system_identifier,
             backup_key.to_string(),

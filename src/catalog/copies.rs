@@ -12,7 +12,9 @@ pub fn enqueue_copies(backup_id: i64) -> SpiResult<()> {
         "WITH b AS (
              SELECT a.backup_id, a.database, a.kind, a.storage, j.run_as, j.requested_by
                FROM backup_ext.artifacts a JOIN backup_ext.jobs j USING (job_id)
-              WHERE a.backup_id = $1),
+              WHERE a.backup_id = $1
+                -- a directory backup is a tree of files; copies take one object
+                AND a.format <> 'directory'),
          policy AS (
              SELECT storages FROM (
                  SELECT p.storages, 0 AS rank FROM backup_ext.copy_policy p, b
@@ -37,12 +39,20 @@ pub fn enqueue_copies(backup_id: i64) -> SpiResult<()> {
     )
 }
 
-/// A copy job has started writing `key`.
-pub fn record_copy_start(job_id: i64, key: &str) -> SpiResult<()> {
+/// A copy job has started: one more attempt.
+pub fn record_copy_start(job_id: i64) -> SpiResult<()> {
     Spi::run_with_args(
         "UPDATE backup_ext.backup_copies
-            SET status = 'running', key = $2, attempts = attempts + 1, error = NULL
+            SET status = 'running', attempts = attempts + 1, error = NULL
           WHERE job_id = $1",
+        &[job_id.into()],
+    )
+}
+
+/// Where a copy job writes in its target.
+pub fn record_copy_key(job_id: i64, key: &str) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE backup_ext.backup_copies SET key = $2 WHERE job_id = $1",
         &[job_id.into(), key.into()],
     )
 }

@@ -62,6 +62,14 @@ pub fn request_cancel(job_id: i64) -> SpiResult<Option<String>> {
             &[job_id.into()],
         )?;
         if !cancelled.is_empty() {
+            client.update(
+                "UPDATE backup_ext.backup_copies
+                    SET status = 'failed', finished_at = now(), next_try_at = NULL,
+                        error = 'cancelled before it started'
+                  WHERE job_id = $1",
+                None,
+                &[job_id.into()],
+            )?;
             return Ok(Some("queued".to_string()));
         }
         let rows = client.update(

@@ -68,7 +68,9 @@ pub fn storage_users(name: &str) -> SpiResult<i64> {
                    JOIN backup_ext.artifacts a USING (backup_id)
                   WHERE c.storage = $1 AND c.status IN ('succeeded', 'running')
                     AND a.expired_at IS NULL)
-              + (SELECT count(*) FROM backup_ext.copy_policy p WHERE $1 = ANY (p.storages))",
+              + (SELECT count(*) FROM backup_ext.copy_policy p WHERE $1 = ANY (p.storages))
+              + (SELECT count(*) FROM backup_ext.artifacts a
+                  WHERE a.storage = $1 AND a.upload_id IS NOT NULL)",
         &[name.into()],
     )?
     .unwrap_or_default())

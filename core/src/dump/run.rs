@@ -317,7 +317,10 @@ impl DumpRun {
             (OutputKind::Upload { store, .. }, Some(Streamed::Upload(pending))) => {
                 let pending = pending.map_err(io::Error::other)?;
                 let (size, sha256) = (pending.size(), pending.sha256().to_string());
-                pending.complete(store).map_err(io::Error::other)?;
+                if let Err(e) = pending.complete(store) {
+                    let _ = pending.abort(store);
+                    return Err(io::Error::other(e));
+                }
                 return Ok(RunResult::Succeeded {
                     size,
                     sha256,

@@ -59,7 +59,9 @@ impl Credentials {
 
     /// The values that must never appear in text shown to anyone.
     pub(crate) fn secrets(&self) -> Vec<String> {
-        let mut secrets = vec![self.secret_access_key.clone()];
+        // The key id is not secret in AWS's sense, but nothing outside the credentials file
+        // needs it either.
+        let mut secrets = vec![self.secret_access_key.clone(), self.access_key_id.clone()];
         secrets.extend(self.session_token.clone());
         secrets
     }

@@ -26,6 +26,8 @@ fn copy_key(backup: &BackupRecord) -> Result<String, String> {
 }
 
 pub(super) fn prepare_copy(claimed: &ClaimedJob, backup: &BackupRecord) -> Result<Plan, String> {
+    // Counted before anything can fail, so that retries end after backup_ext.copy_retries.
+    catalog::record_copy_start(claimed.job_id).map_err(|e| e.to_string())?;
     let target = claimed
         .request
         .get("storage")
@@ -59,7 +61,7 @@ pub(super) fn prepare_copy(claimed: &ClaimedJob, backup: &BackupRecord) -> Resul
             sidecar,
         )
     };
-    catalog::record_copy_start(claimed.job_id, &key).map_err(|e| e.to_string())?;
+    catalog::record_copy_key(claimed.job_id, &key).map_err(|e| e.to_string())?;
     Ok(Plan {
         start: Start::Copy(Box::new(CopySpec {
             source,
