@@ -111,7 +111,7 @@ impl Worker {
         self.handle_cancel_requests();
         self.handle_timeouts();
         self.publish_progress();
-        self.abort_open_uploads();
+        self.sweep_storage();
         self.run_schedules();
         self.start_queued();
     }
@@ -119,7 +119,7 @@ impl Worker {
     /// Queues failed copies whose retry is due, and aborts the uploads of backups that ended
     /// without completing them, where the abort at the time failed (the store was down) or a
     /// crash came first. Runs every [`UPLOAD_SWEEP_EVERY`].
-    fn abort_open_uploads(&mut self) {
+    fn sweep_storage(&mut self) {
         if self
             .last_upload_sweep
             .is_some_and(|t| t.elapsed() < UPLOAD_SWEEP_EVERY)
@@ -138,12 +138,11 @@ impl Worker {
             }
         };
         for upload in open {
-            let aborted = match spi(|| Ok(crate::storage::open_named(&upload.storage))) {
-                Ok(Ok(Some(store))) => store
+            let aborted = match open_store(&upload.storage) {
+                Ok(Some(store)) => store
                     .abort_upload(&upload.key, &upload.upload_id)
                     .map_err(|e| e.to_string()),
-                Ok(Ok(None)) => Ok(()),
-                Ok(Err(e)) => Err(e.message()),
+                Ok(None) => Ok(()),
                 Err(e) => Err(e),
             };
             match aborted {
@@ -776,24 +775,19 @@ fn write_sidecar(
 /// What an interrupted backup may have left in its storage target: an object completed just
 /// before the crash (deleted with its sidecar).
 fn remove_remote_leftovers(job: &catalog::Interrupted, key: &str) {
-    let store = match spi(|| Ok(crate::storage::open_named(&job.storage))) {
-        Ok(Ok(Some(store))) => store,
-        Ok(Ok(None)) => return,
-        Ok(Err(e)) => {
+    let store = match open_store(&job.storage) {
+        Ok(Some(store)) => store,
+        Ok(None) => return,
+        Err(e) => {
             warning!(
-                "backup_ext: cannot open storage \"{}\" to clean up after job {}: {}",
+                "backup_ext: cannot open storage \"{}\" to clean up after job {}: {e}",
                 job.storage,
-                job.job_id,
-                e.message()
+                job.job_id
             );
             return;
         }
-        Err(e) => {
-            warning!("backup_ext: cannot read storage \"{}\": {e}", job.storage);
-            return;
-        }
     };
-    // An open upload is aborted by the sweep (`abort_open_uploads`), which retries.
+    // An open upload is aborted by the sweep (`sweep_storage`), which retries.
     kinds::Destination::Remote {
         storage: job.storage.clone(),
         key: key.to_string(),
@@ -810,4 +804,10 @@ fn remove_staged(staged: Option<&std::path::Path>) {
             warning!("backup_ext: could not remove {}: {e}", path.display());
         }
     }
+}
+
+/// A storage target's store, read from the catalog in a transaction of its own; `None` for
+/// `local`.
+fn open_store(name: &str) -> Result<Option<backup_core::storage::Store>, String> {
+    spi(|| Ok(crate::storage::open_named(name)))?.map_err(|e| e.message())
 }

@@ -339,6 +339,23 @@ mod tests {
     }
 
     #[test]
+    fn the_access_key_id_is_among_the_secrets() {
+        let c = super::super::credentials::Credentials::new(
+            "AKIAEXAMPLEKEYID",
+            "s3cr3t",
+            Some("token".into()),
+        );
+        let e = StorageError::from_object_store(
+            &generic("Credential=AKIAEXAMPLEKEYID/20261129 rejected, s3cr3t, token"),
+            "x",
+            &c.secrets(),
+        );
+        for secret in ["AKIAEXAMPLEKEYID", "s3cr3t", "token"] {
+            assert!(!e.message.contains(secret), "{e:?}");
+        }
+    }
+
+    #[test]
     fn conversions_keep_kind_and_text() {
         let e = StorageError::new(Failure::Corrupted, "m", "H.");
         let r: RequestError = e.into();
