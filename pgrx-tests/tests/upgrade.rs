@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use backup_ext_e2e::*;
 
 /// The version this library installs.
-const CURRENT_VERSION: &str = "0.3.0";
+const CURRENT_VERSION: &str = "0.4.0";
 
 fn extension_dir() -> PathBuf {
     PathBuf::from(pg_config("sharedir")).join("extension")
@@ -95,6 +95,11 @@ fn an_upgrade_from_0_1_0_equals_a_fresh_install_and_keeps_the_history() {
 #[test]
 fn an_upgrade_from_0_2_0_equals_a_fresh_install_and_keeps_the_history() {
     upgrade_from("0.2.0");
+}
+
+#[test]
+fn an_upgrade_from_0_3_0_equals_a_fresh_install_and_keeps_the_history() {
+    upgrade_from("0.3.0");
 }
 
 fn upgrade_from(old_version: &str) {
