@@ -39,8 +39,8 @@ pub use files::paths::{
     WorkFileOwner, GLOBALS_FOLDER,
 };
 pub use files::plain::{
-    header_settings, open_plain_dump, without_server_attribute_option, ScriptFilter,
-    SERVER_ATTRIBUTE_OPTION,
+    header_settings, open_plain_dump, plain_dump_reader, without_server_attribute_option,
+    ScriptFilter, SERVER_ATTRIBUTE_OPTION,
 };
 pub use files::publish::{hash_file, publish, remove_output, write_file_atomically};
 pub use files::sidecar::{object_key, sidecar_key, Sidecar, SIDECAR_VERSION};
@@ -65,6 +65,7 @@ pub use restore::request::{
     RestoreRequest,
 };
 pub use restore::run::{RestorePlan, RestoreRun, RestoreStep};
+pub use restore::source::{ArchiveSource, StoredObject};
 pub use restore::target::{
     access_sql, create_database_sql, quote_ident, set_role_sql, DatabaseGrant, SourceAccess,
 };

@@ -146,7 +146,7 @@ fn verify_and_restore_for_real() {
     if let Some(t) = plain_plan.test_restore.as_mut() {
         t.restore = RestoreStep::PsqlStdin {
             command: psql_script_argv(&s.bin, &s.conn, scratch, None, true, true, &[]).into(),
-            input: gz.clone(),
+            input: gz.clone().into(),
             compressed: true,
             skip_settings: Vec::new(),
         };
@@ -189,6 +189,7 @@ fn verify_and_restore_for_real() {
         ),
         drop_on_failure: Some(dropdb_argv(&s.bin, &s.conn, "postgres", target).into()),
         work_dir: s.work.clone(),
+        stdin: None,
     })
     .unwrap();
     let result = finish(&mut run);
@@ -212,6 +213,7 @@ fn verify_and_restore_for_real() {
         restore: RestoreStep::PgRestore(restore.into()),
         drop_on_failure: Some(dropdb_argv(&s.bin, &s.conn, "postgres", failing).into()),
         work_dir: s.work.clone(),
+        stdin: None,
     })
     .unwrap();
     let result = finish(&mut run);
@@ -247,6 +249,7 @@ fn verify_and_restore_for_real() {
         },
         drop_on_failure: None,
         work_dir: s.work.clone(),
+        stdin: None,
     })
     .unwrap();
     let result = finish(&mut run);

@@ -734,6 +734,72 @@ fn backups_are_copied_to_further_targets_and_retried_until_they_get_there() {
     );
     assert_eq!(found, format!("{local}:true"));
 
+    // A restore reads the copy it is told to; an unknown one is refused.
+    let restored_rows = |db: &str| {
+        one_i64(
+            &mut c.client(db),
+            "SELECT (SELECT count(*) FROM t1) + (SELECT count(*) FROM t2)",
+        )
+    };
+    let source_rows = restored_rows("app");
+    expect_sqlstate(
+        &mut client,
+        &format!(
+            "SELECT backup_ext.restore_backup({remote}, 'never',              options => '{{\"storage\": \"nowhere\"}}')"
+        ),
+        "42704",
+    );
+    let wait_restore = |sql: &str, target: &str| {
+        let job = one_i64(&mut c.client("postgres"), sql);
+        assert_eq!(c.wait_final(job, DEADLINE), "succeeded", "{:?}", c.job(job));
+        assert_eq!(restored_rows(target), source_rows, "{target}");
+        job
+    };
+    let from_vault = wait_restore(
+        &format!(
+            "SELECT backup_ext.restore_backup({remote}, 'from_vault',              options => '{{\"storage\": \"vault\"}}')"
+        ),
+        "from_vault",
+    );
+    // A parallel restore of a remote custom archive reads a checked local copy, removed after.
+    let parallel = wait_restore(
+        &format!(
+            "SELECT backup_ext.restore_backup({local}, 'from_nfs', jobs => 2,              options => '{{\"storage\": \"nfs\"}}')"
+        ),
+        "from_nfs",
+    );
+    // The primary is gone: the restore falls back to a copy, and the job says which.
+    let local_path = one_text(
+        &mut client,
+        &format!("SELECT path FROM backup_ext.backups WHERE backup_id = {local}"),
+    );
+    let moved = c.root.join("moved-away.dump");
+    std::fs::rename(&local_path, &moved).unwrap();
+    let fallback = wait_restore(
+        &format!("SELECT backup_ext.restore_backup({local}, 'from_fallback')"),
+        "from_fallback",
+    );
+    let read_from: Vec<String> = [from_vault, parallel, fallback]
+        .iter()
+        .map(|job| {
+            one_text(
+                &mut client,
+                &format!(
+                    "SELECT coalesce(request->>'storage', '-') FROM backup_ext.jobs                      WHERE job_id = {job}"
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(read_from, ["vault", "nfs", "nfs"]);
+    std::fs::rename(&moved, &local_path).unwrap();
+    let leftovers: Vec<String> = std::fs::read_dir(c.backups.join(".work"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".fetch"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
     // The vault is down: the copy fails, status() warns once copy_lag has passed, and the
     // retry after the vault is back succeeds.
     vault.stop();

@@ -2,17 +2,15 @@
 //! Everything a restore could trip over is checked here, before anything is enqueued, so a bad
 //! request never touches the target database.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use backup_core::storage::fetch::{fetch_now, FetchError, FetchSpec};
-use backup_core::storage::Failure;
 use std::time::Duration;
 
 use backup_core::{
-    archive_data_owners, archive_version, directory_manifest, hash_file, list_archive,
-    open_plain_dump, parse_toc, pg_restore_list_argv, plain_data_owners, script_is_restricted,
-    split_run_options, tree_size, use_list_for, validate_database_name, Format, JobKind,
-    RequestError, RestoreRequest, TocEntry,
+    archive_data_owners, directory_manifest, hash_file, list_archive, parse_toc,
+    pg_restore_list_argv, plain_data_owners, plain_dump_reader, script_is_restricted,
+    split_run_options, tree_size, use_list_for, validate_database_name, ArchiveSource, Format,
+    JobKind, RequestError, RestoreRequest, StoredObject, TocEntry,
 };
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -49,83 +47,114 @@ fn succeeded_backup(backup_id: i64, caller: &Caller, what: &str) -> BackupRecord
     rec
 }
 
-/// A backup's archive, readable now: its own file, or for a backup in a storage target a copy
-/// fetched into the work directory and checked against the recorded size and SHA-256, removed
-/// when this is dropped. (The worker fetches its own copy when the job runs.)
-struct Archive {
-    path: PathBuf,
-    temporary: bool,
-}
-
-impl Drop for Archive {
-    fn drop(&mut self) {
-        if self.temporary {
-            let _ = backup_core::remove_output(&self.path);
-        }
-    }
-}
-
-fn archive_now(rec: &BackupRecord) -> Archive {
+/// Where a backup's archive can be read now: its file, or its object in a storage target,
+/// which must exist with the recorded size (its SHA-256 is checked by the job as it reads it,
+/// or at once here for a local file that is small enough). Nothing is downloaded.
+fn locate(rec: &BackupRecord) -> Result<ArchiveSource, BackupError> {
     if rec.storage == catalog::LOCAL_STORAGE {
-        return Archive {
-            path: existing_path(rec).to_path_buf(),
-            temporary: false,
-        };
+        return existing_path(rec).map(|p| ArchiveSource::File(p.to_path_buf()));
     }
     let key = rec.key.clone().unwrap_or_default();
-    let store = crate::storage::open_named(&rec.storage)
-        .or_report()
-        .unwrap_or_else(|| BackupError::Internal("a remote backup in 'local'".into()).report());
-    let work = settings::directory().join(".work");
-    backup_core::create_private_dir(&work)
-        .map_err(|e| BackupError::Internal(format!("cannot create {}: {e}", work.display())))
-        .or_report();
-    let dest = work.join(format!(
-        "call-{}-{}.fetch",
-        unsafe { pgrx::pg_sys::MyProcPid },
-        rec.backup_id
-    ));
-    let _ = backup_core::remove_output(&dest);
-    let spec = FetchSpec {
-        store,
-        storage: rec.storage.clone(),
-        key: key.clone(),
-        dest: dest.clone(),
-        expected_size: rec.size_bytes.unwrap_or_default().max(0) as u64,
-        expected_sha256: rec.sha256.clone().unwrap_or_default(),
-    };
-    match fetch_now(&spec) {
-        Ok(()) => Archive {
-            path: dest,
-            temporary: true,
-        },
-        Err(FetchError::Store(e)) if e.failure == Failure::NotFound => {
-            BackupError::BackupFileMissing {
-                backup_id: rec.backup_id,
-                path: format!("{key} in storage \"{}\"", rec.storage),
-            }
-            .report()
-        }
-        Err(FetchError::Store(e)) => BackupError::Request(e.into()).report(),
-        Err(FetchError::Mismatch(detail)) => BackupError::BackupCorrupted {
+    let store = crate::storage::open_named(&rec.storage)?
+        .ok_or_else(|| BackupError::Internal("a remote backup in 'local'".into()))?;
+    let expected_size = rec.size_bytes.unwrap_or_default().max(0) as u64;
+    match store.head(&key) {
+        Ok(None) => Err(BackupError::BackupFileMissing {
             backup_id: rec.backup_id,
-            detail,
+            path: format!("{key} in storage \"{}\"", rec.storage),
+        }),
+        Ok(Some(info)) if info.size != expected_size => Err(BackupError::BackupCorrupted {
+            backup_id: rec.backup_id,
+            detail: format!(
+                "{key} in storage \"{}\" is {} bytes, {expected_size} were recorded",
+                rec.storage, info.size
+            ),
+        }),
+        Ok(Some(info))
+            if rec.etag.is_some() && info.etag.as_deref().map(normalise) != rec.etag.as_deref().map(normalise) =>
+        {
+            Err(BackupError::BackupCorrupted {
+                backup_id: rec.backup_id,
+                detail: format!(
+                    "{key} in storage \"{}\" was replaced after it was written: its ETag is {}, {} was recorded",
+                    rec.storage,
+                    info.etag.as_deref().unwrap_or("missing"),
+                    rec.etag.as_deref().unwrap_or_default()
+                ),
+            })
         }
-        .report(),
-        Err(FetchError::Local(e)) => BackupError::Internal(e).report(),
+        Ok(Some(_)) => Ok(ArchiveSource::Object(StoredObject {
+            store,
+            storage: rec.storage.clone(),
+            key,
+            expected_size,
+            expected_sha256: rec.sha256.clone().unwrap_or_default(),
+        })),
+        Err(e) => Err(BackupError::Request(e.into())),
     }
 }
 
-fn existing_path(rec: &BackupRecord) -> &Path {
+/// An ETag without the quotes some services put around it.
+fn normalise(etag: &str) -> &str {
+    etag.trim_matches('"')
+}
+
+/// The copy of a backup a call reads: the one in `storage` when named, else the primary, or,
+/// when the primary cannot be read, the first copy that can (with a NOTICE). Returns the
+/// record as read from there and its source.
+fn choose_copy(rec: &BackupRecord, storage: Option<&str>) -> (BackupRecord, ArchiveSource) {
+    if let Some(storage) = storage {
+        let Some(copy) = rec.at_copy(storage).or_report() else {
+            let copies = catalog::copies_of(rec.backup_id).or_report();
+            let names: Vec<String> = std::iter::once(rec.storage.clone())
+                .chain(copies.into_iter().map(|(s, _)| s))
+                .collect();
+            BackupError::Request(RequestError::new(
+                backup_core::ErrorKind::UndefinedObject,
+                format!(
+                    "backup {} has no copy in storage \"{storage}\"",
+                    rec.backup_id
+                ),
+                format!(
+                    "It can be read from: {}. See the view backup_ext.copies.",
+                    names.join(", ")
+                ),
+            ))
+            .report()
+        };
+        let source = locate(&copy).or_report();
+        return (copy, source);
+    }
+    let primary_error = match locate(rec) {
+        Ok(source) => return (rec.clone(), source),
+        Err(e) => e,
+    };
+    for (storage, _) in catalog::copies_of(rec.backup_id).or_report() {
+        let Some(copy) = rec.at_copy(&storage).or_report() else {
+            continue;
+        };
+        if let Ok(source) = locate(&copy) {
+            notice!(
+                "backup {} cannot be read from storage \"{}\" ({}); using its copy in storage \"{storage}\"",
+                rec.backup_id,
+                rec.storage,
+                primary_error.message()
+            );
+            return (copy, source);
+        }
+    }
+    primary_error.report()
+}
+
+fn existing_path(rec: &BackupRecord) -> Result<&Path, BackupError> {
     let path = rec.path.as_deref().unwrap_or_default();
     if path.is_empty() || !Path::new(path).exists() {
-        BackupError::BackupFileMissing {
+        return Err(BackupError::BackupFileMissing {
             backup_id: rec.backup_id,
             path: path.to_string(),
-        }
-        .report();
+        });
     }
-    Path::new(path)
+    Ok(Path::new(path))
 }
 
 fn archive_format(rec: &BackupRecord) -> Format {
@@ -135,8 +164,8 @@ fn archive_format(rec: &BackupRecord) -> Format {
 /// The configured pg_restore must read the archive's format version: an archive written by a
 /// newer pg_dump is refused here, naming the tools that read it, rather than failing in the
 /// worker. A header that cannot be read is left to the integrity checks.
-fn check_readable(rec: &BackupRecord, path: &Path) {
-    let Ok(Some(version)) = archive_version(path, archive_format(rec)) else {
+fn check_readable(rec: &BackupRecord, source: &ArchiveSource) {
+    let Ok(Some(version)) = source.archive_version(archive_format(rec)) else {
         return;
     };
     let (major, reads_up_to) = match crate::tools::restore_reads() {
@@ -160,8 +189,13 @@ fn check_readable(rec: &BackupRecord, path: &Path) {
     }
 }
 
-/// Size always; SHA-256 too when the backup is small enough to hash within the call.
-fn check_integrity(rec: &BackupRecord, path: &Path) {
+/// Size always; SHA-256 too when the backup is small enough to hash within the call. An object
+/// in a storage target had its size checked when it was located; the job checks its SHA-256
+/// as it reads it, before the target is touched.
+fn check_integrity(rec: &BackupRecord, source: &ArchiveSource) {
+    let Some(path) = source.path() else {
+        return;
+    };
     let corrupted = |detail: String| BackupError::BackupCorrupted {
         backup_id: rec.backup_id,
         detail,
@@ -216,7 +250,7 @@ fn interrupt_pending() -> bool {
 }
 
 /// `pg_restore --list` of an archive, parsed. Bounded, and cancellable like any query.
-fn read_contents(rec: &BackupRecord, path: &Path) -> (String, Vec<TocEntry>) {
+fn read_contents(rec: &BackupRecord, source: &ArchiveSource) -> (String, Vec<TocEntry>) {
     if rec.kind != Ok(JobKind::Database) || archive_format(rec) == Format::Plain {
         BackupError::Request(RequestError::unsupported(
             format!(
@@ -232,8 +266,10 @@ fn read_contents(rec: &BackupRecord, path: &Path) -> (String, Vec<TocEntry>) {
     backup_core::create_private_dir(&work_dir)
         .map_err(|e| BackupError::ToolFailed(format!("cannot create {}: {e}", work_dir.display())))
         .or_report();
+    let path = source.path().unwrap_or(Path::new(""));
     let listed = list_archive(
         &pg_restore_list_argv(&settings::bin_dir(), path).into(),
+        source.path().is_none().then_some(source),
         &work_dir,
         LIST_TIMEOUT,
     );
@@ -259,7 +295,7 @@ fn read_contents(rec: &BackupRecord, path: &Path) -> (String, Vec<TocEntry>) {
 /// rights. `contents` is the archive's table of contents when the caller has read it already.
 fn check_data_owners(
     rec: &BackupRecord,
-    path: &Path,
+    source: &ArchiveSource,
     contents: Option<&[TocEntry]>,
     caller: &Caller,
     what: &str,
@@ -270,9 +306,10 @@ fn check_data_owners(
     let owners = if archive_format(rec) == Format::Plain {
         let compressed = rec.gzipped();
         let unreadable = |e: std::io::Error| {
-            BackupError::ToolFailed(format!("cannot read {}: {e}", path.display()))
+            BackupError::ToolFailed(format!("cannot read {}: {e}", source.describe()))
         };
-        let restricted = open_plain_dump(path, compressed)
+        let open = || source.open().map(|raw| plain_dump_reader(raw, compressed));
+        let restricted = open()
             .and_then(script_is_restricted)
             .map_err(unreadable)
             .or_report();
@@ -285,14 +322,14 @@ fn check_data_owners(
                 "Plain scripts written by pg_dump before 15.14 (16.10, 17.6) can run psql commands when replayed; ask a superuser, or take a new backup.",
             );
         }
-        open_plain_dump(path, compressed)
+        open()
             .and_then(plain_data_owners)
             .map_err(unreadable)
             .or_report()
     } else if let Some(entries) = contents {
         archive_data_owners(entries)
     } else {
-        archive_data_owners(&read_contents(rec, path).1)
+        archive_data_owners(&read_contents(rec, source).1)
     };
     for owner in owners {
         let allowed = owner.as_deref().is_some_and(|o| caller.acts_for(o));
@@ -362,21 +399,31 @@ fn restore_backup(
 ) -> i64 {
     let (caller, _owner) = privileges::enter();
     let rec = succeeded_backup(backup_id, &caller, "restore");
-    let archive = archive_now(&rec);
-    let path = archive.path.clone();
     let is_globals = rec.kind == Ok(JobKind::Globals);
     let create_db = create_db.unwrap_or(true) && !is_globals;
     let options = options.map(|o| o.0).unwrap_or_else(|| json!({}));
     let (options, run) = split_run_options(&options);
-    if let Some(key) = run.keys().find(|k| k.as_str() != "timeout") {
+    if let Some(key) = run
+        .keys()
+        .find(|k| k.as_str() != "timeout" && k.as_str() != "storage")
+    {
         BackupError::Request(RequestError::invalid(
             format!("option {key:?} does not apply to restore_backup()"),
-            "restore_backup() takes the pg_restore options plus \"timeout\".",
+            "restore_backup() takes the pg_restore options plus \"timeout\" and \"storage\".",
         ))
         .report();
     }
+    let storage = match run.get("storage") {
+        None => None,
+        Some(serde_json::Value::String(s)) => Some(s.as_str()),
+        Some(_) => BackupError::Request(RequestError::invalid(
+            "options.storage must be a string",
+            "Name the storage target to read the backup from, e.g. {\"storage\": \"offsite\"}.",
+        ))
+        .report(),
+    };
     let timeout_seconds = timeout_seconds(&run);
-    let request =
+    let mut request =
         RestoreRequest::validate(archive_format(&rec), is_globals, create_db, jobs, &options)
             .or_report();
 
@@ -400,14 +447,18 @@ fn restore_backup(
         }
     };
 
-    check_readable(&rec, &path);
-    let contents = (!request.options.toc_ids.is_empty()).then(|| read_contents(&rec, &path));
+    let (read_from, source) = choose_copy(&rec, storage);
+    if read_from.storage != rec.storage {
+        request.storage = Some(read_from.storage.clone());
+    }
+    check_readable(&rec, &source);
+    let contents = (!request.options.toc_ids.is_empty()).then(|| read_contents(&rec, &source));
     if let Some((listing, _)) = &contents {
         use_list_for(listing, &request.options.toc_ids).or_report();
     }
-    check_integrity(&rec, &path);
+    check_integrity(&rec, &source);
     let entries = contents.as_ref().map(|(_, entries)| entries.as_slice());
-    check_data_owners(&rec, &path, entries, &caller, "restore");
+    check_data_owners(&rec, &source, entries, &caller, "restore");
 
     let job_id = catalog::enqueue_job(&NewJob {
         kind: JobKind::Restore,
@@ -442,10 +493,9 @@ fn backup_contents(
 > {
     let (caller, _owner) = privileges::enter();
     let rec = succeeded_backup(backup_id, &caller, "inspect");
-    let archive = archive_now(&rec);
-    let path = archive.path.clone();
-    check_readable(&rec, &path);
-    let (_, entries) = read_contents(&rec, &path);
+    let (_, source) = choose_copy(&rec, None);
+    check_readable(&rec, &source);
+    let (_, entries) = read_contents(&rec, &source);
     TableIterator::new(
         entries
             .into_iter()
@@ -474,11 +524,11 @@ fn verify_backup(backup_id: i64, test_restore: default!(Option<bool>, "false")) 
     // A missing file is the verification's finding, recorded on the backup; only a test
     // restore needs the file now.
     if let Some(path) = rec.path.as_deref().map(Path::new).filter(|p| p.exists()) {
-        check_readable(&rec, path);
+        check_readable(&rec, &ArchiveSource::File(path.to_path_buf()));
     }
     if test_restore {
-        let archive = archive_now(&rec);
-        check_data_owners(&rec, &archive.path, None, &caller, "test-restore");
+        let source = locate(&rec).or_report();
+        check_data_owners(&rec, &source, None, &caller, "test-restore");
     }
     let job_id = catalog::enqueue_job(&NewJob {
         kind: JobKind::Verify,

@@ -86,9 +86,27 @@ pub struct BackupRecord {
     /// `local` (the file is `path`) or a storage target holding it under `key`.
     pub storage: String,
     pub key: Option<String>,
+    /// The object's ETag, when the store reported one after the upload.
+    pub etag: Option<String>,
 }
 
 impl BackupRecord {
+    /// The same backup, read from its copy in `storage` instead (None: no such copy).
+    pub fn at_copy(&self, storage: &str) -> SpiResult<Option<BackupRecord>> {
+        if storage == self.storage {
+            return Ok(Some(self.clone()));
+        }
+        Ok(
+            super::copies::copy_key(self.backup_id, storage)?.map(|key| BackupRecord {
+                storage: storage.to_string(),
+                key: Some(key),
+                path: None,
+                etag: None,
+                ..self.clone()
+            }),
+        )
+    }
+
     /// Whether a plain backup's file is gzip-compressed (and so read through gunzip).
     pub fn gzipped(&self) -> bool {
         self.compress
@@ -101,8 +119,9 @@ pub fn backup_record(backup_id: i64) -> SpiResult<Option<BackupRecord>> {
     Spi::connect(|client| {
         let rows = client.select(
             "SELECT backup_id, kind, database, format, compress, path, size_bytes, sha256, status,
-                    storage, key
-               FROM backup_ext.backups WHERE backup_id = $1",
+                    storage, key,
+                    (SELECT a.etag FROM backup_ext.artifacts a WHERE a.backup_id = b.backup_id)
+               FROM backup_ext.backups b WHERE backup_id = $1",
             None,
             &[backup_id.into()],
         )?;
@@ -119,6 +138,7 @@ pub fn backup_record(backup_id: i64) -> SpiResult<Option<BackupRecord>> {
                 status: row.get(9)?.unwrap_or_default(),
                 storage: row.get(10)?.unwrap_or_default(),
                 key: row.get(11)?,
+                etag: row.get(12)?,
             }));
         }
         Ok(None)

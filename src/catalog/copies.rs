@@ -117,12 +117,14 @@ pub fn retry_due_copies(retries: i32) -> SpiResult<()> {
     )
 }
 
-/// The live copies of a backup: (target, key), for deleting them with it.
+/// The live copies of a backup: (target, key) in target name order, for deleting them with it
+/// or reading one when the primary cannot be read.
 pub fn copies_of(backup_id: i64) -> SpiResult<Vec<(String, String)>> {
     Spi::connect(|client| {
         let rows = client.select(
             "SELECT storage, key FROM backup_ext.backup_copies
-              WHERE backup_id = $1 AND status = 'succeeded' AND key IS NOT NULL",
+              WHERE backup_id = $1 AND status = 'succeeded' AND key IS NOT NULL
+              ORDER BY storage",
             None,
             &[backup_id.into()],
         )?;
@@ -134,6 +136,22 @@ pub fn copies_of(backup_id: i64) -> SpiResult<Vec<(String, String)>> {
             ));
         }
         Ok(out)
+    })
+}
+
+/// Where a succeeded copy of a backup lies in `storage`, if it has one there.
+pub fn copy_key(backup_id: i64, storage: &str) -> SpiResult<Option<String>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT key FROM backup_ext.backup_copies
+              WHERE backup_id = $1 AND storage = $2 AND status = 'succeeded'",
+            None,
+            &[backup_id.into(), storage.into()],
+        )?;
+        match rows.into_iter().next() {
+            Some(row) => row.get::<String>(1),
+            None => Ok(None),
+        }
     })
 }
 

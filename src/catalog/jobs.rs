@@ -264,6 +264,8 @@ pub struct ArtifactFacts {
     pub size: i64,
     pub sha256: String,
     pub manifest: Option<Value>,
+    /// The object's ETag, for a backup in an S3 target.
+    pub etag: Option<String>,
 }
 
 /// Records how a job ended and tells listeners on channel `backup_ext`. For a copy job, its
@@ -305,13 +307,14 @@ pub fn record_outcome(job_id: i64, outcome: &Outcome, copy_retry: (i32, i32)) ->
                     size,
                     sha256,
                     manifest,
+                    etag,
                 }),
             ..
         } = outcome
         {
             client.update(
                 "UPDATE backup_ext.artifacts
-                    SET size_bytes = $2, sha256 = $3, manifest = $4, upload_id = NULL
+                    SET size_bytes = $2, sha256 = $3, manifest = $4, etag = $5, upload_id = NULL
                   WHERE job_id = $1",
                 None,
                 &[
@@ -319,6 +322,7 @@ pub fn record_outcome(job_id: i64, outcome: &Outcome, copy_retry: (i32, i32)) ->
                     (*size).into(),
                     sha256.as_str().into(),
                     manifest.clone().map(JsonB).into(),
+                    etag.clone().into(),
                 ],
             )?;
             client.update(

@@ -90,7 +90,9 @@ CREATE TABLE backup_ext.artifacts (
     storage        text NOT NULL DEFAULT 'local',
     key            text,
     -- the open multipart upload while the job runs, so recovery can abort one left by a crash
-    upload_id      text
+    upload_id      text,
+    -- the object's ETag in an S3 target, compared before a restore reads the object
+    etag           text
 );
 CREATE INDEX artifacts_database_idx ON backup_ext.artifacts (database, backup_id DESC);
 -- Live backups (size_bytes is only ever set on success) per database, for status().

@@ -363,11 +363,14 @@ impl Worker {
                 ..
             },
             Some(destination),
-        ) = (&outcome, &job.destination)
+        ) = (&mut outcome, &job.destination)
         {
-            if let Err(e) = write_sidecar(job_id, destination, facts) {
-                destination.remove();
-                outcome = Outcome::Failed(e);
+            match write_sidecar(job_id, destination, facts) {
+                Ok(()) => facts.etag = destination.etag(),
+                Err(e) => {
+                    destination.remove();
+                    outcome = Outcome::Failed(e);
+                }
             }
         }
         let succeeded = matches!(outcome, Outcome::Succeeded { .. });
@@ -517,7 +520,22 @@ impl Worker {
                     Some(id) => catalog::backup_record(id).map_err(err)?,
                     None => None,
                 };
-                let plan = kinds::prepare(&claimed, backup.as_ref(), &ctx);
+                // A restore told at call time to read a copy reads that copy.
+                let copy = claimed
+                    .request
+                    .get("storage")
+                    .and_then(|v| v.as_str())
+                    .filter(|_| claimed.kind == Ok(backup_core::JobKind::Restore));
+                let plan = match (backup, copy) {
+                    (Some(b), Some(storage)) => match b.at_copy(storage).map_err(err)? {
+                        Some(copy) => kinds::prepare(&claimed, Some(&copy), &ctx),
+                        None => Err(format!(
+                            "backup {} has no copy in storage \"{storage}\" any more",
+                            b.backup_id
+                        )),
+                    },
+                    (backup, _) => kinds::prepare(&claimed, backup.as_ref(), &ctx),
+                };
                 if let Ok(kinds::Plan {
                     output: Some(output),
                     tool,
@@ -627,13 +645,19 @@ impl Worker {
             return;
         };
         let mut backup = *backup;
-        // From here on the backup is the local copy.
-        backup.path = Some(dest.to_string_lossy().into_owned());
-        backup.storage = catalog::LOCAL_STORAGE.to_string();
-        let staged = Some(dest);
+        // From here on the backup is the local copy, or the checked object a restore streams.
+        if let Some(dest) = &dest {
+            backup.path = Some(dest.to_string_lossy().into_owned());
+            backup.storage = catalog::LOCAL_STORAGE.to_string();
+        }
+        let staged = dest;
         let plan = match context() {
-            Ok(ctx) => in_transaction(|| Ok(kinds::prepare(&claimed, Some(&backup), &ctx)))
-                .unwrap_or_else(Err),
+            Ok(ctx) => in_transaction(|| {
+                Ok(kinds::work_dir(&ctx).and_then(|work_dir| {
+                    kinds::prepare_checked(&claimed, Some(&backup), &ctx, work_dir)
+                }))
+            })
+            .unwrap_or_else(Err),
             Err(e) => Err(e),
         };
         self.launch(job_id, timeout, plan, started, staged);

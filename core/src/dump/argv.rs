@@ -6,7 +6,7 @@
 
 use crate::conninfo::{quote_conninfo_value, Connection};
 use crate::dump::request::{DumpRequest, GlobalsRequest};
-use crate::process::command::{arg, path_arg};
+use crate::process::command::{archive_arg, arg};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -70,12 +70,11 @@ pub fn pg_dumpall_globals_argv(
     (bin_dir.join("pg_dumpall"), args)
 }
 
-/// A relative archive path starting with `-` is anchored with `./`.
+/// A relative archive path starting with `-` is anchored with `./`; an empty one reads stdin.
 pub fn pg_restore_list_argv(bin_dir: &Path, path: &Path) -> (PathBuf, Vec<OsString>) {
-    (
-        bin_dir.join("pg_restore"),
-        vec![arg("--list"), path_arg(path)],
-    )
+    let mut args = vec![arg("--list")];
+    archive_arg(&mut args, path);
+    (bin_dir.join("pg_restore"), args)
 }
 
 #[cfg(test)]

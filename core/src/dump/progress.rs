@@ -434,7 +434,7 @@ fn count_within(
     let (tx, rx) = std::sync::mpsc::channel();
     let work_dir = work_dir.to_path_buf();
     let spawned = crate::process::stream::spawn_signal_free("backup_ext-count", move || {
-        let counted = crate::process::step::list_archive(&command, &work_dir, timeout)
+        let counted = crate::process::step::list_archive(&command, None, &work_dir, timeout)
             .ok()
             .and_then(|out| out.trim().parse().ok());
         let _ = tx.send(counted);

@@ -11,7 +11,7 @@ pub fn open_plain_dump(path: &Path, compressed: bool) -> io::Result<Box<dyn Read
 }
 
 /// [`open_plain_dump`] for an already open file (or any reader).
-pub(crate) fn plain_dump_reader(
+pub fn plain_dump_reader(
     raw: impl Read + Send + 'static,
     compressed: bool,
 ) -> Box<dyn Read + Send> {

@@ -201,10 +201,30 @@ pub fn archive_version(path: &Path, format: Format) -> io::Result<Option<Archive
     f.seek(SeekFrom::Start(offset))?;
     let mut head = [0u8; 8];
     f.read_exact(&mut head)?;
-    if &head[..5] != b"PGDMP" {
+    header_version(&head, &file.display().to_string())
+}
+
+/// The archive version in the first bytes of a custom or tar archive (`head`, at least 520
+/// bytes for tar unless the archive is shorter); None for plain scripts. `what` names the
+/// archive in messages.
+pub fn archive_version_in(
+    head: &[u8],
+    format: Format,
+    what: &str,
+) -> io::Result<Option<ArchiveVersion>> {
+    let offset = match format {
+        Format::Plain => return Ok(None),
+        Format::Custom | Format::Directory => 0,
+        Format::Tar => 512,
+    };
+    header_version(head.get(offset..).unwrap_or_default(), what)
+}
+
+fn header_version(head: &[u8], what: &str) -> io::Result<Option<ArchiveVersion>> {
+    if head.len() < 7 || &head[..5] != b"PGDMP" {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("{} does not begin with an archive header", file.display()),
+            format!("{what} does not begin with an archive header"),
         ));
     }
     Ok(Some(ArchiveVersion(head[5], head[6])))

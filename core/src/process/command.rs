@@ -18,6 +18,14 @@ pub(crate) fn path_arg(path: &Path) -> OsString {
     }
 }
 
+/// The archive a pg_restore reads, as its last argument; none for an empty path, which makes
+/// pg_restore read its stdin (a backup streamed from a storage target).
+pub(crate) fn archive_arg(args: &mut Vec<OsString>, archive: &Path) {
+    if !archive.as_os_str().is_empty() {
+        args.push(path_arg(archive));
+    }
+}
+
 /// A program and its arguments, as the argv builders return them.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ToolCommand {

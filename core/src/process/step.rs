@@ -10,6 +10,7 @@ use crate::files::plain::{plain_dump_reader, ScriptFilter};
 use crate::process::child::{describe_exit, stderr_tail, without_progress_lines, ChildGuard};
 use crate::process::command::ToolCommand;
 use crate::process::stream::spawn_signal_free;
+use crate::restore::source::ArchiveSource;
 use crate::verify::rows::count_copy_rows;
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
@@ -50,17 +51,22 @@ impl<R: Read> Read for Stoppable<R> {
 /// What goes to the child's stdin.
 pub(crate) enum Feed {
     Nothing,
+    /// An archive as it is (pg_restore reading its stdin). The child may stop reading once it
+    /// has what it needs (`pg_restore --list`); if it then exits successfully, so does the step.
+    Archive(ArchiveSource),
     /// A plain script, gunzipped when `compressed`, without the header's `SET` lines for the
     /// parameters in `skip` (see [`ScriptFilter`]).
     File {
-        path: PathBuf,
+        source: ArchiveSource,
         compressed: bool,
         skip: Vec<String>,
     },
     /// The stdout of another tool (`pg_restore --file=-`), through the same filter. That tool
-    /// runs beside the step's child; a failure of it fails the step.
+    /// runs beside the step's child, reading `input` on its stdin when given; a failure of it
+    /// fails the step.
     Tool {
         command: ToolCommand,
+        input: Option<ArchiveSource>,
         skip: Vec<String>,
     },
 }
@@ -152,16 +158,17 @@ pub fn run_tool(cmd: &ToolCommand, work_dir: &Path, timeout: Duration) -> Result
 const LISTING_LIMIT: usize = 64 * 1024 * 1024;
 
 /// `pg_restore --list` (or another short read-only tool) to its end, at most `timeout`,
-/// returning its stdout.
+/// returning its stdout; `input` is streamed into its stdin when given.
 pub fn list_archive(
     cmd: &ToolCommand,
+    input: Option<&ArchiveSource>,
     work_dir: &Path,
     timeout: Duration,
 ) -> Result<String, String> {
     let started = Step::start(
         cmd,
         work_dir,
-        Feed::Nothing,
+        input.map_or(Feed::Nothing, |i| Feed::Archive(i.clone())),
         Capture::Text {
             limit: LISTING_LIMIT,
         },
@@ -192,6 +199,8 @@ pub(crate) struct Step {
     stop: Arc<AtomicBool>,
     /// The tool feeding the child's stdin ([`Feed::Tool`]).
     upstream: Option<Upstream>,
+    /// The child reads an archive, and may stop before its end ([`Feed::Archive`]).
+    reads_archive: bool,
 }
 
 /// The tool of a [`Feed::Tool`]: its process group and stderr.
@@ -199,6 +208,8 @@ struct Upstream {
     child: ChildGuard,
     name: String,
     stderr_path: PathBuf,
+    /// Feeding the tool's own stdin (an archive streamed from a store).
+    feeder: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl Upstream {
@@ -215,6 +226,10 @@ impl Upstream {
             }
             Err(e) => return Err(e),
         };
+        let fed = join(self.feeder.take(), ());
+        if status.success() {
+            fed_archive(fed)?;
+        }
         let tail = without_progress_lines(
             &stderr_tail(&self.stderr_path, STDERR_TAIL_BYTES),
             &self.name,
@@ -267,6 +282,32 @@ fn read_capped(mut r: impl Read, limit: usize) -> io::Result<Captured> {
     Ok(Captured::Text(String::from_utf8_lossy(&kept).into_owned()))
 }
 
+/// How feeding an archive ended, for a reader that exited successfully: one that stopped
+/// reading early (a broken pipe) had what it needed.
+fn fed_archive(fed: io::Result<()>) -> io::Result<()> {
+    match fed {
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// Copies an archive into a child's stdin on a signal-free thread, counting into `count`.
+fn feed_archive(
+    source: ArchiveSource,
+    mut stdin: impl io::Write + Send + 'static,
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicU64>,
+) -> io::Result<JoinHandle<io::Result<()>>> {
+    spawn_signal_free("backup_ext feed", move || {
+        let mut raw = Stoppable {
+            inner: source.open()?,
+            stop,
+            count,
+        };
+        io::copy(&mut raw, &mut stdin).map(|_| ())
+    })
+}
+
 fn join<T>(handle: Option<JoinHandle<io::Result<T>>>, none: T) -> io::Result<T> {
     match handle {
         None => Ok(none),
@@ -288,21 +329,30 @@ impl Step {
         let name = cmd.name();
         // The feeding tool first: its stdout is what the child reads.
         let mut upstream = match &feed {
-            Feed::Tool { command, .. } => {
+            Feed::Tool { command, input, .. } => {
                 let up_name = command.name();
                 let (path, file) = stderr_file(work_dir, &up_name)?;
-                let upstream = Upstream {
+                let mut upstream = Upstream {
                     child: ChildGuard::spawn_with(
                         &command.program,
                         &command.args,
                         &command.env,
-                        false,
+                        input.is_some(),
                         true,
                         file,
                     )?,
                     name: up_name,
                     stderr_path: path,
+                    feeder: None,
                 };
+                if let (Some(input), Some(stdin)) = (input, upstream.child.take_stdin()) {
+                    upstream.feeder = Some(feed_archive(
+                        input.clone(),
+                        stdin,
+                        Arc::default(),
+                        Arc::default(),
+                    )?);
+                }
                 Some(upstream)
             }
             _ => None,
@@ -328,6 +378,7 @@ impl Step {
                 reader: None,
                 stop: stop.clone(),
                 upstream,
+                reads_archive: matches!(feed, Feed::Archive(_)),
             },
             Err(e) => {
                 let _ = fs::remove_file(&stderr_path);
@@ -337,9 +388,12 @@ impl Step {
         // From here on, an error drops `step`, which kills the child.
         let stdin = step.child.take_stdin();
         match (feed, stdin) {
+            (Feed::Archive(source), Some(stdin)) => {
+                step.feeder = Some(feed_archive(source, stdin, stop.clone(), fed)?);
+            }
             (
                 Feed::File {
-                    path,
+                    source,
                     compressed,
                     skip,
                 },
@@ -347,7 +401,7 @@ impl Step {
             ) => {
                 let stop = stop.clone();
                 step.feeder = Some(spawn_signal_free("backup_ext feed", move || {
-                    let inner = fs::File::open(&path)?;
+                    let inner = source.open()?;
                     let raw = Stoppable {
                         inner,
                         stop,
@@ -391,6 +445,9 @@ impl Step {
 
     fn finish(&mut self, status: io::Result<ExitStatus>) -> StepEnd {
         let mut feed = join(self.feeder.take(), ());
+        if self.reads_archive && matches!(&status, Ok(s) if s.success()) {
+            feed = fed_archive(feed);
+        }
         if let Some(mut upstream) = self.upstream.take() {
             // A feeding tool that failed is the cause, whatever the reader made of its output.
             if let Err(e) = upstream.finish() {

@@ -6,7 +6,7 @@
 
 use crate::conninfo::Connection;
 use crate::error::{quoted, RequestError};
-use crate::process::command::{arg, path_arg};
+use crate::process::command::{archive_arg, arg, path_arg};
 use crate::restore::request::RestoreRequest;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -83,7 +83,7 @@ pub fn pg_restore_argv(
         args.push(arg("--single-transaction"));
     }
     selection_args(&mut args, req, use_list);
-    args.push(path_arg(archive));
+    archive_arg(&mut args, archive);
     (bin_dir.join("pg_restore"), args)
 }
 
@@ -98,16 +98,15 @@ pub fn pg_restore_script_argv(
 ) -> (PathBuf, Vec<OsString>) {
     let mut args = vec![arg("--file=-")];
     selection_args(&mut args, req, use_list);
-    args.push(path_arg(archive));
+    archive_arg(&mut args, archive);
     (bin_dir.join("pg_restore"), args)
 }
 
 /// The archive's definitions as a SQL script on stdout, for reading what a restore would run.
 pub fn pg_restore_schema_argv(bin_dir: &Path, archive: &Path) -> (PathBuf, Vec<OsString>) {
-    (
-        bin_dir.join("pg_restore"),
-        vec![arg("--file=-"), arg("--schema-only"), path_arg(archive)],
-    )
+    let mut args = vec![arg("--file=-"), arg("--schema-only")];
+    archive_arg(&mut args, archive);
+    (bin_dir.join("pg_restore"), args)
 }
 
 /// What is restored: clean, tables, schemas, schema/data only, owners, privileges, `-L`.

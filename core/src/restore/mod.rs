@@ -6,5 +6,6 @@ pub mod login;
 pub mod owners;
 pub mod request;
 pub mod run;
+pub mod source;
 pub mod target;
 pub mod toc;

@@ -130,6 +130,10 @@ pub struct RestoreRequest {
     pub create_db: bool,
     pub jobs: Option<u32>,
     pub options: RestoreOptions,
+    /// The storage target to read the backup from when it is not where the backup was
+    /// written (a copy); chosen at call time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
 }
 
 impl RestoreRequest {
@@ -204,6 +208,7 @@ impl RestoreRequest {
             create_db,
             jobs,
             options,
+            storage: None,
         })
     }
 
@@ -226,6 +231,10 @@ impl RestoreRequest {
             jobs,
             &serde_json::to_value(&stored.options)?,
         )
+        .map(|request| RestoreRequest {
+            storage: stored.storage,
+            ..request
+        })
         .map_err(crate::dump::request::stored_error)
     }
 }

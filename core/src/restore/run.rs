@@ -5,6 +5,7 @@
 use crate::job::{JobResult, JobRun};
 use crate::process::command::ToolCommand;
 use crate::process::step::{Capture, Feed, Step, StepEnd, CLEANUP_TIMEOUT};
+use crate::restore::source::ArchiveSource;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,12 +21,13 @@ pub enum RestoreStep {
     PgRestoreIntoOlderServer(ToolCommand),
     /// psql reads the script itself (`--file=<path>`).
     PsqlFile(ToolCommand),
-    /// psql reads stdin (`--file=-`); `input` is streamed into it,
+    /// psql reads stdin (`--file=-`); `input` (a file, or an object in a storage target) is
+    /// streamed into it,
     /// gunzipped when `compressed`, without the header's `SET` lines of the parameters in
     /// `skip_settings` (set by a newer pg_dump, unknown to this server).
     PsqlStdin {
         command: ToolCommand,
-        input: PathBuf,
+        input: ArchiveSource,
         compressed: bool,
         skip_settings: Vec<String>,
     },
@@ -45,12 +47,20 @@ pub enum RestoreStep {
 }
 
 impl RestoreStep {
-    pub(crate) fn start(&self, work_dir: &Path, fed: Arc<AtomicU64>) -> io::Result<Step> {
+    /// Starts the step; `stdin` is the archive the tool (or, for [`RestoreStep::PsqlFromTool`],
+    /// the tool feeding psql) reads on its stdin instead of from a path.
+    pub(crate) fn start(
+        &self,
+        work_dir: &Path,
+        fed: Arc<AtomicU64>,
+        stdin: Option<&ArchiveSource>,
+    ) -> io::Result<Step> {
+        let archive = || stdin.map_or(Feed::Nothing, |s| Feed::Archive(s.clone()));
         let (cmd, feed) = match self {
             RestoreStep::PgRestore(c)
             | RestoreStep::PgRestoreIntoOlderServer(c)
-            | RestoreStep::PsqlFile(c) => (c, Feed::Nothing),
-            RestoreStep::Globals { command } => (command, Feed::Nothing),
+            | RestoreStep::PsqlFile(c) => (c, archive()),
+            RestoreStep::Globals { command } => (command, archive()),
             RestoreStep::PsqlStdin {
                 command,
                 input,
@@ -59,7 +69,7 @@ impl RestoreStep {
             } => (
                 command,
                 Feed::File {
-                    path: input.clone(),
+                    source: input.clone(),
                     compressed: *compressed,
                     skip: skip_settings.clone(),
                 },
@@ -72,6 +82,7 @@ impl RestoreStep {
                 command,
                 Feed::Tool {
                     command: source.clone(),
+                    input: stdin.cloned(),
                     skip: skip_settings.clone(),
                 },
             ),
@@ -205,6 +216,9 @@ pub struct RestorePlan {
     pub drop_on_failure: Option<ToolCommand>,
     /// Where stderr logs go while the tools run.
     pub work_dir: PathBuf,
+    /// The archive streamed into the restoring tool's stdin, when it reads no file (a backup
+    /// in a storage target).
+    pub stdin: Option<ArchiveSource>,
 }
 
 enum Stage {
@@ -232,7 +246,11 @@ impl RestoreRun {
                 Capture::Discard,
                 Arc::default(),
             )?),
-            None => Stage::Restore(plan.restore.start(&plan.work_dir, fed.clone())?),
+            None => Stage::Restore(plan.restore.start(
+                &plan.work_dir,
+                fed.clone(),
+                plan.stdin.as_ref(),
+            )?),
         };
         Ok(RestoreRun { plan, stage, fed })
     }
@@ -289,11 +307,11 @@ impl JobRun for RestoreRun {
                     self.stage = Stage::Done;
                     return Some(Self::failed(end.failure()));
                 }
-                match self
-                    .plan
-                    .restore
-                    .start(&self.plan.work_dir, self.fed.clone())
-                {
+                match self.plan.restore.start(
+                    &self.plan.work_dir,
+                    self.fed.clone(),
+                    self.plan.stdin.as_ref(),
+                ) {
                     Ok(step) => {
                         self.stage = Stage::Restore(step);
                         None

@@ -1,6 +1,7 @@
-//! Bringing a backup from a storage target into a local work file, as a job step: the worker
-//! polls it like a child, and the restore or verification that needs the archive starts once
-//! the copy is whole and matches the size and SHA-256 recorded when the backup was written.
+//! Bringing a backup from a storage target into a local work file, or only reading it through
+//! to check it, as a job step: the worker polls it like a child, and the restore or
+//! verification that needs the archive starts once the bytes matched the size and SHA-256
+//! recorded when the backup was written.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -20,15 +21,17 @@ pub struct FetchSpec {
     /// For messages: the target's name.
     pub storage: String,
     pub key: String,
-    pub dest: PathBuf,
+    /// The local copy; None to read the object through without keeping it (a check before
+    /// the object is streamed into a restore).
+    pub dest: Option<PathBuf>,
     pub expected_size: u64,
     pub expected_sha256: String,
 }
 
-/// A file that refuses further writes once the fetch is cancelled, which ends the download at
+/// A sink that refuses further writes once the fetch is cancelled, which ends the download at
 /// its next chunk.
 struct CancellableFile {
-    file: File,
+    file: Box<dyn Write + Send>,
     cancelled: Arc<AtomicBool>,
 }
 
@@ -57,34 +60,6 @@ pub fn check_fetched(spec: &FetchSpec, got: &Downloaded) -> Result<(), String> {
     Ok(())
 }
 
-/// Why [`fetch_now`] failed.
-#[derive(Debug)]
-pub enum FetchError {
-    /// The store (or the local file) failed; the error says how.
-    Store(StorageError),
-    /// The copy does not match what was recorded.
-    Mismatch(String),
-    /// The local copy could not be created.
-    Local(String),
-}
-
-/// Downloads `spec` into `spec.dest` (created new, mode 0600) and checks it; blocking. For
-/// callers that need the archive at once (inspection at call time).
-pub fn fetch_now(spec: &FetchSpec) -> Result<(), FetchError> {
-    let file = create_dest(&spec.dest).map_err(FetchError::Local)?;
-    let checked = match spec
-        .store
-        .download(&spec.key, file, Arc::new(AtomicU64::new(0)))
-    {
-        Ok(got) => check_fetched(spec, &got).map_err(FetchError::Mismatch),
-        Err(e) => Err(FetchError::Store(e)),
-    };
-    if checked.is_err() {
-        let _ = fs::remove_file(&spec.dest);
-    }
-    checked
-}
-
 fn create_dest(dest: &Path) -> Result<File, String> {
     OpenOptions::new()
         .write(true)
@@ -110,7 +85,10 @@ pub struct FetchRun {
 
 impl FetchRun {
     pub fn start(spec: FetchSpec) -> io::Result<FetchRun> {
-        let file = create_dest(&spec.dest).map_err(io::Error::other)?;
+        let file: Box<dyn Write + Send> = match &spec.dest {
+            Some(dest) => Box::new(create_dest(dest).map_err(io::Error::other)?),
+            None => Box::new(io::sink()),
+        };
         let progress = Arc::new(AtomicU64::new(0));
         let (store, key, p) = (spec.store.clone(), spec.key.clone(), progress.clone());
         let described = spec.clone();
@@ -120,9 +98,7 @@ impl FetchRun {
                 .download(&key, sink, p)
                 .map_err(|e| describe(&described, &e))
         })
-        .inspect_err(|_| {
-            let _ = fs::remove_file(&spec.dest);
-        })?;
+        .inspect_err(|_| remove_dest(&spec))?;
         Ok(FetchRun {
             spec,
             work,
@@ -131,8 +107,14 @@ impl FetchRun {
     }
 
     /// The local copy, once [`FetchRun::poll`] reported success.
-    pub fn dest(&self) -> &Path {
-        &self.spec.dest
+    pub fn dest(&self) -> Option<&Path> {
+        self.spec.dest.as_deref()
+    }
+}
+
+fn remove_dest(spec: &FetchSpec) {
+    if let Some(dest) = &spec.dest {
+        let _ = fs::remove_file(dest);
     }
 }
 
@@ -143,7 +125,7 @@ impl JobRun for FetchRun {
             .poll()?
             .and_then(|got| check_fetched(&self.spec, &got));
         if checked.is_err() {
-            let _ = fs::remove_file(&self.spec.dest);
+            remove_dest(&self.spec);
         }
         Some(JobResult::Fetched {
             ok: checked.is_ok(),
@@ -153,7 +135,7 @@ impl JobRun for FetchRun {
 
     fn cancel(&mut self) {
         if self.work.cancel() {
-            let _ = fs::remove_file(&self.spec.dest);
+            remove_dest(&self.spec);
         }
     }
 
@@ -195,7 +177,7 @@ pub(crate) mod tests {
             store: Store::File(FileStore::new(root)),
             storage: "nfs".into(),
             key: key.into(),
-            dest: dir.path().join("job-1.fetch"),
+            dest: Some(dir.path().join("job-1.fetch")),
             expected_size: bytes.len() as u64,
             expected_sha256: hex::encode(Sha256::digest(bytes)),
         }
@@ -214,8 +196,24 @@ pub(crate) mod tests {
             }
         );
         drop(run);
-        assert_eq!(fs::read(&good.dest).unwrap(), b"the backup");
-        fs::remove_file(&good.dest).unwrap();
+        let dest = good.dest.clone().unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"the backup");
+        fs::remove_file(&dest).unwrap();
+
+        // Only read through: the same check, and no file.
+        let through = FetchSpec {
+            dest: None,
+            ..good.clone()
+        };
+        let mut run = FetchRun::start(through).unwrap();
+        assert_eq!(
+            poll_until_done(&mut run),
+            JobResult::Fetched {
+                ok: true,
+                message: String::new()
+            }
+        );
+        assert!(!dest.exists());
 
         // Recorded otherwise: refused, and the copy is gone.
         let changed = spec(&dir, "db/b.dump", b"another backup");
@@ -227,15 +225,18 @@ pub(crate) mod tests {
             message.starts_with("db/b.dump in storage \"nfs\" no longer matches its recorded checksum: expected 14 bytes"),
             "{message}"
         );
-        assert!(!changed.dest.exists());
+        assert!(!changed.dest.unwrap().exists());
 
         // Missing: the store's error, and nothing left.
         let missing = spec(&dir, "db/none.dump", b"x");
-        let e = fetch_now(&missing).unwrap_err();
+        let mut run = FetchRun::start(missing.clone()).unwrap();
+        let JobResult::Fetched { ok: false, message } = poll_until_done(&mut run) else {
+            panic!("a missing object was fetched");
+        };
         assert!(
-            matches!(&e, FetchError::Store(s) if s.failure == crate::storage::Failure::NotFound),
-            "{e:?}"
+            message.starts_with("cannot read db/none.dump from storage \"nfs\": "),
+            "{message}"
         );
-        assert!(!missing.dest.exists());
+        assert!(!missing.dest.unwrap().exists());
     }
 }

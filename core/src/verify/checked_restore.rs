@@ -103,6 +103,7 @@ mod tests {
             restore: RestoreStep::PgRestore(restore),
             drop_on_failure: None,
             work_dir: work,
+            stdin: None,
         };
         (check, plan)
     }

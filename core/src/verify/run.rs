@@ -387,7 +387,7 @@ impl JobRun for VerifyRun {
                 let t = t?;
                 let next = t
                     .restore
-                    .start(&self.plan.work_dir, Default::default())
+                    .start(&self.plan.work_dir, Default::default(), None)
                     .map(Stage::Restore);
                 self.enter(t.restore.command(), next)
             }

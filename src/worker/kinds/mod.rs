@@ -15,7 +15,7 @@ use backup_core::{
 use backup_core::storage::copy::{CopyRun, CopySpec};
 use backup_core::storage::fetch::{FetchRun, FetchSpec};
 use backup_core::storage::Store;
-use backup_core::{sidecar_key, Sidecar};
+use backup_core::{sidecar_key, ArchiveSource, RestoreRequest, Sidecar, StoredObject};
 
 use crate::catalog::{ArtifactFacts, BackupRecord, ClaimedJob, Outcome};
 
@@ -50,12 +50,13 @@ pub enum Kind {
     },
     /// A backup copied to a further storage target.
     Copy,
-    /// Copying a remote backup to `dest`; then the restore or verification `claimed` asked
-    /// for is planned against that copy.
+    /// Copying a remote backup to `dest`, or only reading it through to check it (no `dest`);
+    /// then the restore or verification `claimed` asked for is planned against that copy, or
+    /// against the object, which is then streamed into the restoring tool.
     Fetch {
         claimed: Box<ClaimedJob>,
         backup: Box<BackupRecord>,
-        dest: PathBuf,
+        dest: Option<PathBuf>,
     },
 }
 
@@ -109,6 +110,16 @@ impl Destination {
             } => store
                 .put_bytes(&sidecar_key(key), sidecar.to_bytes())
                 .map_err(|e| format!("cannot write the sidecar to storage \"{storage}\": {e}")),
+        }
+    }
+
+    /// The ETag the store reports for a remote backup (None for a file target or when the
+    /// store does not answer): recorded, so that a restore can tell an object replaced behind
+    /// our back before it reads it.
+    pub fn etag(&self) -> Option<String> {
+        match self {
+            Destination::Local(_) => None,
+            Destination::Remote { key, store, .. } => store.head(key).ok().flatten()?.etag,
         }
     }
 
@@ -201,7 +212,7 @@ pub(super) fn make_private_dir(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))
 }
 
-pub(super) fn work_dir(ctx: &Context) -> Result<PathBuf, String> {
+pub fn work_dir(ctx: &Context) -> Result<PathBuf, String> {
     if !ctx.directory.is_absolute() {
         return Err(format!(
             "backup_ext.directory must be an absolute path, not {:?}",
@@ -228,6 +239,17 @@ pub fn prepare(
     if let Some(backup) = backup.filter(|b| b.storage != crate::catalog::LOCAL_STORAGE) {
         return fetch_plan(claimed, backup, &work_dir);
     }
+    prepare_checked(claimed, backup, ctx, work_dir)
+}
+
+/// [`prepare`] for a job whose backup is local, or remote and checked by the job's first step
+/// (a restore that then streams the object).
+pub fn prepare_checked(
+    claimed: &ClaimedJob,
+    backup: Option<&BackupRecord>,
+    ctx: &Context,
+    work_dir: PathBuf,
+) -> Result<Plan, String> {
     match claimed.kind.clone()? {
         JobKind::Database | JobKind::Globals => backup::prepare_backup(claimed, ctx, work_dir),
         JobKind::Restore => {
@@ -238,6 +260,26 @@ pub fn prepare(
         }
         JobKind::Copy => unreachable!("copies are prepared above"),
     }
+}
+
+/// Where a restore reads the backup: its file, or its object in a storage target.
+pub(super) fn source(backup: &BackupRecord) -> Result<(ArchiveSource, Format), String> {
+    if backup.storage == crate::catalog::LOCAL_STORAGE {
+        let (path, format) = archive(backup)?;
+        return Ok((ArchiveSource::File(path), format));
+    }
+    let format = Format::parse(&backup.format).map_err(|e| e.message)?;
+    let object = StoredObject {
+        store: backup_store(backup)?,
+        storage: backup.storage.clone(),
+        key: backup
+            .key
+            .clone()
+            .ok_or_else(|| format!("backup {} has no key in its storage", backup.backup_id))?,
+        expected_size: backup.size_bytes.unwrap_or_default().max(0) as u64,
+        expected_sha256: backup.sha256.clone().unwrap_or_default(),
+    };
+    Ok((ArchiveSource::Object(object), format))
 }
 
 pub(super) fn archive(backup: &BackupRecord) -> Result<(PathBuf, Format), String> {
@@ -280,9 +322,21 @@ pub(super) fn backup_store(backup: &BackupRecord) -> Result<Store, String> {
     }
 }
 
-/// The first step of a restore or verification of a backup in a storage target: a local copy
-/// in the work directory, checked against the recorded size and SHA-256 before anything reads
-/// it.
+/// Whether a restore reads a remote backup straight from its storage target: a custom, tar or
+/// plain archive restored by one process. A parallel restore needs a file it can seek in, and
+/// verifications list and test-restore a local copy.
+fn streams_from_store(claimed: &ClaimedJob, backup: &BackupRecord) -> bool {
+    let one_process = RestoreRequest::from_stored(&claimed.request)
+        .map(|r| r.jobs.unwrap_or(1) <= 1)
+        .unwrap_or(false);
+    claimed.kind == Ok(JobKind::Restore)
+        && one_process
+        && Format::parse(&backup.format).is_ok_and(|f| f != Format::Directory)
+}
+
+/// The first step of a restore or verification of a backup in a storage target: the object
+/// read through and checked against the recorded size and SHA-256 before anything reads it,
+/// into a local copy in the work directory unless the restore streams from the store.
 fn fetch_plan(
     claimed: &ClaimedJob,
     backup: &BackupRecord,
@@ -293,7 +347,13 @@ fn fetch_plan(
         .clone()
         .ok_or_else(|| format!("backup {} has no key in its storage", backup.backup_id))?;
     let store = backup_store(backup)?;
-    let dest = work_dir.join(format!("job-{}.fetch", claimed.job_id));
+    let dest = (!streams_from_store(claimed, backup))
+        .then(|| work_dir.join(format!("job-{}.fetch", claimed.job_id)));
+    let tool = if dest.is_some() {
+        "the download"
+    } else {
+        "the check"
+    };
     Ok(Plan {
         start: Start::Fetch(Box::new(FetchSpec {
             store,
@@ -311,7 +371,7 @@ fn fetch_plan(
         login_role: None,
         makes_database: false,
         output: None,
-        tool: "the download",
+        tool,
         stderr_path: None,
         progress: ProgressTracker::default(),
         table_count: None,
@@ -369,6 +429,7 @@ pub fn outcome_of(result: JobResult) -> Outcome {
                 size: size as i64,
                 sha256,
                 manifest: manifest.and_then(|m| serde_json::to_value(m).ok()),
+                etag: None,
             }),
             message: None,
         },

@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use backup_core::{
-    access_sql, archive_version, create_database_argv, create_database_sql, dropdb_argv,
-    header_settings, list_archive, login, open_plain_dump, pg_restore_argv, pg_restore_list_argv,
-    pg_restore_schema_argv, pg_restore_script_argv, psql_script_argv, quote_ident,
+    access_sql, create_database_argv, create_database_sql, dropdb_argv, header_settings,
+    list_archive, login, pg_restore_argv, pg_restore_list_argv, pg_restore_schema_argv,
+    pg_restore_script_argv, plain_dump_reader, psql_script_argv, quote_ident,
     script_creates_public_schema, script_is_restricted, set_role_sql, use_list_for,
-    without_public_schema, without_server_attribute_option, ArchiveVersion, Connection, Format,
-    ProgressTracker, RestorePlan, RestoreRequest, RestoreStep, SourceAccess, ToolCommand,
-    SERVER_ATTRIBUTE_OPTION,
+    without_public_schema, without_server_attribute_option, ArchiveSource, ArchiveVersion,
+    Connection, Format, ProgressTracker, RestorePlan, RestoreRequest, RestoreStep, SourceAccess,
+    ToolCommand, SERVER_ATTRIBUTE_OPTION,
 };
 
 use super::*;
@@ -118,7 +118,10 @@ pub(super) fn restore_step(
     ctx: &Context,
     list_file: &Path,
 ) -> Result<RestoreStep, String> {
-    let (path, format) = archive(backup)?;
+    let (source, format) = source(backup)?;
+    // The path the tools read; empty for an object, which they read on stdin.
+    let path = source.path().unwrap_or(Path::new("")).to_path_buf();
+    let stdin = source.path().is_none().then_some(&source);
     // A read-only login (ReadsAll) never restores: only a sandbox acting for someone does.
     let sandbox = target.sandbox.filter(|s| s.run_as().is_some());
     let conn = match sandbox {
@@ -149,7 +152,7 @@ pub(super) fn restore_step(
             &ctx.bin_dir,
             &conn,
             target.name,
-            Some(&path),
+            source.path(),
             false,
             false,
             &[],
@@ -165,25 +168,26 @@ pub(super) fn restore_step(
         if let Some(role) = sandbox.and_then(Sandbox::run_as) {
             before.push(set_role_sql(role));
         }
+        let open = || source.open().map(|raw| plain_dump_reader(raw, compressed));
         if target.fresh {
-            let creates_public = open_plain_dump(&path, compressed)
+            let creates_public = open()
                 .and_then(script_creates_public_schema)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                .map_err(|e| format!("cannot read {}: {e}", source.describe()))?;
             if creates_public {
                 before.push("DROP SCHEMA public".into());
             }
         }
         // A newer pg_dump sets parameters an older server does not know (pg_dump 17:
         // transaction_timeout); with ON_ERROR_STOP those header lines are left out.
-        let header = open_plain_dump(&path, compressed)
+        let header = open()
             .and_then(header_settings)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            .map_err(|e| format!("cannot read {}: {e}", source.describe()))?;
         let skip_settings = catalog::unknown_settings(&header).map_err(|e| e.to_string())?;
         // Streamed through the worker, which also leaves out the column option only the
         // server that wrote it accepts (backup_core::SERVER_ATTRIBUTE_OPTION).
         return Ok(RestoreStep::PsqlStdin {
             command: psql_reading_stdin(single, &before),
-            input: path,
+            input: source,
             compressed,
             skip_settings,
         });
@@ -193,6 +197,7 @@ pub(super) fn restore_step(
     } else {
         let listing = list_archive(
             &pg_restore_list_argv(&ctx.bin_dir, &path).into(),
+            stdin,
             &work_dir(ctx)?,
             LIST_TIMEOUT,
         )?;
@@ -217,7 +222,7 @@ pub(super) fn restore_step(
     let role = sandbox.and_then(Sandbox::run_as);
     // An archive whose definitions carry the column option only the server that wrote it
     // accepts is restored as a script, through the filter that takes the option out.
-    if let Some(schema) = definitions_to_filter(ctx, &path, format)? {
+    if let Some(schema) = definitions_to_filter(ctx, &source, format)? {
         // psql runs what pg_restore prints; names and comments in it come from the backed-up
         // database, so psql's backslash commands must be off (`\restrict`).
         if !script_is_restricted(schema.as_bytes()).unwrap_or(false) {
@@ -262,18 +267,21 @@ pub(super) fn restore_step(
 /// pg_dump 16 and later write (archive version 1.15 and later); None otherwise.
 fn definitions_to_filter(
     ctx: &Context,
-    path: &Path,
+    source: &ArchiveSource,
     format: Format,
 ) -> Result<Option<String>, String> {
-    let newer_writer = archive_version(path, format)
+    let newer_writer = source
+        .archive_version(format)
         .ok()
         .flatten()
         .is_some_and(|v| v >= ArchiveVersion(1, 15));
     if !newer_writer {
         return Ok(None);
     }
+    let path = source.path().unwrap_or(Path::new(""));
     let schema = list_archive(
         &pg_restore_schema_argv(&ctx.bin_dir, path).into(),
+        source.path().is_none().then_some(source),
         &work_dir(ctx)?,
         LIST_TIMEOUT,
     )?;
@@ -344,6 +352,13 @@ pub(super) fn prepare_restore(
     } else {
         None
     };
+    // A remote backup was checked by the job's first step, as it was read through.
+    let remote = backup.storage != catalog::LOCAL_STORAGE;
+    let stdin = if remote {
+        Some(source(backup)?.0)
+    } else {
+        None
+    };
     let plan = RestorePlan {
         create,
         restore: step,
@@ -357,8 +372,9 @@ pub(super) fn prepare_restore(
             .into()
         }),
         work_dir: work_dir.clone(),
+        stdin,
     };
-    let start = if backup.size_bytes.unwrap_or(i64::MAX) > HASHED_AT_CALL_TIME_BYTES {
+    let start = if !remote && backup.size_bytes.unwrap_or(i64::MAX) > HASHED_AT_CALL_TIME_BYTES {
         Start::CheckedRestore(Box::new(checksum_plan(backup, work_dir)?), plan)
     } else {
         Start::Restore(plan)

@@ -36,7 +36,7 @@ fn feeds_gunzipped_file_and_captures_text() {
     let tool = fake_tool(&dir, "psql", "tr a-z A-Z");
     let fed = Arc::new(AtomicU64::new(0));
     let feed = Feed::File {
-        path: gz.clone(),
+        source: gz.clone().into(),
         compressed: true,
         skip: Vec::new(),
     };
@@ -146,7 +146,7 @@ fn feed_errors_fail_the_step() {
     fs::write(&bad, b"not gzip at all").unwrap();
     let tool = fake_tool(&dir, "psql", "cat >/dev/null");
     let feed = Feed::File {
-        path: bad,
+        source: bad.into(),
         compressed: true,
         skip: Vec::new(),
     };

@@ -35,6 +35,7 @@ impl Tools {
             restore,
             drop_on_failure: Some(self.touching("dropdb", "dropped", "")),
             work_dir: self.work.clone(),
+            stdin: None,
         }
     }
 
@@ -151,7 +152,7 @@ fn psql_stdin_streams_gunzipped_input() {
     let psql = fake_tool(&t.dir, "psql", &format!("cat > '{}'", got.display()));
     let restore = RestoreStep::PsqlStdin {
         command: psql,
-        input: input.clone(),
+        input: input.clone().into(),
         compressed: true,
         skip_settings: Vec::new(),
     };
@@ -298,7 +299,7 @@ fn psql_stdin_leaves_out_settings_the_server_does_not_know() {
     let psql = fake_tool(&t.dir, "psql", &format!("cat > '{}'", got.display()));
     let restore = RestoreStep::PsqlStdin {
         command: psql,
-        input,
+        input: input.into(),
         compressed: false,
         skip_settings: vec!["transaction_timeout".into()],
     };

@@ -225,7 +225,7 @@ fn plain_file_rows_and_drop_failure() {
     let mut t = env.test_restore("public.t\u{1f}2\n");
     t.restore = RestoreStep::PsqlStdin {
         command: fake_tool(&env.dir, "psql_restore", "cat >/dev/null"),
-        input: env.file.clone(),
+        input: env.file.clone().into(),
         compressed: false,
         skip_settings: Vec::new(),
     };
