@@ -4,3 +4,7 @@
 -- The ETag of a backup in an S3 target, so that a restore can tell an object replaced behind
 -- our back before it reads it.
 ALTER TABLE backup_ext.artifacts ADD COLUMN etag text;
+
+--------------------------------------------------------------------------------------------------
+-- The open multipart upload of a running copy, so that one left by a crash is aborted.
+ALTER TABLE backup_ext.backup_copies ADD COLUMN upload_id text;

@@ -73,6 +73,7 @@ pub fn record_copy_outcome(
                 finished_at = clock_timestamp(),
                 error = $2,
                 attempts = greatest(c.attempts, 1),
+                upload_id = CASE WHEN $2::text IS NULL THEN NULL ELSE c.upload_id END,
                 size_bytes = CASE WHEN $2::text IS NULL THEN a.size_bytes END,
                 sha256 = CASE WHEN $2::text IS NULL THEN a.sha256 END,
                 next_try_at = CASE WHEN $2::text IS NOT NULL AND $3 AND c.attempts < $4

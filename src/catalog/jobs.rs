@@ -171,11 +171,13 @@ pub fn record_start(
 
 /// The id of the multipart upload a running backup streams into, so that an upload left by a
 /// crash or a failed abort can be aborted later.
-pub fn record_upload_id(job_id: i64, upload_id: &str) -> SpiResult<()> {
-    Spi::run_with_args(
-        "UPDATE backup_ext.artifacts SET upload_id = $2 WHERE job_id = $1",
-        &[job_id.into(), upload_id.into()],
-    )
+pub fn record_upload_id(job_id: i64, upload_id: &str, copy: bool) -> SpiResult<()> {
+    let sql = if copy {
+        "UPDATE backup_ext.backup_copies SET upload_id = $2 WHERE job_id = $1"
+    } else {
+        "UPDATE backup_ext.artifacts SET upload_id = $2 WHERE job_id = $1"
+    };
+    Spi::run_with_args(sql, &[job_id.into(), upload_id.into()])
 }
 
 /// An upload of a backup that ended without completing it.
@@ -184,15 +186,22 @@ pub struct AbandonedUpload {
     pub storage: String,
     pub key: String,
     pub upload_id: String,
+    /// The upload of a copy (its row stays for a retry), not of a backup.
+    pub copy: bool,
 }
 
 /// Uploads recorded for jobs that are no longer running.
 pub fn abandoned_uploads() -> SpiResult<Vec<AbandonedUpload>> {
     Spi::connect(|client| {
         let rows = client.select(
-            "SELECT a.job_id, a.storage, a.key, a.upload_id
+            "SELECT a.job_id, a.storage, a.key, a.upload_id, false
                FROM backup_ext.artifacts a JOIN backup_ext.jobs j USING (job_id)
               WHERE a.upload_id IS NOT NULL AND a.key IS NOT NULL
+                AND j.status NOT IN ('queued', 'running')
+             UNION ALL
+             SELECT c.job_id, c.storage, c.key, c.upload_id, true
+               FROM backup_ext.backup_copies c JOIN backup_ext.jobs j USING (job_id)
+              WHERE c.upload_id IS NOT NULL AND c.key IS NOT NULL
                 AND j.status NOT IN ('queued', 'running')",
             None,
             &[],
@@ -204,19 +213,24 @@ pub fn abandoned_uploads() -> SpiResult<Vec<AbandonedUpload>> {
                 storage: row.get(2)?.unwrap_or_default(),
                 key: row.get(3)?.unwrap_or_default(),
                 upload_id: row.get(4)?.unwrap_or_default(),
+                copy: row.get(5)?.unwrap_or_default(),
             });
         }
         Ok(out)
     })
 }
 
-/// The upload of a job that did not succeed is gone: its key means nothing any more.
-pub fn forget_upload(job_id: i64) -> SpiResult<()> {
-    Spi::run_with_args(
+/// The upload of a job that did not succeed is gone: a backup's key means nothing any more (a
+/// copy keeps its key for the next attempt).
+pub fn forget_upload(job_id: i64, copy: bool) -> SpiResult<()> {
+    let sql = if copy {
+        "UPDATE backup_ext.backup_copies SET upload_id = NULL
+          WHERE job_id = $1 AND upload_id IS NOT NULL"
+    } else {
         "UPDATE backup_ext.artifacts SET key = NULL, upload_id = NULL
-          WHERE job_id = $1 AND upload_id IS NOT NULL",
-        &[job_id.into()],
-    )
+          WHERE job_id = $1 AND upload_id IS NOT NULL"
+    };
+    Spi::run_with_args(sql, &[job_id.into()])
 }
 
 /// What a backup's sidecar says, read just before its outcome is recorded.

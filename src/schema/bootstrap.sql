@@ -172,6 +172,8 @@ CREATE TABLE backup_ext.backup_copies (
     attempts    int NOT NULL DEFAULT 0,
     next_try_at timestamptz,
     job_id      bigint,
+    -- the open multipart upload of a running copy, so that one left by a crash is aborted
+    upload_id   text,
     PRIMARY KEY (backup_id, storage)
 );
 CREATE INDEX backup_copies_retry_idx ON backup_ext.backup_copies (next_try_at)

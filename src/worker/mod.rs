@@ -147,7 +147,7 @@ impl Worker {
             };
             match aborted {
                 Ok(()) => {
-                    if let Err(e) = spi(|| catalog::forget_upload(upload.job_id)) {
+                    if let Err(e) = spi(|| catalog::forget_upload(upload.job_id, upload.copy)) {
                         warning!("backup_ext: {e}");
                     } else {
                         log!(
@@ -472,24 +472,24 @@ impl Worker {
         self.last_progress = Some(Instant::now());
         let progress: Vec<catalog::Progress> = self.running.iter_mut().map(progress_of).collect();
         // Upload ids the catalog does not know yet, so that recovery can abort them.
-        let uploads: Vec<(i64, String)> = self
+        let uploads: Vec<(i64, String, bool)> = self
             .running
             .iter()
             .filter(|j| !j.upload_recorded)
-            .filter_map(|j| {
-                let id = j.destination.as_ref()?.upload_id()?;
-                Some((j.job_id, id))
+            .filter_map(|j| match &j.kind {
+                Kind::Copy { started } => Some((j.job_id, started.get()?.clone(), true)),
+                _ => Some((j.job_id, j.destination.as_ref()?.upload_id()?, false)),
             })
             .collect();
         let recorded = spi(|| {
-            for (job_id, id) in &uploads {
-                catalog::record_upload_id(*job_id, id)?;
+            for (job_id, id, copy) in &uploads {
+                catalog::record_upload_id(*job_id, id, *copy)?;
             }
             catalog::record_progress(&progress)
         });
         if recorded.is_ok() {
             for job in self.running.iter_mut() {
-                if uploads.iter().any(|(id, _)| *id == job.job_id) {
+                if uploads.iter().any(|(id, _, _)| *id == job.job_id) {
                     job.upload_recorded = true;
                 }
             }

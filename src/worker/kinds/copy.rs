@@ -62,6 +62,7 @@ pub(super) fn prepare_copy(claimed: &ClaimedJob, backup: &BackupRecord) -> Resul
         )
     };
     catalog::record_copy_key(claimed.job_id, &key).map_err(|e| e.to_string())?;
+    let started = UploadStarted::default();
     Ok(Plan {
         start: Start::Copy(Box::new(CopySpec {
             source,
@@ -71,9 +72,9 @@ pub(super) fn prepare_copy(claimed: &ClaimedJob, backup: &BackupRecord) -> Resul
             expected_size: backup.size_bytes.unwrap_or_default().max(0) as u64,
             expected_sha256: backup.sha256.clone().unwrap_or_default(),
             sidecar,
-            started: UploadStarted::default(),
+            started: started.clone(),
         })),
-        kind: Kind::Copy,
+        kind: Kind::Copy { started },
         login_role: None,
         makes_database: false,
         output: None,

@@ -14,7 +14,7 @@ use backup_core::{
 
 use backup_core::storage::copy::{CopyRun, CopySpec};
 use backup_core::storage::fetch::{FetchRun, FetchSpec};
-use backup_core::storage::Store;
+use backup_core::storage::{Store, UploadStarted};
 use backup_core::{sidecar_key, ArchiveSource, RestoreRequest, Sidecar, StoredObject};
 
 use crate::catalog::{ArtifactFacts, BackupRecord, ClaimedJob, Outcome};
@@ -48,8 +48,10 @@ pub enum Kind {
     Verify {
         backup_id: i64,
     },
-    /// A backup copied to a further storage target.
-    Copy,
+    /// A backup copied to a further storage target; the upload's id once the store has one.
+    Copy {
+        started: UploadStarted,
+    },
     /// Copying a remote backup to `dest`, or only reading it through to check it (no `dest`);
     /// then the restore or verification `claimed` asked for is planned against that copy, or
     /// against the object, which is then streamed into the restoring tool.
