@@ -12,6 +12,7 @@ use crate::files::manifest::{directory_manifest, sync_tree, tree_size, Manifest}
 use crate::files::publish::{publish, remove_output};
 use crate::process::child::{describe_exit, stderr_tail, without_progress_lines, ChildGuard};
 use crate::process::stream::{spawn_signal_free, StreamOutcome, StreamWriter};
+use crate::storage::background::Background;
 use crate::storage::{Failure, PendingUpload, StorageError, Store, UploadStarted};
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
@@ -130,6 +131,9 @@ pub struct DumpRun {
     /// Set once a result was returned or the run was cancelled; the output
     /// then belongs to the caller (published) or is gone.
     finished: bool,
+    /// After pg_dump succeeded into an upload: the last parts and the completion, on a thread
+    /// of their own so that polling never waits for the store.
+    completing: Option<Background<RunResult>>,
 }
 
 fn program_name(program: &Path) -> String {
@@ -168,6 +172,7 @@ impl DumpRun {
                 writer,
                 progress,
                 finished: false,
+                completing: None,
             }),
             Err(e) => {
                 let _ = fs::remove_file(&spec.stderr_path);
@@ -237,6 +242,12 @@ impl DumpRun {
     /// Non-blocking: None while the child runs (and forever after a result
     /// was returned or the run was cancelled).
     pub fn poll(&mut self) -> Option<RunResult> {
+        if let Some(completing) = self.completing.as_mut() {
+            let result = completing.poll()?;
+            self.completing = None;
+            let _ = fs::remove_file(&self.spec.stderr_path);
+            return Some(result.unwrap_or_else(|message| RunResult::Failed { message }));
+        }
         if self.finished {
             return None;
         }
@@ -255,6 +266,25 @@ impl DumpRun {
                 self.stop_child();
                 RunResult::Failed {
                     message: format!("could not wait for {name}: {e}"),
+                }
+            }
+            Ok(status)
+                if status.success() && matches!(self.spec.output, OutputKind::Upload { .. }) =>
+            {
+                let (writer, spec) = (self.writer.take(), self.spec.clone());
+                let completing = Background::spawn("backup_ext-complete", move |_| {
+                    Ok(complete_upload(&spec, writer.map(Sink::join)))
+                });
+                match completing {
+                    Ok(completing) => {
+                        self.completing = Some(completing);
+                        return None;
+                    }
+                    Err(e) => RunResult::Failed {
+                        message: format!(
+                            "{name} succeeded but its upload could not be completed: {e}"
+                        ),
+                    },
                 }
             }
             Ok(status) if status.success() => {
@@ -314,19 +344,6 @@ impl DumpRun {
                     manifest: None,
                 }
             }
-            (OutputKind::Upload { store, .. }, Some(Streamed::Upload(pending))) => {
-                let pending = pending.map_err(io::Error::other)?;
-                let (size, sha256) = (pending.size(), pending.sha256().to_string());
-                if let Err(e) = pending.complete(store) {
-                    let _ = pending.abort(store);
-                    return Err(io::Error::other(e));
-                }
-                return Ok(RunResult::Succeeded {
-                    size,
-                    sha256,
-                    manifest: None,
-                });
-            }
             (OutputKind::Stdout { .. } | OutputKind::Upload { .. }, _) => {
                 return Err(io::Error::other("no stream writer for stdout output"))
             }
@@ -360,6 +377,12 @@ impl DumpRun {
     /// Stops the child and removes all output. Blocks for at most about
     /// [`CANCEL_GRACE`] plus the time to delete the partial output.
     pub fn cancel(&mut self) {
+        if let Some(mut completing) = self.completing.take() {
+            // The completion cannot be interrupted; what it made is the caller's to remove.
+            completing.cancel();
+            let _ = fs::remove_file(&self.spec.stderr_path);
+            return;
+        }
         if self.finished {
             return;
         }
@@ -383,6 +406,36 @@ impl Drop for DumpRun {
         }
         self.remove_partial();
         let _ = fs::remove_file(&self.spec.stderr_path);
+    }
+}
+
+/// The end of a dump streamed into an upload: the last parts sent, then the upload completed
+/// (and its ETag checked), or aborted when that fails.
+fn complete_upload(spec: &RunSpec, streamed: Option<Streamed>) -> RunResult {
+    let OutputKind::Upload { store, key, .. } = &spec.output else {
+        return RunResult::Failed {
+            message: "not an upload".into(),
+        };
+    };
+    let failed = |e: String| RunResult::Failed {
+        message: format!(
+            "{} succeeded but its output could not be saved as {key}: {e}",
+            program_name(&spec.program)
+        ),
+    };
+    let pending = match streamed {
+        Some(Streamed::Upload(Ok(pending))) => pending,
+        Some(Streamed::Upload(Err(e))) => return failed(e.to_string()),
+        _ => return failed("no stream writer for stdout output".into()),
+    };
+    if let Err(e) = pending.complete(store) {
+        let _ = pending.abort(store);
+        return failed(e.to_string());
+    }
+    RunResult::Succeeded {
+        size: pending.size(),
+        sha256: pending.sha256().to_string(),
+        manifest: None,
     }
 }
 

@@ -17,7 +17,7 @@
 //! knows the data is whole (e.g. the dump tool exited 0), or aborts. End of
 //! file alone proves nothing: a killed child closes its pipe too.
 
-mod background;
+pub(crate) mod background;
 pub mod copy;
 pub mod credentials;
 mod download;

@@ -289,6 +289,7 @@ fn a_full_disk_is_reported_instead_of_the_childs_sigpipe() {
         writer: Some(Sink::File(writer)),
         progress,
         finished: false,
+        completing: None,
     };
     let RunResult::Failed { message } = poll_until_done(&mut run) else {
         panic!("a dump into a full filesystem succeeded");
