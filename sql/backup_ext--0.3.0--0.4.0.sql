@@ -6,5 +6,10 @@
 ALTER TABLE backup_ext.artifacts ADD COLUMN etag text;
 
 --------------------------------------------------------------------------------------------------
+-- Directory-format backups in storage targets are uploaded file by file under <key>/: the key of
+-- the file whose upload is open, for recovery.
+ALTER TABLE backup_ext.artifacts ADD COLUMN upload_key text;
+
+--------------------------------------------------------------------------------------------------
 -- The open multipart upload of a running copy, so that one left by a crash is aborted.
 ALTER TABLE backup_ext.backup_copies ADD COLUMN upload_id text;

@@ -148,13 +148,6 @@ pub fn enqueue_database(
     let storage = storage_of(&run);
     let request = DumpRequest::validate(format, compress, jobs, &options, dump_tool_for(compress))
         .or_report();
-    if storage != catalog::LOCAL_STORAGE && !request.format.writes_to_stdout() {
-        BackupError::Request(RequestError::unsupported(
-            format!("the directory format cannot be written to storage target {storage:?}"),
-            "Use format 'custom' (or 'tar', 'plain'), which streams into the target, or write directory backups to 'local'.",
-        ))
-        .report();
-    }
     check_database(dbname);
     let compress_spec = request.compress.as_ref().map(|c| c.spec.clone());
     let job_id = catalog::enqueue_backup(&NewBackup {

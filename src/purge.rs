@@ -105,8 +105,7 @@ fn delete_remote(storage: &str, key: &str) -> Result<(), String> {
         .map_err(|e| e.message())?
         .ok_or_else(|| format!("storage target \"{storage}\" is the local directory"))?;
     store
-        .delete(&backup_core::sidecar_key(key))
-        .and_then(|()| store.delete(key))
+        .delete_backup(key)
         .map_err(|e| format!("storage \"{storage}\": {e}"))
 }
 
@@ -164,7 +163,7 @@ pub fn work_leftovers(worker_pid: Option<u32>, dry_run: bool) -> SpiResult<Vec<P
     for path in stale {
         let mut reason = "work file of a job or process that is gone".to_string();
         if !dry_run {
-            if let Err(e) = std::fs::remove_file(&path) {
+            if let Err(e) = backup_core::remove_output(&path) {
                 reason = format!("could not delete ({e}); {reason}");
             }
         }

@@ -168,6 +168,12 @@ pub enum JobResult {
         ok: bool,
         message: String,
     },
+    /// A staged directory dump uploaded to its storage target (the second step of such a
+    /// backup).
+    Uploaded {
+        ok: bool,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -58,6 +58,39 @@ fn locate(rec: &BackupRecord) -> Result<ArchiveSource, BackupError> {
     let store = crate::storage::open_named(&rec.storage)?
         .ok_or_else(|| BackupError::Internal("a remote backup in 'local'".into()))?;
     let expected_size = rec.size_bytes.unwrap_or_default().max(0) as u64;
+    let object = |store| {
+        ArchiveSource::Object(StoredObject {
+            store,
+            storage: rec.storage.clone(),
+            key: key.clone(),
+            expected_size,
+            expected_sha256: rec.sha256.clone().unwrap_or_default(),
+        })
+    };
+    if archive_format(rec) == Format::Directory {
+        // Its files lie under <key>/.
+        let files = store
+            .list(&format!("{key}/"))
+            .map_err(|e| BackupError::Request(e.into()))?;
+        let size: u64 = files.iter().map(|f| f.size).sum();
+        return if files.is_empty() {
+            Err(BackupError::BackupFileMissing {
+                backup_id: rec.backup_id,
+                path: format!("{key}/ in storage \"{}\"", rec.storage),
+            })
+        } else if size != expected_size {
+            Err(BackupError::BackupCorrupted {
+                backup_id: rec.backup_id,
+                detail: format!(
+                    "the files under {key}/ in storage \"{}\" hold {size} bytes, {expected_size} \
+                     were recorded",
+                    rec.storage
+                ),
+            })
+        } else {
+            Ok(object(store))
+        };
+    }
     match store.head(&key) {
         Ok(None) => Err(BackupError::BackupFileMissing {
             backup_id: rec.backup_id,
@@ -83,13 +116,7 @@ fn locate(rec: &BackupRecord) -> Result<ArchiveSource, BackupError> {
                 ),
             })
         }
-        Ok(Some(_)) => Ok(ArchiveSource::Object(StoredObject {
-            store,
-            storage: rec.storage.clone(),
-            key,
-            expected_size,
-            expected_sha256: rec.sha256.clone().unwrap_or_default(),
-        })),
+        Ok(Some(_)) => Ok(object(store)),
         Err(e) => Err(BackupError::Request(e.into())),
     }
 }
@@ -266,13 +293,27 @@ fn read_contents(rec: &BackupRecord, source: &ArchiveSource) -> (String, Vec<Toc
     backup_core::create_private_dir(&work_dir)
         .map_err(|e| BackupError::ToolFailed(format!("cannot create {}: {e}", work_dir.display())))
         .or_report();
-    let path = source.path().unwrap_or(Path::new(""));
+    // A remote directory-format backup is listed from its toc.dat alone, fetched into a work
+    // directory of its own.
+    let toc_only = match (source, archive_format(rec)) {
+        (ArchiveSource::Object(o), Format::Directory) => {
+            Some(fetch_toc(o, &work_dir, rec.backup_id).or_report())
+        }
+        _ => None,
+    };
+    let path = toc_only
+        .as_ref()
+        .map(|t| t.0.as_path())
+        .or(source.path())
+        .unwrap_or(Path::new(""));
+    let stdin = (source.path().is_none() && toc_only.is_none()).then_some(source);
     let listed = list_archive(
         &pg_restore_list_argv(&settings::bin_dir(), path).into(),
-        source.path().is_none().then_some(source),
+        stdin,
         &work_dir,
         LIST_TIMEOUT,
     );
+    drop(toc_only);
     // A cancel or statement_timeout that stopped the wait is reported as what it is.
     pg_sys::check_for_interrupts!();
     let listing = listed
@@ -287,6 +328,40 @@ fn read_contents(rec: &BackupRecord, source: &ArchiveSource) -> (String, Vec<Toc
         .map_err(|e| BackupError::ToolFailed(format!("unexpected pg_restore --list output: {e}")))
         .or_report();
     (listing, entries)
+}
+
+/// A directory removed when dropped.
+struct WorkDir(std::path::PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = backup_core::remove_output(&self.0);
+    }
+}
+
+/// The `toc.dat` of a directory-format backup in a storage target, alone in a new work
+/// directory: what `pg_restore --list` reads.
+fn fetch_toc(
+    object: &StoredObject,
+    work_dir: &Path,
+    backup_id: i64,
+) -> Result<WorkDir, BackupError> {
+    let dir = WorkDir(work_dir.join(format!("call-{}-{backup_id}.toc", unsafe {
+        pg_sys::MyProcPid
+    })));
+    let _ = backup_core::remove_output(&dir.0);
+    let file = backup_core::create_private_dir(&dir.0)
+        .and_then(|()| std::fs::File::create(dir.0.join("toc.dat")))
+        .map_err(|e| BackupError::Internal(format!("cannot create {}: {e}", dir.0.display())))?;
+    object
+        .store
+        .download(
+            &format!("{}/toc.dat", object.key),
+            file,
+            std::sync::Arc::default(),
+        )
+        .map_err(|e| BackupError::Request(e.into()))?;
+    Ok(dir)
 }
 
 /// A role that is not a superuser reads through a restore (or a test restore, whose scratch

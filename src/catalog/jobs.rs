@@ -171,13 +171,30 @@ pub fn record_start(
 
 /// The id of the multipart upload a running backup streams into, so that an upload left by a
 /// crash or a failed abort can be aborted later.
-pub fn record_upload_id(job_id: i64, upload_id: &str, copy: bool) -> SpiResult<()> {
-    let sql = if copy {
-        "UPDATE backup_ext.backup_copies SET upload_id = $2 WHERE job_id = $1"
-    } else {
-        "UPDATE backup_ext.artifacts SET upload_id = $2 WHERE job_id = $1"
-    };
-    Spi::run_with_args(sql, &[job_id.into(), upload_id.into()])
+pub fn record_upload_id(job_id: i64, upload: &OpenUpload) -> SpiResult<()> {
+    if upload.copy {
+        return Spi::run_with_args(
+            "UPDATE backup_ext.backup_copies SET upload_id = $2 WHERE job_id = $1",
+            &[job_id.into(), upload.upload_id.as_str().into()],
+        );
+    }
+    Spi::run_with_args(
+        "UPDATE backup_ext.artifacts SET upload_id = $2, upload_key = $3 WHERE job_id = $1",
+        &[
+            job_id.into(),
+            upload.upload_id.as_str().into(),
+            upload.key.clone().into(),
+        ],
+    )
+}
+
+/// A multipart upload a running job has open.
+pub struct OpenUpload {
+    pub upload_id: String,
+    /// The object's key when it is not the backup's own (a file of a directory-format backup).
+    pub key: Option<String>,
+    /// The upload of a copy, not of a backup.
+    pub copy: bool,
 }
 
 /// An upload of a backup that ended without completing it.
@@ -194,7 +211,7 @@ pub struct AbandonedUpload {
 pub fn abandoned_uploads() -> SpiResult<Vec<AbandonedUpload>> {
     Spi::connect(|client| {
         let rows = client.select(
-            "SELECT a.job_id, a.storage, a.key, a.upload_id, false
+            "SELECT a.job_id, a.storage, coalesce(a.upload_key, a.key), a.upload_id, false
                FROM backup_ext.artifacts a JOIN backup_ext.jobs j USING (job_id)
               WHERE a.upload_id IS NOT NULL AND a.key IS NOT NULL
                 AND j.status NOT IN ('queued', 'running')
@@ -227,7 +244,7 @@ pub fn forget_upload(job_id: i64, copy: bool) -> SpiResult<()> {
         "UPDATE backup_ext.backup_copies SET upload_id = NULL
           WHERE job_id = $1 AND upload_id IS NOT NULL"
     } else {
-        "UPDATE backup_ext.artifacts SET key = NULL, upload_id = NULL
+        "UPDATE backup_ext.artifacts SET key = NULL, upload_id = NULL, upload_key = NULL
           WHERE job_id = $1 AND upload_id IS NOT NULL"
     };
     Spi::run_with_args(sql, &[job_id.into()])
@@ -328,7 +345,8 @@ pub fn record_outcome(job_id: i64, outcome: &Outcome, copy_retry: (i32, i32)) ->
         {
             client.update(
                 "UPDATE backup_ext.artifacts
-                    SET size_bytes = $2, sha256 = $3, manifest = $4, etag = $5, upload_id = NULL
+                    SET size_bytes = $2, sha256 = $3, manifest = $4, etag = $5, upload_id = NULL,
+                        upload_key = NULL
                   WHERE job_id = $1",
                 None,
                 &[

@@ -92,7 +92,10 @@ CREATE TABLE backup_ext.artifacts (
     -- the open multipart upload while the job runs, so recovery can abort one left by a crash
     upload_id      text,
     -- the object's ETag in an S3 target, compared before a restore reads the object
-    etag           text
+    etag           text,
+    -- the key of that upload when it is not the backup's own: a file of a directory-format
+    -- backup, uploaded under <key>/
+    upload_key     text
 );
 CREATE INDEX artifacts_database_idx ON backup_ext.artifacts (database, backup_id DESC);
 -- Live backups (size_bytes is only ever set on success) per database, for status().

@@ -415,6 +415,10 @@ impl Worker {
                     self.launch_fetched(job);
                     continue;
                 }
+                let Some(result) = upload_staged(&mut job, result) else {
+                    self.running.push(job);
+                    continue;
+                };
                 self.finish(&mut job, result);
                 remove_staged(job.staged.as_deref());
                 drop(job);
@@ -426,6 +430,10 @@ impl Worker {
     fn stop(&mut self, job_id: i64, outcome: Outcome) {
         if let Some(mut job) = self.take(job_id) {
             job.run.cancel();
+            // Files of a directory-format backup uploaded so far.
+            if let (Some(_), Some(destination)) = (&job.pending, &job.destination) {
+                destination.remove();
+            }
             remove_staged(job.staged.as_deref());
             self.drop_login_role(job_id, job.login_role.as_deref());
             self.record(job_id, outcome);
@@ -472,25 +480,35 @@ impl Worker {
         self.last_progress = Some(Instant::now());
         let progress: Vec<catalog::Progress> = self.running.iter_mut().map(progress_of).collect();
         // Upload ids the catalog does not know yet, so that recovery can abort them.
-        let uploads: Vec<(i64, String, bool)> = self
+        let uploads: Vec<(i64, catalog::OpenUpload)> = self
             .running
             .iter()
-            .filter(|j| !j.upload_recorded)
-            .filter_map(|j| match &j.kind {
-                Kind::Copy { started } => Some((j.job_id, started.get()?.clone(), true)),
-                _ => Some((j.job_id, j.destination.as_ref()?.upload_id()?, false)),
+            .filter_map(|j| {
+                let (upload_id, key) = match &j.kind {
+                    Kind::Copy { started } => (started.get()?.clone(), None),
+                    _ => j.destination.as_ref()?.upload()?,
+                };
+                let copy = matches!(j.kind, Kind::Copy { .. });
+                (j.recorded_upload.as_ref() != Some(&upload_id)).then_some((
+                    j.job_id,
+                    catalog::OpenUpload {
+                        upload_id,
+                        key,
+                        copy,
+                    },
+                ))
             })
             .collect();
         let recorded = spi(|| {
-            for (job_id, id, copy) in &uploads {
-                catalog::record_upload_id(*job_id, id, *copy)?;
+            for (job_id, upload) in &uploads {
+                catalog::record_upload_id(*job_id, upload)?;
             }
             catalog::record_progress(&progress)
         });
         if recorded.is_ok() {
             for job in self.running.iter_mut() {
-                if uploads.iter().any(|(id, _, _)| *id == job.job_id) {
-                    job.upload_recorded = true;
+                if let Some((_, upload)) = uploads.iter().find(|(id, _)| *id == job.job_id) {
+                    job.recorded_upload = Some(upload.upload_id.clone());
                 }
             }
         }
@@ -594,6 +612,8 @@ impl Worker {
         };
         let output = plan.output.clone();
         let login_role = plan.login_role.clone();
+        // The staging directory of a directory-format backup to a storage target.
+        let staged = staged.or_else(|| output.as_ref()?.staged_dir());
         match kinds::start(plan.start) {
             Ok(run) => self.running.push(RunningJob {
                 job_id,
@@ -610,7 +630,8 @@ impl Worker {
                 tables_total: None,
                 destination: output,
                 staged,
-                upload_recorded: false,
+                recorded_upload: None,
+                pending: None,
             }),
             Err(e) => {
                 if let Some(output) = output {
@@ -817,8 +838,62 @@ fn remove_remote_leftovers(job: &catalog::Interrupted, key: &str) {
         key: key.to_string(),
         store,
         started: None,
+        staged: None,
     }
     .remove();
+}
+
+/// The second step of a directory-format backup to a storage target: once pg_dump has written
+/// it into its staging directory, its files are uploaded; the dump's result is kept meanwhile
+/// (None: the job runs on). An upload that failed takes what it uploaded with it.
+fn upload_staged(
+    job: &mut RunningJob,
+    result: backup_core::JobResult,
+) -> Option<backup_core::JobResult> {
+    use backup_core::storage::tree::{TreeUpload, TreeUploadSpec};
+    use backup_core::{JobResult, RunResult};
+    match (result, &job.destination) {
+        (JobResult::Uploaded { ok: true, .. }, _) => {
+            Some(job.pending.take().unwrap_or(JobResult::Uploaded {
+                ok: false,
+                message: "the backup was uploaded but its dump result was lost".into(),
+            }))
+        }
+        (failed @ JobResult::Uploaded { ok: false, .. }, Some(destination)) => {
+            job.pending = None;
+            destination.remove();
+            Some(failed)
+        }
+        (
+            dumped @ JobResult::Dump(RunResult::Succeeded { .. }),
+            Some(kinds::Destination::Remote {
+                storage,
+                key,
+                store,
+                staged: Some(staged),
+                ..
+            }),
+        ) if job.pending.is_none() => {
+            let spec = TreeUploadSpec {
+                store: store.clone(),
+                storage: storage.clone(),
+                key: key.clone(),
+                root: staged.dir.clone(),
+                open: staged.open.clone(),
+            };
+            match TreeUpload::start(spec) {
+                Ok(run) => {
+                    job.run = Box::new(run);
+                    job.pending = Some(dumped);
+                    None
+                }
+                Err(e) => Some(JobResult::Dump(RunResult::Failed {
+                    message: format!("cannot start the upload to storage \"{storage}\": {e}"),
+                })),
+            }
+        }
+        (other, _) => Some(other),
+    }
 }
 
 /// Removes the local copy of a remote backup once the job that read it has ended.

@@ -378,8 +378,12 @@ impl DumpRun {
     /// [`CANCEL_GRACE`] plus the time to delete the partial output.
     pub fn cancel(&mut self) {
         if let Some(mut completing) = self.completing.take() {
-            // The completion cannot be interrupted; what it made is the caller's to remove.
-            completing.cancel();
+            // The completion cannot be interrupted: an upload it completed is deleted again.
+            if let (Some(Ok(RunResult::Succeeded { .. })), OutputKind::Upload { store, key, .. }) =
+                (completing.stop(), &self.spec.output)
+            {
+                let _ = store.delete(key);
+            }
             let _ = fs::remove_file(&self.spec.stderr_path);
             return;
         }

@@ -39,8 +39,14 @@ impl<T: Send + 'static> Background<T> {
 
     /// Asks the work to stop and waits for it; false when it had already been collected.
     pub(crate) fn cancel(&mut self) -> bool {
+        self.stop().is_some()
+    }
+
+    /// Asks the work to stop, waits for it and returns how it ended (None when it had already
+    /// been collected).
+    pub(crate) fn stop(&mut self) -> Option<Result<T, String>> {
         self.cancelled.store(true, Ordering::Relaxed);
-        self.join().is_some()
+        self.join()
     }
 
     fn join(&mut self) -> Option<Result<T, String>> {

@@ -3,7 +3,7 @@
 //! verification that needs the archive starts once the bytes matched the size and SHA-256
 //! recorded when the backup was written.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,9 @@ pub struct FetchSpec {
     /// The local copy; None to read the object through without keeping it (a check before
     /// the object is streamed into a restore).
     pub dest: Option<PathBuf>,
+    /// A directory-format backup: every object under `<key>/`, fetched into the directory
+    /// `dest` and checked against the manifest hash.
+    pub tree: bool,
     pub expected_size: u64,
     pub expected_sha256: String,
 }
@@ -85,6 +88,9 @@ pub struct FetchRun {
 
 impl FetchRun {
     pub fn start(spec: FetchSpec) -> io::Result<FetchRun> {
+        if spec.tree {
+            return Self::start_tree(spec);
+        }
         let file: Box<dyn Write + Send> = match &spec.dest {
             Some(dest) => Box::new(create_dest(dest).map_err(io::Error::other)?),
             None => Box::new(io::sink()),
@@ -106,6 +112,25 @@ impl FetchRun {
         })
     }
 
+    fn start_tree(spec: FetchSpec) -> io::Result<FetchRun> {
+        let dest = spec
+            .dest
+            .clone()
+            .ok_or_else(|| io::Error::other("a directory backup is fetched into a directory"))?;
+        let progress = Arc::new(AtomicU64::new(0));
+        let (store, key, p) = (spec.store.clone(), spec.key.clone(), progress.clone());
+        let described = spec.clone();
+        let work = Background::spawn("backup_ext-fetch", move |cancelled| {
+            super::tree::download_tree(&store, &key, &dest, p, &cancelled)
+                .map_err(|e| describe(&described, &e))
+        })?;
+        Ok(FetchRun {
+            spec,
+            work,
+            progress,
+        })
+    }
+
     /// The local copy, once [`FetchRun::poll`] reported success.
     pub fn dest(&self) -> Option<&Path> {
         self.spec.dest.as_deref()
@@ -114,7 +139,7 @@ impl FetchRun {
 
 fn remove_dest(spec: &FetchSpec) {
     if let Some(dest) = &spec.dest {
-        let _ = fs::remove_file(dest);
+        let _ = crate::files::publish::remove_output(dest);
     }
 }
 
@@ -156,6 +181,7 @@ pub(crate) mod tests {
     use crate::storage::FileStore;
     use crate::test_support::TempDir;
     use sha2::{Digest, Sha256};
+    use std::fs;
     use std::time::{Duration, Instant};
 
     pub(crate) fn poll_until_done(run: &mut dyn JobRun) -> JobResult {
@@ -178,6 +204,7 @@ pub(crate) mod tests {
             storage: "nfs".into(),
             key: key.into(),
             dest: Some(dir.path().join("job-1.fetch")),
+            tree: false,
             expected_size: bytes.len() as u64,
             expected_sha256: hex::encode(Sha256::digest(bytes)),
         }

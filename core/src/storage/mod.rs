@@ -27,6 +27,7 @@ pub mod fetch;
 mod file;
 pub mod options;
 mod s3;
+pub mod tree;
 mod upload;
 pub mod url;
 
@@ -205,6 +206,17 @@ impl Store {
             Store::File(s) => s.delete(key),
             Store::S3(s) => s.delete(key),
         }
+    }
+
+    /// Deletes a backup: its sidecar, its object and, for a directory-format backup, every
+    /// object under `<key>/`. What is missing is fine.
+    pub fn delete_backup(&self, key: &str) -> Result<(), StorageError> {
+        self.delete(&crate::files::sidecar::sidecar_key(key))?;
+        self.delete(key)?;
+        for object in self.list(&format!("{key}/"))? {
+            self.delete(&object.key)?;
+        }
+        Ok(())
     }
 
     /// Every object below `prefix` (a folder such as `db/`; empty for all),

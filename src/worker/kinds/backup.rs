@@ -67,16 +67,6 @@ pub(super) fn prepare_backup(
         }
     };
     if let Some(store) = remote {
-        if request
-            .as_ref()
-            .is_some_and(|r| !r.format.writes_to_stdout())
-        {
-            return Err(format!(
-                "the directory format cannot be written to storage target \"{}\"",
-                claimed.storage
-            ));
-        }
-        let started = backup_core::storage::UploadStarted::default();
         let key = object_key(
             &crate::catalog::system_identifier().map_err(|e| e.to_string())?,
             claimed.database.as_deref(),
@@ -84,6 +74,35 @@ pub(super) fn prepare_backup(
             claimed.job_id,
             suffix,
         );
+        if request
+            .as_ref()
+            .is_some_and(|r| !r.format.writes_to_stdout())
+        {
+            // pg_dump writes the directory locally; its files are uploaded when it is done.
+            let staged = work_dir.join(format!("job-{}.staged", claimed.job_id));
+            return dump_plan(
+                claimed,
+                ctx,
+                request,
+                stderr_path,
+                tool,
+                OutputKind::Directory {
+                    partial: partial_path(&staged),
+                },
+                staged.clone(),
+                Destination::Remote {
+                    storage: claimed.storage.clone(),
+                    key,
+                    store,
+                    started: None,
+                    staged: Some(Staged {
+                        dir: staged,
+                        open: Default::default(),
+                    }),
+                },
+            );
+        }
+        let started = backup_core::storage::UploadStarted::default();
         return dump_plan(
             claimed,
             ctx,
@@ -101,6 +120,7 @@ pub(super) fn prepare_backup(
                 key,
                 store,
                 started: Some(started),
+                staged: None,
             },
         );
     }

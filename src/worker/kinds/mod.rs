@@ -14,6 +14,7 @@ use backup_core::{
 
 use backup_core::storage::copy::{CopyRun, CopySpec};
 use backup_core::storage::fetch::{FetchRun, FetchSpec};
+use backup_core::storage::tree::OpenUpload;
 use backup_core::storage::{Store, UploadStarted};
 use backup_core::{sidecar_key, ArchiveSource, RestoreRequest, Sidecar, StoredObject};
 
@@ -74,7 +75,18 @@ pub enum Destination {
         store: Store,
         /// The upload's id once the store has one; recorded for recovery.
         started: Option<backup_core::storage::UploadStarted>,
+        /// A directory-format backup: written into this local directory first, then uploaded
+        /// file by file under `<key>/`.
+        staged: Option<Staged>,
     },
+}
+
+/// The local directory a directory-format backup to a storage target is written into, and the
+/// upload of its files in progress.
+#[derive(Clone)]
+pub struct Staged {
+    pub dir: PathBuf,
+    pub open: OpenUpload,
 }
 
 impl Destination {
@@ -86,12 +98,32 @@ impl Destination {
         }
     }
 
-    /// The id of the upload in progress, once the store has one.
-    pub fn upload_id(&self) -> Option<String> {
+    /// The upload in progress, once the store has an id for it: the id, and the key when it is
+    /// not the backup's own (a file of a directory-format backup).
+    pub fn upload(&self) -> Option<(String, Option<String>)> {
         match self {
             Destination::Remote {
                 started: Some(s), ..
-            } => s.get().cloned(),
+            } => Some((s.get()?.clone(), None)),
+            Destination::Remote {
+                staged: Some(staged),
+                ..
+            } => {
+                let open = staged.open.lock().ok()?;
+                let (key, started) = open.as_ref()?;
+                Some((started.get()?.clone(), Some(key.clone())))
+            }
+            _ => None,
+        }
+    }
+
+    /// The local directory a directory-format backup to a storage target is staged in.
+    pub fn staged_dir(&self) -> Option<PathBuf> {
+        match self {
+            Destination::Remote {
+                staged: Some(staged),
+                ..
+            } => Some(staged.dir.clone()),
             _ => None,
         }
     }
@@ -138,12 +170,10 @@ impl Destination {
                 store,
                 ..
             } => {
-                for k in [key.clone(), sidecar_key(key)] {
-                    if let Err(e) = store.delete(&k) {
-                        pgrx::warning!(
-                            "backup_ext: could not delete {k} from storage \"{storage}\": {e}"
-                        );
-                    }
+                if let Err(e) = store.delete_backup(key) {
+                    pgrx::warning!(
+                        "backup_ext: could not delete {key} from storage \"{storage}\": {e}"
+                    );
                 }
             }
         }
@@ -174,8 +204,10 @@ pub struct RunningJob {
     pub destination: Option<Destination>,
     /// The local copy of the remote backup the job reads, removed when it ends.
     pub staged: Option<PathBuf>,
-    /// The upload id was written to the catalog.
-    pub upload_recorded: bool,
+    /// The upload id last written to the catalog.
+    pub recorded_upload: Option<String>,
+    /// A directory-format backup's dump result, kept while its files are uploaded.
+    pub pending: Option<JobResult>,
 }
 
 /// How to start a claimed job.
@@ -362,6 +394,7 @@ fn fetch_plan(
             storage: backup.storage.clone(),
             key,
             dest: dest.clone(),
+            tree: Format::parse(&backup.format) == Ok(Format::Directory),
             expected_size: backup.size_bytes.unwrap_or_default().max(0) as u64,
             expected_sha256: backup.sha256.clone().unwrap_or_default(),
         })),
@@ -452,6 +485,11 @@ pub fn outcome_of(result: JobResult) -> Outcome {
             message: None,
         },
         JobResult::Copied { ok: false, message } => Outcome::Failed(message),
+        JobResult::Uploaded { ok: false, message } => Outcome::Failed(message),
+        // The worker records the dump's result instead (`finish_upload`).
+        JobResult::Uploaded { ok: true, .. } => {
+            Outcome::Failed("the backup was uploaded but its result was lost".into())
+        }
         // The worker starts the job's next step instead (`launch_fetched`).
         JobResult::Fetched { ok: true, .. } => {
             Outcome::Failed("the backup was fetched but nothing read it".into())
