@@ -358,6 +358,9 @@ fn backups_stream_into_s3_with_a_sidecar_and_no_secret_anywhere() {
     .unwrap();
     foreign["system_identifier"] = "9999".into();
     s3.put(&format!("{other_key}.json"), foreign.to_string().as_bytes());
+    // Sidecars that are not ours (not JSON, or JSON of another shape) are skipped.
+    s3.put("team/a/9999/app/notes.json", b"not json");
+    s3.put("team/a/9999/app/other.json", b"{\"hello\": 1}");
     let counts = one_text(
         &mut client,
         "SELECT (SELECT count(*) FROM backup_ext.list_remote('offsite')) || ' ' ||
@@ -367,6 +370,8 @@ fn backups_stream_into_s3_with_a_sidecar_and_no_secret_anywhere() {
     assert_eq!(counts, "4 1");
     s3.delete(other_key);
     s3.delete(&format!("{other_key}.json"));
+    s3.delete("team/a/9999/app/notes.json");
+    s3.delete("team/a/9999/app/other.json");
 
     // Restores, inspection and verification read the object back.
     for (&job, target) in jobs.iter().zip(["from_custom", "from_plain", "from_tar"]) {

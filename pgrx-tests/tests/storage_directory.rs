@@ -37,6 +37,21 @@ fn directory_backups_go_up_file_by_file_and_come_back() {
             quote_literal(&s3.endpoint)
         ),
     );
+    // Directory backups are not copied (set_copies() names a second target).
+    let nfs = c.root.join("nfs");
+    std::fs::create_dir(&nfs).unwrap();
+    chown_postgres(&nfs);
+    exec(
+        &mut client,
+        &format!(
+            "SELECT backup_ext.add_storage('nfs', {})",
+            quote_literal(&format!("file://{}", nfs.display()))
+        ),
+    );
+    exec(
+        &mut client,
+        "SELECT backup_ext.set_copies(NULL, ARRAY['nfs'])",
+    );
     c.create_sample_db("app");
     // About 12 MB of incompressible data in one table: its file goes up in three parts.
     exec(
@@ -51,6 +66,12 @@ fn directory_backups_go_up_file_by_file_and_come_back() {
          options => '{\"storage\": \"offsite\"}')",
     );
     assert_eq!(c.wait_final(job, DEADLINE), "succeeded", "{:?}", c.job(job));
+    // Copies are queued with the outcome, in its transaction: none for this one.
+    let copies = one_i64(
+        &mut client,
+        &format!("SELECT count(*) FROM backup_ext.copies WHERE backup_id = {job}"),
+    );
+    assert_eq!(copies, 0);
 
     let row = client
         .query_one(

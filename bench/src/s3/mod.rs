@@ -30,6 +30,8 @@ use seaweed::{Seaweed, BUCKET};
 
 /// The storage target the part adds, and its folder in the bucket.
 const STORAGE: &str = "bench_s3";
+/// The second target the memory part's backup is copied to (another prefix of the same server).
+const COPY_STORAGE: &str = "bench_copy";
 const CREDENTIALS_FILE: &str = "backup_ext.s3_credentials_file";
 /// An empty database: the pg_dump of the upload race writes the archive file instead.
 const UPLOAD_DB: &str = "bench_upload";
@@ -123,6 +125,8 @@ pub(crate) struct UploadMemory {
     /// `started_at` to `finished_at`.
     pub(crate) secs: f64,
     pub(crate) samples: Vec<RssSample>,
+    /// Its copy to [`COPY_STORAGE`]: bytes, the copy job's seconds, its status.
+    pub(crate) copy: (i64, f64, String),
 }
 
 pub(crate) struct S3 {
@@ -195,6 +199,19 @@ impl Bench {
                 ],
             )
             .context(|| format!("add_storage('{STORAGE}', '{url}') failed"))?;
+        let copy_url = format!("s3://{BUCKET}/{COPY_STORAGE}");
+        self.db
+            .execute(
+                "SELECT backup_ext.add_storage($1, $2, jsonb_build_object('endpoint', $3::text, \
+                 'path_style', true, 'allow_http', true, 'part_size', $4::bigint))",
+                &[
+                    &COPY_STORAGE,
+                    &copy_url,
+                    &server.endpoint,
+                    &(self.a.s3_part_size as i64),
+                ],
+            )
+            .context(|| format!("add_storage('{COPY_STORAGE}', '{copy_url}') failed"))?;
         let (dumps, archive) = self.s3_dump_pairs(server)?;
         let upload = self.upload_race(server, tools, &archive);
         remove_path(&archive)?;
@@ -207,6 +224,11 @@ impl Bench {
     /// Removes the storage target left by this part (now, or by an earlier run that failed):
     /// its backups are marked expired first (the objects go with the server's directory).
     fn forget_storage(&mut self) -> Res<()> {
+        self.exec(&format!(
+            "SELECT backup_ext.set_copies('{MEMORY_DB}', '{{}}');
+             UPDATE backup_ext.backup_copies SET status = 'expired' WHERE storage = '{COPY_STORAGE}';
+             SELECT backup_ext.drop_storage('{COPY_STORAGE}');"
+        ))?;
         self.db
             .execute(
                 "UPDATE backup_ext.artifacts SET expired_at = now() \
@@ -499,11 +521,21 @@ impl Bench {
         self.log(&format!(
             "s3: worker memory during the upload of {MEMORY_DB} ({table_size})"
         ));
+        self.exec(&format!(
+            "SELECT backup_ext.set_copies('{MEMORY_DB}', ARRAY['{COPY_STORAGE}'])"
+        ))?;
         let sampler = RssSampler::start(pid);
         let job = self.s3_job(MEMORY_DB, Some("0"));
         let samples = sampler.finish();
         let job = job?;
         let (bytes, _, secs) = self.s3_backup_row(job.job_ids[0])?;
+        let copy = self.copy_of(job.job_ids[0])?;
+        self.log(&format!(
+            "s3: copy to {COPY_STORAGE}: {:.1} MB in {:.2}s ({})",
+            copy.0 as f64 / 1e6,
+            copy.1,
+            copy.2
+        ));
         let peak = samples.iter().map(|s| s.vm_rss_kb).max().unwrap_or(0);
         self.log(&format!(
             "s3: {:.1} MB in {secs:.2}s, worker VmRSS peak {:.1} MB over {} samples",
@@ -516,7 +548,35 @@ impl Bench {
             bytes,
             secs,
             samples,
+            copy,
         })
+    }
+
+    /// Waits for the copy of `backup_id` (queued when the backup succeeded) to end: its bytes,
+    /// the copy job's `finished_at - started_at` and its status.
+    fn copy_of(&mut self, backup_id: i64) -> Res<(i64, f64, String)> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+        loop {
+            let row = self
+                .db
+                .query_opt(
+                    "SELECT coalesce(c.size_bytes, 0), \
+                            extract(epoch FROM j.finished_at - j.started_at)::float8, c.status \
+                       FROM backup_ext.copies c JOIN backup_ext.jobs j ON j.job_id = c.job_id \
+                      WHERE c.backup_id = $1 AND c.status IN ('succeeded', 'failed')",
+                    &[&backup_id],
+                )
+                .context(|| format!("cannot read the copy of backup {backup_id}"))?;
+            if let Some(row) = row {
+                return Ok((row.get(0), row.get(1), row.get(2)));
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(
+                    format!("the copy of backup {backup_id} did not end within 900 s").into(),
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
 }
 

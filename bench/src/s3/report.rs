@@ -344,4 +344,14 @@ fn memory(md: &mut String, r: &S3, missed: &mut Vec<String>) {
         tenths.join(", ")
     );
     let _ = writeln!(md, "| samples | {} | | |", s.len());
+    let (bytes, secs, status) = &m.copy;
+    let _ = writeln!(
+        md,
+        "\nThe backup's copy to a second target (`set_copies()`; another prefix of the same \
+         SeaweedFS, so the server reads and writes at once), streamed from the first without a \
+         local copy: {:.1} MB in {secs:.2} s (the copy job's `started_at` to `finished_at`), \
+         **{:.1} MB/s**, {status}.",
+        *bytes as f64 / 1e6,
+        *bytes as f64 / 1e6 / secs.max(0.001)
+    );
 }
