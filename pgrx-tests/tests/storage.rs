@@ -20,6 +20,16 @@ fn add_storage_sql(name: &str, url: &str, endpoint: &str, extra: &str) -> String
     )
 }
 
+/// Local copies of remote backups left in the work directory.
+fn fetched_copies(c: &Cluster) -> Vec<String> {
+    std::fs::read_dir(c.backups.join(".work"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".fetch"))
+        .collect()
+}
+
 fn storage_names(client: &mut postgres::Client) -> Vec<String> {
     client
         .query("SELECT name FROM backup_ext.storages ORDER BY name", &[])
@@ -410,13 +420,7 @@ fn backups_stream_into_s3_with_a_sidecar_and_no_secret_anywhere() {
         c.job(verify)
     );
     // Nothing is left in the work directory.
-    let work: Vec<String> = std::fs::read_dir(c.backups.join(".work"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".fetch"))
-        .collect();
-    assert!(work.is_empty(), "{work:?}");
+    assert_eq!(fetched_copies(&c), Vec::<String>::new());
 
     // An object overwritten behind our back: refused (XX001) and its verification fails; a
     // deleted one: 58P01.
@@ -791,13 +795,7 @@ fn backups_are_copied_to_further_targets_and_retried_until_they_get_there() {
         .collect();
     assert_eq!(read_from, ["vault", "nfs", "nfs"]);
     std::fs::rename(&moved, &local_path).unwrap();
-    let leftovers: Vec<String> = std::fs::read_dir(c.backups.join(".work"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".fetch"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(fetched_copies(&c), Vec::<String>::new());
 
     // The vault is down: the copy fails, status() warns once copy_lag has passed, and the
     // retry after the vault is back succeeds.

@@ -186,32 +186,8 @@ impl Bench {
         tools: &S3Tools,
     ) -> Res<(Vec<DumpPair>, UploadRace, UploadMemory, f64)> {
         self.forget_storage()?;
-        let url = format!("s3://{BUCKET}/{STORAGE}");
-        self.db
-            .execute(
-                "SELECT backup_ext.add_storage($1, $2, jsonb_build_object('endpoint', $3::text, \
-                 'path_style', true, 'allow_http', true, 'part_size', $4::bigint))",
-                &[
-                    &STORAGE,
-                    &url,
-                    &server.endpoint,
-                    &(self.a.s3_part_size as i64),
-                ],
-            )
-            .context(|| format!("add_storage('{STORAGE}', '{url}') failed"))?;
-        let copy_url = format!("s3://{BUCKET}/{COPY_STORAGE}");
-        self.db
-            .execute(
-                "SELECT backup_ext.add_storage($1, $2, jsonb_build_object('endpoint', $3::text, \
-                 'path_style', true, 'allow_http', true, 'part_size', $4::bigint))",
-                &[
-                    &COPY_STORAGE,
-                    &copy_url,
-                    &server.endpoint,
-                    &(self.a.s3_part_size as i64),
-                ],
-            )
-            .context(|| format!("add_storage('{COPY_STORAGE}', '{copy_url}') failed"))?;
+        self.add_target(STORAGE, server)?;
+        self.add_target(COPY_STORAGE, server)?;
         let (dumps, archive) = self.s3_dump_pairs(server)?;
         let upload = self.upload_race(server, tools, &archive);
         remove_path(&archive)?;
@@ -219,6 +195,19 @@ impl Bench {
         let memory_db_secs = secs(|| self.create_memory_db())?;
         let memory = self.upload_memory()?;
         Ok((dumps, upload, memory, memory_db_secs))
+    }
+
+    /// Adds the storage target `name`: the prefix `name` of the server's bucket.
+    fn add_target(&mut self, name: &str, server: &Seaweed) -> Res<()> {
+        let url = format!("s3://{BUCKET}/{name}");
+        self.db
+            .execute(
+                "SELECT backup_ext.add_storage($1, $2, jsonb_build_object('endpoint', $3::text, \
+                 'path_style', true, 'allow_http', true, 'part_size', $4::bigint))",
+                &[&name, &url, &server.endpoint, &(self.a.s3_part_size as i64)],
+            )
+            .context(|| format!("add_storage('{name}', '{url}') failed"))?;
+        Ok(())
     }
 
     /// Removes the storage target left by this part (now, or by an earlier run that failed):
