@@ -5,6 +5,7 @@
 //! and that the code running next to a child process (threads, signals)
 //! cannot call into the server by mistake.
 
+pub mod alerts;
 pub mod conninfo;
 pub mod dump;
 pub mod error;
