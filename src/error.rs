@@ -53,6 +53,10 @@ pub enum BackupError {
     StorageExists(String),
     /// Live backups are stored in the target (2BP01).
     StorageInUse { name: String, backups: i64 },
+    /// No alert of this name (42704).
+    NoSuchAlert { name: String, known: Vec<String> },
+    /// An alert of this name exists already (42710).
+    AlertExists(String),
     /// A catalog query failed; carries the underlying message (XX000).
     Internal(String),
 }
@@ -149,6 +153,20 @@ impl BackupError {
                     "Storage targets: {}. Add one with backup_ext.add_storage(name, url, options).",
                     known.join(", ")
                 ),
+            ),
+            BackupError::NoSuchAlert { name, known } => (
+                ERRCODE_UNDEFINED_OBJECT,
+                format!("alert \"{name}\" does not exist"),
+                if known.is_empty() {
+                    "No alerts exist. Add one with backup_ext.add_alert(name, kind, target).".into()
+                } else {
+                    format!("Alerts: {}. See SELECT * FROM backup_ext.alerts;", known.join(", "))
+                },
+            ),
+            BackupError::AlertExists(name) => (
+                ERRCODE_DUPLICATE_OBJECT,
+                format!("alert \"{name}\" already exists"),
+                "Pick another name, or drop it first with backup_ext.drop_alert(name).".into(),
             ),
             BackupError::StorageExists(name) => (
                 ERRCODE_DUPLICATE_OBJECT,

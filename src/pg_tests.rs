@@ -261,7 +261,8 @@ mod tests {
         assert_eq!(
             rows.as_deref(),
             Some(
-                "backup_ext.bin_dir=sighup,backup_ext.copy_lag=sighup,\
+                "backup_ext.alert_allow_http=sighup,backup_ext.alert_retries=sighup,\
+                 backup_ext.bin_dir=sighup,backup_ext.copy_lag=sighup,\
                  backup_ext.copy_retries=sighup,backup_ext.copy_retry_delay=sighup,\
                  backup_ext.critical_age=sighup,\
                  backup_ext.database=postmaster,backup_ext.default_storage=sighup,\

@@ -25,6 +25,8 @@ static S3_ALLOW_HTTP: GucSetting<bool> = GucSetting::<bool>::new(false);
 static COPY_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
 static COPY_RETRY_DELAY: GucSetting<i32> = GucSetting::<i32>::new(30);
 static COPY_LAG: GucSetting<i32> = GucSetting::<i32>::new(3600);
+static ALERT_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(10);
+static ALERT_ALLOW_HTTP: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 /// Registers the settings; called from `_PG_init` in every process that loads the library.
 pub fn register() {
@@ -164,6 +166,24 @@ pub fn register() {
         GucContext::Sighup,
         GucFlags::UNIT_S,
     );
+    GucRegistry::define_int_guc(
+        c"backup_ext.alert_retries",
+        c"How many times an alert delivery is tried before it is given up.",
+        c"Tries are 2 s, 4 s, 8 s, ... apart, at most an hour.",
+        &ALERT_RETRIES,
+        1,
+        100,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"backup_ext.alert_allow_http",
+        c"Allows alert targets over plain http, and SMTP without TLS, beyond loopback.",
+        c"Messages, and their signatures, then travel unencrypted.",
+        &ALERT_ALLOW_HTTP,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
     // Reserve the prefix so a typo such as backup_ext.directroy is an error, not a silent no-op.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"backup_ext".as_ptr()) };
 }
@@ -261,4 +281,15 @@ pub fn copy_retries() -> i32 {
 /// Seconds before the first retry of a failed copy (`backup_ext.copy_retry_delay`).
 pub fn copy_retry_delay() -> i32 {
     COPY_RETRY_DELAY.get()
+}
+
+/// Tries of an alert delivery before it is given up (`backup_ext.alert_retries`).
+pub fn alert_retries() -> i32 {
+    ALERT_RETRIES.get()
+}
+
+/// Whether alerts may use plain http or SMTP without TLS beyond loopback
+/// (`backup_ext.alert_allow_http`).
+pub fn alert_allow_http() -> bool {
+    ALERT_ALLOW_HTTP.get()
 }

@@ -1,5 +1,6 @@
 //! The SQL surface: small functions that validate, write the catalog and return.
 
+mod alerts;
 pub mod backup;
 mod jobs;
 mod restore;

@@ -374,6 +374,8 @@ pub fn record_outcome(job_id: i64, outcome: &Outcome, copy_retry: (i32, i32)) ->
         }
         let (retry, retries, delay) = copy_retry;
         super::record_copy_outcome(job_id, error, retry, retries, delay)?;
+        // In this transaction: an alert is never lost, nor sent for an outcome rolled back.
+        super::alerts::raise_for_outcome(job_id)?;
         client.update(
             "DELETE FROM backup_ext.cancel_requests WHERE job_id = $1",
             None,

@@ -3,6 +3,7 @@
 //! the few utility statements go through `format('%I')`). The items are re-exported here, so
 //! callers write `catalog::claim_next_job` whatever file it lives in.
 
+pub mod alerts;
 mod backups;
 mod cluster;
 mod copies;

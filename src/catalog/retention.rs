@@ -137,5 +137,8 @@ pub fn forget_history(history_days: i32, dry_run: bool) -> SpiResult<i64> {
              SELECT count(*) FROM d"
         )
     };
+    if !dry_run {
+        super::alerts::forget_deliveries(history_days)?;
+    }
     Ok(Spi::get_one_with_args::<i64>(&sql, &[history_days.into()])?.unwrap_or_default())
 }

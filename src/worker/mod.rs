@@ -1,6 +1,7 @@
 //! The background worker: waits on its latch, claims queued jobs, runs up to
 //! `backup_ext.max_parallel` children, records each outcome, and cleans up after crashes.
 
+mod alerts;
 mod kinds;
 mod scheduler;
 mod txn;
@@ -72,6 +73,10 @@ pub extern "C-unwind" fn backup_ext_worker_main(_arg: pg_sys::Datum) {
         } else {
             BUSY_TICK
         };
+        let wait = worker
+            .outbox
+            .wait_hint()
+            .map_or(wait, |hint| hint.min(wait));
         if !BackgroundWorker::wait_latch(Some(wait)) {
             break;
         }
@@ -92,6 +97,7 @@ struct Worker {
     last_progress: Option<Instant>,
     last_schedule_check: Option<Instant>,
     last_upload_sweep: Option<Instant>,
+    outbox: alerts::Outbox,
 }
 
 impl Worker {
@@ -114,6 +120,7 @@ impl Worker {
         self.sweep_storage();
         self.run_schedules();
         self.start_queued();
+        self.outbox.tick();
     }
 
     /// Queues failed copies whose retry is due, and aborts the uploads of backups that ended

@@ -39,7 +39,13 @@ pub struct AlertEvent {
 impl AlertEvent {
     /// The people's line for a job outcome (`message` is built from the other fields).
     pub fn describe_job(&mut self) {
-        let kind = self.kind.as_deref().unwrap_or("job");
+        let kind = match self.kind.as_deref() {
+            Some("database") => "backup",
+            Some("globals") => "globals backup",
+            Some("verify") => "verification",
+            Some(other) => other,
+            None => "",
+        };
         let job = self.job_id.map(|j| format!(" {j}")).unwrap_or_default();
         let db = self
             .database
@@ -47,7 +53,9 @@ impl AlertEvent {
             .map(|d| format!(" of database \"{d}\""))
             .unwrap_or_default();
         let status = self.status.as_deref().unwrap_or(&self.event);
-        let mut line = format!("{kind} job{job}{db} {status}");
+        let mut line = format!("{kind} job{job}{db} {status}")
+            .trim_start()
+            .to_string();
         if let Some(b) = self.backup_id {
             line.push_str(&format!(" (backup {b})"));
         }
@@ -228,7 +236,7 @@ mod tests {
             message: String::new(),
             database: Some("app".into()),
             job_id: Some(42),
-            kind: Some("backup".into()),
+            kind: Some("database".into()),
             status: Some("failed".into()),
             backup_id: Some(42),
             error: Some(first_line(
@@ -295,7 +303,7 @@ mod tests {
             "[backup_ext main] failed: database \"app\", job 42"
         );
         assert!(body.contains("\nDatabase:  app\n"), "{body}");
-        assert!(body.contains("\nJob:       42 (backup)\n"), "{body}");
+        assert!(body.contains("\nJob:       42 (database)\n"), "{body}");
         assert!(
             body.contains("\nError:     pg_dump: error: connection refused\n"),
             "{body}"
