@@ -46,6 +46,7 @@ CREATE INDEX alert_deliveries_created_idx ON backup_ext.alert_deliveries (create
 CREATE TABLE backup_ext.alert_raised (
     event     text NOT NULL,
     subject   text NOT NULL,
+    as_of     timestamptz,
     raised_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (event, subject)
 );

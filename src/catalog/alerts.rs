@@ -199,21 +199,12 @@ pub fn raise_for_outcome(job_id: i64) -> SpiResult<i64> {
 }
 
 /// Raises `stale` for each database whose newest successful backup has become older than
-/// `backup_ext.warn_age`, once per crossing: the crossing is remembered in `alert_raised` and
-/// forgotten once a newer backup brings the database back under the limit. Only databases
-/// with a successful backup are watched (one that never had one is for status() to report).
+/// `backup_ext.warn_age`, once per crossing: `alert_raised` remembers which backup (by its
+/// finish time) the alert was raised for, so a newer backup that goes stale in turn raises it
+/// again and nothing else does. Only databases with a successful backup are watched (one that
+/// never had one is for status() to report).
 pub fn check_stale() -> SpiResult<i64> {
     let crossed = Spi::connect_mut(|client| {
-        client.update(
-            "DELETE FROM backup_ext.alert_raised r
-              WHERE r.event = 'stale'
-                AND EXISTS (SELECT 1 FROM backup_ext.jobs j
-                             WHERE j.kind = 'database' AND j.database = r.subject
-                               AND j.status = 'succeeded'
-                               AND j.finished_at >= now() - pg_catalog.current_setting('backup_ext.warn_age')::interval)",
-            None,
-            &[],
-        )?;
         let rows = client.update(
             "WITH last AS (
                  SELECT j.database, max(j.finished_at) AS at
@@ -221,11 +212,13 @@ pub fn check_stale() -> SpiResult<i64> {
                   WHERE j.kind = 'database' AND j.status = 'succeeded' AND j.database IS NOT NULL
                   GROUP BY j.database),
              crossed AS (
-                 INSERT INTO backup_ext.alert_raised (event, subject)
-                 SELECT 'stale', l.database FROM last l
+                 INSERT INTO backup_ext.alert_raised AS r (event, subject, as_of)
+                 SELECT 'stale', l.database, l.at FROM last l
                   WHERE l.at < now() - pg_catalog.current_setting('backup_ext.warn_age')::interval
-                 ON CONFLICT DO NOTHING
-                 RETURNING subject)
+                 ON CONFLICT (event, subject) DO UPDATE
+                    SET as_of = EXCLUDED.as_of, raised_at = now()
+                  WHERE r.as_of IS DISTINCT FROM EXCLUDED.as_of
+                 RETURNING r.subject)
              SELECT c.subject, pg_catalog.to_char(l.at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
                FROM crossed c JOIN last l ON l.database = c.subject",
             None,

@@ -28,11 +28,12 @@ CREATE INDEX alert_deliveries_due_idx ON backup_ext.alert_deliveries (next_try_a
 CREATE INDEX alert_deliveries_alert_idx ON backup_ext.alert_deliveries (alert);
 CREATE INDEX alert_deliveries_created_idx ON backup_ext.alert_deliveries (created_at);
 
--- Events raised once per crossing ('stale' per database, 'copy_lagging' per backup), so that
--- a restart does not raise them again.
+-- Events raised once per crossing, so that a restart does not raise them again: 'stale' per
+-- database and newest successful backup (as_of, its finish), 'copy_lagging' per backup.
 CREATE TABLE backup_ext.alert_raised (
     event     text NOT NULL,
     subject   text NOT NULL,
+    as_of     timestamptz,
     raised_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (event, subject)
 );

@@ -56,7 +56,11 @@ impl AlertEvent {
         let mut line = format!("{kind} job{job}{db} {status}")
             .trim_start()
             .to_string();
-        if let Some(b) = self.backup_id {
+        // A failed backup's id names nothing usable; a verification's names what it checked.
+        if let (Some(b), true) = (
+            self.backup_id,
+            status == "succeeded" || self.kind.as_deref() == Some("verify"),
+        ) {
             line.push_str(&format!(" (backup {b})"));
         }
         if let Some(e) = &self.error {
@@ -255,7 +259,7 @@ mod tests {
         let e = failed();
         assert_eq!(
             e.message,
-            "backup job 42 of database \"app\" failed (backup 42): pg_dump: error: connection refused"
+            "backup job 42 of database \"app\" failed: pg_dump: error: connection refused"
         );
         let Rendered::Http { body } = render(AlertKind::Webhook, &e) else {
             panic!()
@@ -277,8 +281,7 @@ mod tests {
             Rendered::Http { body } => serde_json::from_slice::<Value>(&body).unwrap(),
             Rendered::Email { .. } => panic!(),
         };
-        let text =
-            "[backup_ext main] failed: backup job 42 of database \"app\" failed (backup 42): \
+        let text = "[backup_ext main] failed: backup job 42 of database \"app\" failed: \
                     pg_dump: error: connection refused (2026-11-30T00:12:03Z)";
         assert_eq!(body(AlertKind::Slack), json!({ "text": text }));
         assert_eq!(body(AlertKind::Discord), json!({ "content": text }));
@@ -313,6 +316,27 @@ mod tests {
             panic!()
         };
         assert!(subject.starts_with("[backup_ext 7312345678901234567] failed"));
+    }
+
+    #[test]
+    fn success_and_verification_lines_name_the_backup() {
+        let mut e = failed();
+        e.status = Some("succeeded".into());
+        e.error = None;
+        e.describe_job();
+        assert_eq!(
+            e.message,
+            "backup job 42 of database \"app\" succeeded (backup 42)"
+        );
+        e.kind = Some("verify".into());
+        e.job_id = Some(43);
+        e.status = Some("failed".into());
+        e.error = Some("table t1 has 3 rows, the archive 4".into());
+        e.describe_job();
+        assert_eq!(
+            e.message,
+            "verification job 43 of database \"app\" failed (backup 42): table t1 has 3 rows, the archive 4"
+        );
     }
 
     #[test]
