@@ -63,18 +63,18 @@ pub fn alert_names() -> SpiResult<Vec<String>> {
 /// An alert as stored: kind, target, options.
 pub fn alert(name: &str) -> SpiResult<Option<(String, String, Value)>> {
     Spi::connect(|client| {
-        let rows = client.select(
+        let mut rows = client.select(
             "SELECT kind, target, options FROM backup_ext.alert_targets WHERE name = $1",
             None,
             &[name.into()],
         )?;
-        for row in rows {
-            let kind = row.get::<String>(1)?.unwrap_or_default();
-            let target = row.get::<String>(2)?.unwrap_or_default();
-            let options = row.get::<JsonB>(3)?.map(|j| j.0).unwrap_or(Value::Null);
-            return Ok(Some((kind, target, options)));
-        }
-        Ok(None)
+        let Some(row) = rows.next() else {
+            return Ok(None);
+        };
+        let kind = row.get::<String>(1)?.unwrap_or_default();
+        let target = row.get::<String>(2)?.unwrap_or_default();
+        let options = row.get::<JsonB>(3)?.map(|j| j.0).unwrap_or(Value::Null);
+        Ok(Some((kind, target, options)))
     })
 }
 
