@@ -195,6 +195,57 @@ fn a_failing_receiver_gets_the_message_once_on_the_third_try() {
 }
 
 #[test]
+fn a_failed_verification_is_reported_once_to_each_alert() {
+    let c = Cluster::start("alerts_verify");
+    c.create_sample_db("al_verify");
+    let receiver = HttpReceiver::start();
+    let mut client = c.client("postgres");
+    exec(
+        &mut client,
+        &format!(
+            "SELECT backup_ext.add_alert('both', 'webhook', {}, '{{failed,verify_failed}}');
+             SELECT backup_ext.add_alert('failures', 'webhook', {}, '{{failed}}');",
+            quote_literal(&receiver.url("/both")),
+            quote_literal(&receiver.url("/failures"))
+        ),
+    );
+    let backup = backup_db(&c, "al_verify", "");
+    flip_middle_byte(&backup.path_buf());
+    let job = c.enqueue(&format!(
+        "SELECT backup_ext.verify_backup({})",
+        backup.backup_id
+    ));
+    assert_eq!(c.wait_final(job, SMALL_JOB), "failed");
+    wait_settled(&c, &mut client, 2);
+    let mut got: Vec<(String, String)> = receiver
+        .requests()
+        .iter()
+        .map(|r| {
+            (
+                r.path.clone(),
+                r.json()["event"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("/both".to_string(), "verify_failed".to_string()),
+            ("/failures".to_string(), "failed".to_string())
+        ]
+    );
+    let body = receiver.requests()[0].json();
+    assert_eq!(body["job_id"], job);
+    assert_eq!(body["kind"], "verify");
+    assert_eq!(body["backup_id"], backup.backup_id);
+    assert!(
+        body["error"].as_str().unwrap().contains("sha256 mismatch"),
+        "{body}"
+    );
+}
+
+#[test]
 fn stale_is_raised_once_per_crossing() {
     let c = Cluster::start("alerts_stale");
     sample_db(&c, "al_stale");

@@ -101,7 +101,7 @@ pub fn new_event(event: Event, database: Option<&str>, message: &str) -> SpiResu
 fn add_job_facts(e: &mut AlertEvent, job_id: i64) -> SpiResult<()> {
     Spi::connect(|client| {
         let rows = client.select(
-            "SELECT j.kind, j.status, j.database, a.backup_id, coalesce(j.error, '')
+            "SELECT j.kind, j.status, j.database, coalesce(a.backup_id, j.backup_id), coalesce(j.error, '')
                FROM backup_ext.jobs j LEFT JOIN backup_ext.artifacts a ON a.job_id = j.job_id
               WHERE j.job_id = $1",
             None,
