@@ -192,6 +192,21 @@ fn a_failing_receiver_gets_the_message_once_on_the_third_try() {
            FROM backup_ext.alerts",
     );
     assert_eq!(view, "chat 0 0 true");
+
+    // purge() forgets deliveries older than history_days that have ended; a pending one stays.
+    exec(
+        &mut client,
+        "UPDATE backup_ext.alert_deliveries SET created_at = now() - interval '91 days';
+         INSERT INTO backup_ext.alert_deliveries (alert, event, payload, next_try_at, created_at)
+         SELECT alert, event, payload, now() + interval '1 hour', now() - interval '91 days'
+           FROM backup_ext.alert_deliveries;
+         SELECT count(*) FROM backup_ext.purge();",
+    );
+    let left = one_text(
+        &mut client,
+        "SELECT string_agg((delivered_at IS NULL)::text, ',') FROM backup_ext.alert_deliveries",
+    );
+    assert_eq!(left, "true");
 }
 
 #[test]

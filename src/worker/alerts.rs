@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use backup_core::alerts::Sender;
+use backup_core::alerts::{DeliveryResult, Sender};
 use pgrx::prelude::*;
 
 use super::txn::spi;
@@ -35,7 +35,23 @@ pub(super) struct Outbox {
 }
 
 impl Outbox {
+    /// Records results that have arrived, looks for stale databases and lagging copies when due,
+    /// and claims due deliveries at most every [`CLAIM_EVERY`]; opens no transaction when there
+    /// is nothing to do, so a busy loop's fast ticks cost nothing here.
     pub(super) fn tick(&mut self) {
+        let results = self
+            .sender
+            .as_mut()
+            .map(Sender::results)
+            .unwrap_or_default();
+        let claim_due = self.last_claim.is_none_or(|t| t.elapsed() >= CLAIM_EVERY);
+        let check_due = self.last_check.is_none_or(|t| t.elapsed() >= CHECK_EVERY);
+        if !claim_due {
+            self.claim_pending = true;
+        }
+        if results.is_empty() && !claim_due && !check_due {
+            return;
+        }
         match spi(alerts::outbox_exists) {
             Ok(true) => {}
             Ok(false) => return,
@@ -44,9 +60,13 @@ impl Outbox {
                 return;
             }
         }
-        self.collect();
-        self.check();
-        self.claim();
+        self.record(results);
+        if check_due {
+            self.check();
+        }
+        if claim_due {
+            self.claim();
+        }
     }
 
     /// How long the loop may sleep without delaying a send or the record of its result.
@@ -67,11 +87,7 @@ impl Outbox {
         })
     }
 
-    fn collect(&mut self) {
-        let Some(sender) = self.sender.as_mut() else {
-            return;
-        };
-        let results = sender.results();
+    fn record(&mut self, results: Vec<DeliveryResult>) {
         if results.is_empty() {
             return;
         }
@@ -95,9 +111,6 @@ impl Outbox {
     }
 
     fn check(&mut self) {
-        if self.last_check.is_some_and(|t| t.elapsed() < CHECK_EVERY) {
-            return;
-        }
         self.last_check = Some(Instant::now());
         match spi(|| Ok(alerts::check_stale()? + alerts::check_copy_lag()?)) {
             Ok(0) => {}
@@ -107,10 +120,6 @@ impl Outbox {
     }
 
     fn claim(&mut self) {
-        if self.last_claim.is_some_and(|t| t.elapsed() < CLAIM_EVERY) {
-            self.claim_pending = true;
-            return;
-        }
         self.last_claim = Some(Instant::now());
         self.claim_pending = false;
         if self.sender.is_none() {
