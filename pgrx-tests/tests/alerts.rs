@@ -282,8 +282,15 @@ fn stale_is_raised_once_per_crossing() {
         content.contains("stale: the last successful backup of database \"al_stale\" finished at"),
         "{content}"
     );
-    // The worker looks every 10 s: two more looks must not raise it again.
-    std::thread::sleep(Duration::from_secs(22));
+    // Nor does a restart of the worker raise it again: the worker looks every 10 s, so after
+    // its restart it has looked at least once more when this sleep ends.
+    let pid = worker_pid(&mut client);
+    exec(&mut client, &format!("SELECT pg_terminate_backend({pid})"));
+    c.wait_until("the worker to restart", DELIVERY, || {
+        let now = worker_pid(&mut c.client("postgres"));
+        now > 0 && now != pid
+    });
+    std::thread::sleep(Duration::from_secs(12));
     assert_eq!(receiver.requests().len(), 1);
     assert_eq!(
         one_i64(
@@ -296,6 +303,55 @@ fn stale_is_raised_once_per_crossing() {
     let job = c.enqueue("SELECT backup_ext.backup_database('al_stale')");
     assert_eq!(c.wait_final(job, SMALL_JOB), "succeeded");
     receiver.wait_for(2, DELIVERY);
+}
+
+fn worker_pid(client: &mut Client) -> i32 {
+    client
+        .query_opt(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'backup_ext worker'",
+            &[],
+        )
+        .unwrap()
+        .map(|r| r.get(0))
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_copy_missing_past_copy_lag_is_raised_once() {
+    let c = Cluster::start("alerts_copy_lag");
+    sample_db(&c, "al_copy");
+    let receiver = HttpReceiver::start();
+    let nfs = c.root.join("nfs");
+    std::fs::create_dir_all(&nfs).unwrap();
+    chown_postgres(&nfs);
+    let mut client = c.client("postgres");
+    exec(
+        &mut client,
+        &format!(
+            "SELECT backup_ext.add_storage('nfs', {});
+             SELECT backup_ext.set_copies(NULL, ARRAY['nfs']);
+             SELECT backup_ext.add_alert('copies', 'webhook', {}, '{{copy_lagging}}');",
+            quote_literal(&format!("file://{}", nfs.display())),
+            quote_literal(&receiver.url("/copies"))
+        ),
+    );
+    // The target refuses writes from now on, so the copy fails and stays missing.
+    std::fs::set_permissions(&nfs, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
+    c.set_and_reload("backup_ext.copy_lag", "1s");
+    let job = c.enqueue("SELECT backup_ext.backup_database('al_copy')");
+    assert_eq!(c.wait_final(job, SMALL_JOB), "succeeded");
+    let got = receiver.wait_for(1, DELIVERY);
+    let body = got[0].json();
+    assert_eq!(body["event"], "copy_lagging");
+    assert_eq!(body["database"], "al_copy");
+    assert_eq!(body["backup_id"], job);
+    assert_eq!(
+        body["message"],
+        format!("backup {job} still has no copy in nfs after backup_ext.copy_lag")
+    );
+    // Later looks (every 10 s) do not raise it again for the same backup.
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(receiver.requests().len(), 1);
 }
 
 #[test]
