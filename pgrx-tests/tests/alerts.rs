@@ -224,6 +224,37 @@ fn a_failed_verification_is_reported_once_to_each_alert() {
             quote_literal(&receiver.url("/failures"))
         ),
     );
+    // A hostile role's function in public that would shadow what the alert code calls: neither
+    // the worker nor the alert functions may ever run it.
+    exec(
+        &mut client,
+        "CREATE ROLE mallory LOGIN; GRANT CREATE ON SCHEMA public TO mallory;",
+    );
+    c.client_as("postgres", "mallory")
+        .batch_execute(
+            "CREATE TABLE public.trap (who text);
+             GRANT INSERT ON public.trap TO PUBLIC;
+             CREATE FUNCTION public.overlaps(a text[], b text[]) RETURNS boolean LANGUAGE sql
+                 AS $$ INSERT INTO public.trap VALUES (current_user) RETURNING true $$;
+             CREATE OPERATOR public.&& (LEFTARG = text[], RIGHTARG = text[],
+                                        FUNCTION = public.overlaps);
+             CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE sql
+                 AS $$ INSERT INTO public.trap VALUES (current_user) RETURNING pg_catalog.now() $$;
+             CREATE FUNCTION public.make_interval(secs integer) RETURNS interval LANGUAGE sql
+                 AS $$ INSERT INTO public.trap VALUES (current_user)
+                       RETURNING pg_catalog.make_interval(secs => secs) $$;",
+        )
+        .unwrap_or_else(|e| panic!("the hostile objects: {}", describe(&e)));
+    // The trap works where public is on the path: an exact match beats pg_catalog's
+    // make_interval(..., secs double precision), which the alert code calls with integers.
+    exec(&mut client, "SELECT make_interval(secs => 1::integer)");
+    assert_eq!(
+        one_i64(
+            &mut client,
+            "WITH d AS (DELETE FROM public.trap RETURNING 1) SELECT count(*) FROM d"
+        ),
+        1
+    );
     let backup = backup_db(&c, "al_verify", "");
     flip_middle_byte(&backup.path_buf());
     let job = c.enqueue(&format!(
@@ -258,6 +289,11 @@ fn a_failed_verification_is_reported_once_to_each_alert() {
         body["error"].as_str().unwrap().contains("sha256 mismatch"),
         "{body}"
     );
+    assert_eq!(
+        one_text(&mut client, "SELECT backup_ext.test_alert('both')"),
+        "delivered (HTTP 200)"
+    );
+    assert_eq!(one_i64(&mut client, "SELECT count(*) FROM public.trap"), 0);
 }
 
 #[test]
