@@ -298,3 +298,16 @@ impl Drop for SmtpServer {
         }
     }
 }
+
+/// Long enough for an alert delivery and two retries (2 s and 4 s apart) on a busy machine.
+pub const ALERT_DELIVERY: Duration = Duration::from_secs(40);
+
+/// Waits until `n` deliveries of the alert outbox have ended (delivered or given up).
+pub fn wait_deliveries_settled(c: &crate::Cluster, client: &mut postgres::Client, n: i64) {
+    c.wait_until("alert deliveries to settle", ALERT_DELIVERY, || {
+        crate::one_i64(
+            client,
+            "SELECT count(*) FROM backup_ext.alert_deliveries WHERE next_try_at IS NULL",
+        ) >= n
+    });
+}
