@@ -262,6 +262,121 @@ async fn mail(d: &Delivery, subject: String, body: String) -> Result<String, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alerts::AlertEvent;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    fn delivery(kind: AlertKind, target: String, options: AlertOptions) -> Delivery {
+        Delivery {
+            id: 1,
+            kind,
+            target,
+            options,
+            event: AlertEvent {
+                event: "test".into(),
+                message: "test".into(),
+                database: None,
+                job_id: None,
+                kind: None,
+                status: None,
+                backup_id: None,
+                error: None,
+                time: "2026-11-30T00:00:00Z".into(),
+                cluster: String::new(),
+                system_identifier: "1".into(),
+            },
+        }
+    }
+
+    /// A loopback server that answers every connection with `reply` and closes it.
+    fn answering(reply: &'static [u8]) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut buf = [0u8; 4096];
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(reply);
+            }
+        });
+        port
+    }
+
+    fn closed_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    #[test]
+    fn tls_failures_are_errors_not_panics() {
+        let opts = AlertOptions {
+            timeout: Some(3),
+            ..AlertOptions::default()
+        };
+        // https to a server that speaks plain HTTP: the handshake fails.
+        let port = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        let d = delivery(
+            AlertKind::Webhook,
+            format!("https://127.0.0.1:{port}/"),
+            opts.clone(),
+        );
+        let e = send_now(d, &mut || {}).unwrap_err();
+        assert!(
+            e.starts_with("request failed") || e.starts_with("cannot connect"),
+            "{e}"
+        );
+        let port = closed_port();
+        let d = delivery(
+            AlertKind::Slack,
+            format!("http://127.0.0.1:{port}/"),
+            opts.clone(),
+        );
+        let e = send_now(d, &mut || {}).unwrap_err();
+        assert!(e.starts_with("cannot connect"), "{e}");
+        for tls in [TlsMode::StartTls, TlsMode::Implicit, TlsMode::None] {
+            let mail = AlertOptions {
+                host: Some("127.0.0.1".into()),
+                port: Some(closed_port()),
+                tls: Some(tls),
+                from: Some("b@example.com".into()),
+                ..opts.clone()
+            };
+            let d = delivery(AlertKind::Email, "dba@example.com".into(), mail);
+            let e = send_now(d, &mut || {}).unwrap_err();
+            assert!(e.starts_with("SMTP to 127.0.0.1:"), "{e}");
+        }
+    }
+
+    #[test]
+    fn answers_other_than_2xx_fail_and_a_missing_secret_file_is_named() {
+        let port = answering(b"HTTP/1.1 302 Found\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n");
+        let d = delivery(
+            AlertKind::Webhook,
+            format!("http://127.0.0.1:{port}/"),
+            AlertOptions::default(),
+        );
+        assert_eq!(
+            send_now(d, &mut || {}).unwrap_err(),
+            "the receiver answered HTTP 302"
+        );
+        let d = delivery(
+            AlertKind::Webhook,
+            format!("http://127.0.0.1:{port}/"),
+            AlertOptions {
+                secret_file: Some("/nonexistent/secret".into()),
+                ..AlertOptions::default()
+            },
+        );
+        let e = send_now(d, &mut || {}).unwrap_err();
+        assert!(
+            e.starts_with("cannot read secret_file /nonexistent/secret"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn backoff_doubles_up_to_an_hour() {
