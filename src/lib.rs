@@ -19,6 +19,11 @@ mod worker;
 pgrx::pg_module_magic!();
 
 pgrx::extension_sql_file!("schema/bootstrap.sql", name = "bootstrap", bootstrap);
+pgrx::extension_sql_file!(
+    "schema/summary.sql",
+    name = "summary",
+    requires = ["bootstrap"]
+);
 pgrx::extension_sql_file!("schema/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

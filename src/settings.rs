@@ -25,6 +25,7 @@ static S3_ALLOW_HTTP: GucSetting<bool> = GucSetting::<bool>::new(false);
 static COPY_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
 static COPY_RETRY_DELAY: GucSetting<i32> = GucSetting::<i32>::new(30);
 static COPY_LAG: GucSetting<i32> = GucSetting::<i32>::new(3600);
+static VERIFY_AGE: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 /// Registers the settings; called from `_PG_init` in every process that loads the library.
 pub fn register() {
@@ -160,6 +161,16 @@ pub fn register() {
         c"",
         &COPY_LAG,
         1,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"backup_ext.verify_age",
+        c"status() warns when a database's newest passed verification is older than this (0: never).",
+        c"Scheduled restore drills ({\"verify\": \"latest\"}) keep it fresh.",
+        &VERIFY_AGE,
+        0,
         i32::MAX,
         GucContext::Sighup,
         GucFlags::UNIT_S,

@@ -90,7 +90,9 @@ CREATE TABLE backup_ext.artifacts (
     storage        text NOT NULL DEFAULT 'local',
     key            text,
     -- the open multipart upload while the job runs, so recovery can abort one left by a crash
-    upload_id      text
+    upload_id      text,
+    -- why a succeeded backup looks wrong (the size guardrail), NULL when it looks normal
+    anomaly        text
 );
 CREATE INDEX artifacts_database_idx ON backup_ext.artifacts (database, backup_id DESC);
 -- Live backups (size_bytes is only ever set on success) per database, for status().
@@ -249,7 +251,8 @@ SELECT a.backup_id,
        a.storage,
        a.key,
        (SELECT pg_catalog.jsonb_object_agg(c.storage, c.status ORDER BY c.storage)
-          FROM backup_ext.backup_copies c WHERE c.backup_id = a.backup_id) AS copies
+          FROM backup_ext.backup_copies c WHERE c.backup_id = a.backup_id) AS copies,
+       a.anomaly
   FROM backup_ext.artifacts a
   JOIN backup_ext.jobs j ON j.job_id = a.job_id;
 
