@@ -154,6 +154,9 @@ fn header(md: &mut String, r: &Report) {
             s.memory.table_size
         );
     }
+    if r.catalog.is_some() {
+        data = "the fabricated catalog rows below only".to_string();
+    }
     let _ = writeln!(md, "| data | {data} |");
     if r.comparison.is_some() {
         let _ = writeln!(

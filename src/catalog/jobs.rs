@@ -510,3 +510,33 @@ pub fn enqueue_job(job: &NewJob) -> SpiResult<i64> {
     )?
     .unwrap_or_default())
 }
+
+/// The newest succeeded backup still kept of one database (or of each, `None`), from the
+/// summary the triggers keep: (backup id, database).
+pub fn newest_backups(database: Option<&str>) -> SpiResult<Vec<(i64, String)>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT last_backup_id, database FROM backup_ext.database_summary
+              WHERE kind = 'database' AND last_backup_id IS NOT NULL
+                AND ($1::text IS NULL OR database = $1)
+              ORDER BY database",
+            None,
+            &[database.into()],
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let (Some(id), Some(db)) = (row.get::<i64>(1)?, row.get::<String>(2)?) {
+                out.push((id, db));
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// Names the schedule that enqueued a job (restore drills enqueue through [`enqueue_job`]).
+pub fn set_job_schedule(job_id: i64, schedule: &str) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE backup_ext.jobs SET schedule = $2 WHERE job_id = $1",
+        &[job_id.into(), schedule.into()],
+    )
+}

@@ -220,7 +220,8 @@ GRANT USAGE ON SCHEMA backup_ext TO backup_ext_operator, backup_ext_restorer;
 GRANT SELECT ON backup_ext.jobs, backup_ext.artifacts, backup_ext.backups, backup_ext.sets,
                 backup_ext.activity, backup_ext.backup_sets, backup_ext.retention,
                 backup_ext.schedules, backup_ext.schedule_entries, backup_ext.backup_copies,
-                backup_ext.copies, backup_ext.database_summary, backup_ext.job_totals
+                backup_ext.copies, backup_ext.database_summary, backup_ext.job_totals,
+                backup_ext.verifications
     TO backup_ext_operator, backup_ext_restorer;
 GRANT EXECUTE ON FUNCTION
     backup_ext.list_backups(text, text),

@@ -187,6 +187,27 @@ CREATE TRIGGER summary_on_delete AFTER DELETE ON backup_ext.artifacts
     REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION backup_ext.artifacts_changed();
 
+-- Restore drills and every other verification: which backup, when, how, the tables and rows a
+-- test restore compared (read from the job's message, which the worker writes as "test
+-- restore: N tables, M rows"), the result. Kept as long as the job history (history_days).
+CREATE VIEW backup_ext.verifications WITH (security_invoker = true) AS
+SELECT j.job_id,
+       j.backup_id,
+       j.database,
+       j.schedule,
+       coalesce((j.request ->> 'test_restore')::boolean, false) AS test_restore,
+       j.requested_by,
+       j.started_at,
+       j.finished_at,
+       CASE j.status WHEN 'succeeded' THEN 'passed' ELSE j.status END AS result,
+       substring(coalesce(j.message, j.error) FROM 'test restore: ([0-9]+) tables')::bigint
+           AS tables_compared,
+       substring(coalesce(j.message, j.error) FROM 'test restore: [0-9]+ tables, ([0-9]+) rows')::bigint
+           AS rows_compared,
+       coalesce(j.message, j.error) AS detail
+  FROM backup_ext.jobs j
+ WHERE j.kind = 'verify';
+
 -- How many alert deliveries wait to be sent, for metrics(). Alerts are superuser business;
 -- the count alone is no secret, hence a definer function.
 CREATE FUNCTION backup_ext.alert_deliveries_pending()

@@ -1,6 +1,7 @@
 //! The background worker: waits on its latch, claims queued jobs, runs up to
 //! `backup_ext.max_parallel` children, records each outcome, and cleans up after crashes.
 
+mod guardrails;
 mod kinds;
 mod scheduler;
 mod txn;
@@ -23,6 +24,8 @@ const BUSY_TICK: Duration = Duration::from_millis(100);
 /// Fallback poll when idle; new jobs normally wake the worker through its latch.
 const IDLE_TICK: Duration = Duration::from_secs(10);
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// How often running local dumps check the free space of their filesystem.
+const SPACE_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How often failed copies are looked at for a retry, and uploads left open by failed or
 /// interrupted backups are aborted (again).
 const UPLOAD_SWEEP_EVERY: Duration = Duration::from_secs(10);
@@ -92,6 +95,7 @@ struct Worker {
     last_progress: Option<Instant>,
     last_schedule_check: Option<Instant>,
     last_upload_sweep: Option<Instant>,
+    last_space_check: Option<Instant>,
 }
 
 impl Worker {
@@ -110,6 +114,7 @@ impl Worker {
         self.collect_finished();
         self.handle_cancel_requests();
         self.handle_timeouts();
+        self.check_free_space();
         self.publish_progress();
         self.sweep_storage();
         self.run_schedules();
@@ -306,6 +311,7 @@ impl Worker {
                 (settings::copy_retries(), settings::copy_retry_delay()),
             )?;
             if let Some(backup_id) = succeeded_backup {
+                guardrails::check_size(job_id, backup_id)?;
                 catalog::enqueue_copies(backup_id)?;
             }
             Ok(())
@@ -458,6 +464,36 @@ impl Worker {
         }
     }
 
+    /// Every second: a local dump whose filesystem runs short of space is stopped (its partial
+    /// output removed) before it fills it.
+    fn check_free_space(&mut self) {
+        if self.running.is_empty()
+            || self
+                .last_space_check
+                .is_some_and(|t| t.elapsed() < SPACE_CHECK_EVERY)
+        {
+            return;
+        }
+        self.last_space_check = Some(Instant::now());
+        let short: Vec<(i64, String)> = self
+            .running
+            .iter()
+            .filter_map(|j| match &j.destination {
+                Some(kinds::Destination::Local(path)) => {
+                    guardrails::free_space_shortfall(path).map(|why| (j.job_id, why))
+                }
+                _ => None,
+            })
+            .collect();
+        for (job_id, why) in short {
+            let message = format!("stopped: {why}; the partial output was removed");
+            if let Err(e) = spi(|| guardrails::raise_guardrail_alert(job_id, None, &message)) {
+                warning!("backup_ext: {e}");
+            }
+            self.stop(job_id, Outcome::Failed(message));
+        }
+    }
+
     fn publish_progress(&mut self) {
         if self.running.is_empty()
             || self
@@ -576,6 +612,20 @@ impl Worker {
         };
         let output = plan.output.clone();
         let login_role = plan.login_role.clone();
+        if let Some(kinds::Destination::Local(path)) = &output {
+            if let Some(why) = guardrails::free_space_shortfall(path) {
+                let message = format!("not started: {why}");
+                if let Err(e) = spi(|| guardrails::raise_guardrail_alert(job_id, None, &message)) {
+                    warning!("backup_ext: {e}");
+                }
+                if let Some(output) = &output {
+                    output.remove();
+                }
+                remove_staged(staged.as_deref());
+                self.record(job_id, Outcome::Failed(message));
+                return;
+            }
+        }
         match kinds::start(plan.start) {
             Ok(run) => self.running.push(RunningJob {
                 job_id,
