@@ -245,8 +245,7 @@ fn retention_keeps_the_newest_verified_backup_and_everything_while_failing() {
 struct SmallFilesystem(PathBuf);
 
 impl SmallFilesystem {
-    fn mount(c: &Cluster, size: &str) -> Option<SmallFilesystem> {
-        let dir = c.root.join("small-fs");
+    fn mount(dir: PathBuf, size: &str) -> Option<SmallFilesystem> {
         fs::create_dir_all(&dir).unwrap();
         let uid = std::process::Command::new("id")
             .args(["-u", PG_USER])
@@ -275,6 +274,15 @@ impl SmallFilesystem {
     }
 }
 
+/// Removes the mount point once the filesystem is unmounted (declared first, dropped last).
+struct MountPoint(PathBuf);
+
+impl Drop for MountPoint {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
 impl Drop for SmallFilesystem {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount")
@@ -286,12 +294,18 @@ impl Drop for SmallFilesystem {
 
 #[test]
 fn a_dump_neither_starts_nor_goes_on_below_the_free_space_minimum() {
-    let c = Cluster::start("guard-space");
-    c.create_pgbench_db("gf_big", 3);
-    let Some(small) = SmallFilesystem::mount(&c, "24m") else {
+    // The backup directory is a server start option, so the filesystem comes first.
+    let point = MountPoint(
+        PathBuf::from(SCRATCH_ROOT).join(format!("guard-space-fs-{}", std::process::id())),
+    );
+    let Some(small) = SmallFilesystem::mount(point.0.clone(), "24m") else {
         return;
     };
-    c.set_and_reload("backup_ext.directory", &small.0.to_string_lossy());
+    let c = Cluster::start_with(
+        "guard-space",
+        &[("backup_ext.directory", &small.0.to_string_lossy())],
+    );
+    c.create_pgbench_db("gf_big", 3);
 
     // 24 MB with 30 MB required: refused at once, nothing written.
     c.set_and_reload("backup_ext.min_free_space", "30MB");

@@ -11,9 +11,11 @@ use backup_ext_e2e::postgres::Client;
 use backup_ext_e2e::*;
 use serde_json::Value;
 
-/// Parses exposition text with `prometheus_client.parser`; one entry per sample:
-/// (family, type, sample name, labels, value).
-fn parse(text: &str) -> Vec<(String, String, String, BTreeMap<String, String>, f64)> {
+/// One sample as the parser reads it: (family, type, sample name, labels, value).
+type Parsed = (String, String, String, BTreeMap<String, String>, f64);
+
+/// Parses exposition text with `prometheus_client.parser`; one entry per sample.
+fn parse(text: &str) -> Vec<Parsed> {
     const SCRIPT: &str = "import json, sys
 from prometheus_client.parser import text_string_to_metric_families
 out = []
