@@ -42,12 +42,17 @@ ALTER TABLE backup_ext.job_totals ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable_databases ON backup_ext.job_totals FOR SELECT
     USING (backup_ext.may_read_database(database));
 
--- Recomputes one summary row from the history, each figure an index lookup.
+-- Recomputes one summary row from the history, each figure an index lookup. The row is locked
+-- first: a concurrent refresh of the same database waits, and its figures, read by the next
+-- statement (a new snapshot), include what this one committed.
 CREATE FUNCTION backup_ext.refresh_database_summary(target_kind text, target_database text)
 RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+INSERT INTO backup_ext.database_summary (kind, database) VALUES ($1, $2)
+ON CONFLICT (kind, database) DO NOTHING;
+SELECT 1 FROM backup_ext.database_summary d WHERE d.kind = $1 AND d.database = $2 FOR UPDATE;
 INSERT INTO backup_ext.database_summary AS d
        (kind, database, last_backup_id, last_success_at, last_started_at, last_size_bytes,
         last_path, last_anomaly, last_failure_at, last_error, last_verified_at,
