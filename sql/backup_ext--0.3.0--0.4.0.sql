@@ -413,13 +413,14 @@ WITH meta(ord, metric, type, help) AS (VALUES
     (11, 'backup_ext_jobs_total', 'counter', 'Jobs finished, by kind and final status.'),
     (12, 'backup_ext_alert_deliveries_pending', 'gauge', 'Alert deliveries not yet sent.')
 ),
-st AS (
+-- Materialized: status() runs once, not once per metric family.
+st AS MATERIALIZED (
     SELECT '{database="' || replace(replace(replace(s.database, chr(92), chr(92) || chr(92)),
                                             '"', chr(92) || '"'), chr(10), chr(92) || 'n')
            || '"}' AS labels, s.*
       FROM backup_ext.status() s
 ),
-samples(metric, labels, value) AS (
+samples(metric, labels, value) AS MATERIALIZED (
     SELECT m.metric, st.labels, m.value
       FROM st CROSS JOIN LATERAL (VALUES
           ('backup_ext_last_success_timestamp_seconds', extract(epoch FROM st.last_success_at)),
