@@ -16,7 +16,7 @@ fn make_due(client: &mut Client, name: &str) {
     assert_eq!(n, 1);
 }
 
-fn jobs_of_schedule(client: &mut Client, name: &str) -> Vec<(i64, i64, String)> {
+fn jobs_of_schedule(client: &mut Client, name: &str) -> Vec<(i64, i64, Option<String>)> {
     client
         .query(
             "SELECT job_id, backup_id, database FROM backup_ext.jobs
@@ -73,7 +73,7 @@ fn a_scheduled_drill_test_restores_the_newest_backup_and_leaves_evidence() {
     let jobs = jobs_of_schedule(&mut client, "drill");
     assert_eq!(jobs.len(), 1);
     let (job, backup, db) = jobs[0].clone();
-    assert_eq!((backup, db.as_str()), (newest, "dr_app"));
+    assert_eq!((backup, db.as_deref()), (newest, Some("dr_app")));
     assert_eq!(
         c.wait_final(job, SMALL_JOB),
         "succeeded",
@@ -99,7 +99,9 @@ fn a_scheduled_drill_test_restores_the_newest_backup_and_leaves_evidence() {
     assert!(evidence.get::<_, bool>(7));
     assert_eq!(status_of(&mut client, "dr_app"), ("ok".into(), true));
 
-    // "*": the newest backup of every database that has one, checksum only.
+    // "*": the newest backup of every database that has one, and of the globals; checksum only.
+    let globals = c.enqueue("SELECT backup_ext.backup_globals()");
+    assert_eq!(c.wait_final(globals, SMALL_JOB), "succeeded");
     exec(
         &mut client,
         "SELECT backup_ext.schedule('drill_all', '0 4 * * *',
@@ -107,25 +109,33 @@ fn a_scheduled_drill_test_restores_the_newest_backup_and_leaves_evidence() {
     );
     make_due(&mut client, "drill_all");
     c.wait_until("the drills of every database", SMALL_JOB, || {
-        jobs_of_schedule(&mut c.client("postgres"), "drill_all").len() == 2
+        jobs_of_schedule(&mut c.client("postgres"), "drill_all").len() == 3
     });
     let jobs = jobs_of_schedule(&mut client, "drill_all");
     assert_eq!(
         jobs.iter()
-            .map(|(_, b, d)| (*b, d.as_str()))
+            .map(|(_, b, d)| (*b, d.as_deref()))
             .collect::<Vec<_>>(),
-        vec![(newest, "dr_app"), (other, "dr_other")]
+        vec![
+            (newest, Some("dr_app")),
+            (other, Some("dr_other")),
+            (globals, None)
+        ]
     );
     for (job, _, _) in &jobs {
         assert_eq!(c.wait_final(*job, SMALL_JOB), "succeeded");
     }
     let results = one_text(
         &mut client,
-        "SELECT string_agg(concat_ws(' ', database, test_restore, result,
+        "SELECT string_agg(concat_ws(' ', coalesce(database, 'globals'), test_restore, result,
                                      coalesce(tables_compared::text, '-')), ', ' ORDER BY job_id)
            FROM backup_ext.verifications WHERE schedule = 'drill_all'",
     );
-    assert_eq!(results, "dr_app f passed -, dr_other f passed -");
+    assert_eq!(
+        results,
+        "dr_app f passed -, dr_other f passed -, globals f passed -"
+    );
+    assert_eq!(status_of(&mut client, "globals"), ("ok".into(), true));
     assert_eq!(status_of(&mut client, "dr_other"), ("ok".into(), true));
 
     // Nothing to verify: the schedule says so and runs nothing.

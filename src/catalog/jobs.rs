@@ -511,22 +511,23 @@ pub fn enqueue_job(job: &NewJob) -> SpiResult<i64> {
     .unwrap_or_default())
 }
 
-/// The newest succeeded backup still kept of one database (or of each, `None`), from the
-/// summary the triggers keep: (backup id, database).
-pub fn newest_backups(database: Option<&str>) -> SpiResult<Vec<(i64, String)>> {
+/// The newest succeeded backup still kept of one database, or (`None`) of each database and of
+/// the globals, from the summary the triggers keep: (backup id, database; None for globals).
+pub fn newest_backups(database: Option<&str>) -> SpiResult<Vec<(i64, Option<String>)>> {
     Spi::connect(|client| {
         let rows = client.select(
-            "SELECT last_backup_id, database FROM backup_ext.database_summary
-              WHERE kind = 'database' AND last_backup_id IS NOT NULL
-                AND ($1::text IS NULL OR database = $1)
-              ORDER BY database",
+            "SELECT last_backup_id, nullif(database, '') FROM backup_ext.database_summary
+              WHERE last_backup_id IS NOT NULL
+                AND CASE WHEN $1::text IS NULL THEN true
+                         ELSE kind = 'database' AND database = $1 END
+              ORDER BY kind, database",
             None,
             &[database.into()],
         )?;
         let mut out = Vec::new();
         for row in rows {
-            if let (Some(id), Some(db)) = (row.get::<i64>(1)?, row.get::<String>(2)?) {
-                out.push((id, db));
+            if let Some(id) = row.get::<i64>(1)? {
+                out.push((id, row.get::<String>(2)?));
             }
         }
         Ok(out)
