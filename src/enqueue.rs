@@ -285,3 +285,32 @@ pub fn enqueue_cluster(format: &str, label: Option<&str>, options: Value, origin
     }
     set_id
 }
+
+/// A restore drill: a verify job for the newest succeeded backup of `dbname`, or of every
+/// database that has one and of the globals (`None`; roles cannot be restored into a scratch
+/// database, so the globals backup is verified by its checksum). Returns the first job's id;
+/// raises when there is nothing to verify.
+pub fn enqueue_drill(dbname: Option<&str>, test_restore: bool, origin: Origin) -> i64 {
+    let newest = catalog::newest_backups(dbname).or_report();
+    if newest.is_empty() {
+        BackupError::NothingToVerify(dbname.map(str::to_string)).report();
+    }
+    let mut first = None;
+    for (backup_id, database) in &newest {
+        let job_id = catalog::enqueue_job(&catalog::NewJob {
+            kind: JobKind::Verify,
+            database: database.as_deref(),
+            run_as: origin.run_as.unwrap_or_default(),
+            backup_id: *backup_id,
+            request: serde_json::json!({ "test_restore": test_restore && database.is_some() }),
+            timeout_seconds: None,
+        })
+        .or_report();
+        if let Some(schedule) = origin.schedule {
+            catalog::set_job_schedule(job_id, schedule).or_report();
+        }
+        first.get_or_insert(job_id);
+    }
+    wake::wake_worker_on_commit();
+    first.unwrap_or_default()
+}

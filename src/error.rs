@@ -43,6 +43,8 @@ pub enum BackupError {
     InvalidName(String),
     /// No schedule of this name (42704).
     NoSuchSchedule(String),
+    /// A restore drill found no succeeded backup to verify (55000); None: of any database.
+    NothingToVerify(Option<String>),
     /// A tool we only read with failed (58030).
     ToolFailed(String),
     /// The calling role may not do this (42501).
@@ -202,6 +204,14 @@ impl BackupError {
                 ERRCODE_UNDEFINED_OBJECT,
                 format!("schedule \"{name}\" does not exist"),
                 "List schedules with: SELECT name, cron FROM backup_ext.schedules;".into(),
+            ),
+            BackupError::NothingToVerify(name) => (
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                match name {
+                    Some(name) => format!("database \"{name}\" has no succeeded backup to verify"),
+                    None => "no database has a succeeded backup to verify".into(),
+                },
+                "A restore drill verifies the newest backup: schedule backups of the database first, e.g. {\"backup\": \"database\", \"dbname\": \"app\"}.".into(),
             ),
             BackupError::ToolFailed(detail) => (
                 ERRCODE_IO_ERROR,

@@ -24,6 +24,11 @@ pgrx::extension_sql_file!(
     name = "alerts",
     requires = ["bootstrap"]
 );
+pgrx::extension_sql_file!(
+    "schema/summary.sql",
+    name = "summary",
+    requires = ["bootstrap", "alerts"]
+);
 pgrx::extension_sql_file!("schema/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

@@ -221,6 +221,25 @@ pub fn purge(scope: Scope, dry_run: bool) -> SpiResult<Vec<Purged>> {
         if policy.is_empty() {
             continue;
         }
+        // Guardrails: while the newest attempts fail, the backups there are may be all there
+        // will be; and the newest backup proven restorable stays whatever the rules say.
+        if let Some(job_id) = catalog::failing_since(&kind, database.as_deref())? {
+            report.push(Purged {
+                backup_id: None,
+                database: database.clone(),
+                path: None,
+                reason: format!(
+                    "kept all {} backups: the newest attempt (job {job_id}) failed, so nothing expires until a backup succeeds again",
+                    backups.len()
+                ),
+            });
+            continue;
+        }
+        let newest_verified = backups
+            .iter()
+            .filter(|c| c.verified)
+            .max_by_key(|c| (c.finished_at, c.backup_id))
+            .map(|c| c.backup_id);
         let retain: Vec<RetainCandidate> = backups
             .iter()
             .map(|c| RetainCandidate {
@@ -233,9 +252,19 @@ pub fn purge(scope: Scope, dry_run: bool) -> SpiResult<Vec<Purged>> {
             if decision.keep {
                 continue;
             }
-            if let Some(c) = backups.iter().find(|c| c.backup_id == decision.backup_id) {
-                report.push(delete_backup(c, decision.reason, dry_run)?);
+            let Some(c) = backups.iter().find(|c| c.backup_id == decision.backup_id) else {
+                continue;
+            };
+            if Some(c.backup_id) == newest_verified {
+                report.push(Purged {
+                    backup_id: Some(c.backup_id),
+                    database: c.database.clone(),
+                    path: c.path.clone().or_else(|| c.key.clone()),
+                    reason: "kept: the newest backup whose verification passed".into(),
+                });
+                continue;
             }
+            report.push(delete_backup(c, decision.reason, dry_run)?);
         }
     }
     if matches!(scope, Scope::All) {

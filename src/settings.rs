@@ -27,6 +27,10 @@ static COPY_RETRY_DELAY: GucSetting<i32> = GucSetting::<i32>::new(30);
 static COPY_LAG: GucSetting<i32> = GucSetting::<i32>::new(3600);
 static ALERT_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(10);
 static ALERT_ALLOW_HTTP: GucSetting<bool> = GucSetting::<bool>::new(false);
+static VERIFY_AGE: GucSetting<i32> = GucSetting::<i32>::new(0);
+static MIN_SIZE_RATIO: GucSetting<f64> = GucSetting::<f64>::new(0.5);
+static MIN_FREE_SPACE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"1GB, 5%"));
 
 /// Registers the settings; called from `_PG_init` in every process that loads the library.
 pub fn register() {
@@ -184,6 +188,34 @@ pub fn register() {
         GucContext::Sighup,
         GucFlags::SUPERUSER_ONLY,
     );
+    GucRegistry::define_int_guc(
+        c"backup_ext.verify_age",
+        c"status() warns when a database's newest passed verification is older than this (0: never).",
+        c"Scheduled restore drills ({\"verify\": \"latest\"}) keep it fresh.",
+        &VERIFY_AGE,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_float_guc(
+        c"backup_ext.min_size_ratio",
+        c"A database dump smaller than this fraction of the previous one (same database, format and options) is flagged as an anomaly (0: never).",
+        c"The backup still succeeds; list_backups() shows the reason in its anomaly column and status() warns until a normal one follows.",
+        &MIN_SIZE_RATIO,
+        0.0,
+        1.0,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"backup_ext.min_free_space",
+        c"Free space a dump must leave on the filesystem it writes to: a size, a percentage of the filesystem or both, the larger applying ('0': no check).",
+        c"Below it a dump does not start, and a running one is stopped and its partial output removed. E.g. '1GB, 5%', '500MB', '10%'.",
+        &MIN_FREE_SPACE,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     // Reserve the prefix so a typo such as backup_ext.directroy is an error, not a silent no-op.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"backup_ext".as_ptr()) };
 }
@@ -276,6 +308,19 @@ pub fn s3_allow_http() -> bool {
 /// Tries of a copy before it stays failed (`backup_ext.copy_retries`).
 pub fn copy_retries() -> i32 {
     COPY_RETRIES.get()
+}
+
+/// The fraction of the previous dump's size below which a dump is flagged
+/// (`backup_ext.min_size_ratio`; 0 turns the check off).
+pub fn min_size_ratio() -> f64 {
+    MIN_SIZE_RATIO.get()
+}
+
+/// `backup_ext.min_free_space` as written (parsed by `backup_core::FreeSpaceRule`).
+pub fn min_free_space() -> String {
+    Some(string_setting(&MIN_FREE_SPACE))
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| backup_core::DEFAULT_MIN_FREE_SPACE.to_string())
 }
 
 /// Seconds before the first retry of a failed copy (`backup_ext.copy_retry_delay`).

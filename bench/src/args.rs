@@ -19,6 +19,8 @@ pub(crate) enum Part {
     Compression,
     /// Backups into S3 (a SeaweedFS the benchmark starts) only.
     S3,
+    /// The catalog reads (list_backups(), status(), metrics()) over fabricated history only.
+    Catalog,
 }
 
 impl Part {
@@ -32,6 +34,10 @@ impl Part {
 
     pub(crate) fn s3(self) -> bool {
         matches!(self, Part::All | Part::S3)
+    }
+
+    pub(crate) fn catalog_only(self) -> bool {
+        matches!(self, Part::Catalog)
     }
 }
 
@@ -58,8 +64,9 @@ usage: backup_ext_bench [options]
   --only PART          comparison: the cases against the tools run directly and the
                        probes; compression: the compression table only, written to
                        <date>-compression.md; s3: backups into a SeaweedFS started
-                       for the purpose, written to <date>-s3.md
-                                                              [all three, in that order]
+                       for the purpose, written to <date>-s3.md; catalog: the
+                       catalog reads alone (part of comparison), written to
+                       <date>-catalog.md                      [the first three, in that order]
   --compression-bin DIR
                        pg_dump / pg_restore 16 or later for the compression table
                                                               [/opt/backup_ext-pg/17/bin]
@@ -177,9 +184,10 @@ pub(crate) fn parse_args() -> Res<Args> {
                     "comparison" => Part::Comparison,
                     "compression" => Part::Compression,
                     "s3" => Part::S3,
+                    "catalog" => Part::Catalog,
                     other => {
                         return Err(format!(
-                            "--only takes comparison, compression or s3, not {other:?}"
+                            "--only takes comparison, compression, s3 or catalog, not {other:?}"
                         )
                         .into())
                     }

@@ -5,7 +5,7 @@
 //! and pickup latency, catalog reads, the worker's memory and the streaming throughput, then
 //! the compression table (pg_dump's methods with newer tools), then backups into S3 (a SeaweedFS
 //! it starts), prints a markdown report and writes it with a PNG chart of the ratios. `--only`
-//! runs one of the three parts.
+//! runs one of the three parts, or the catalog reads alone.
 
 mod args;
 mod cases;
@@ -82,8 +82,17 @@ fn real_main() -> Res<()> {
         false
     };
 
-    b.setup()?;
+    if b.a.only.catalog_only() {
+        b.setup_catalog_only()?;
+    } else {
+        b.setup()?;
+    }
     let machine = b.machine()?;
+    let catalog = if b.a.only.catalog_only() {
+        Some(b.catalog_reads()?)
+    } else {
+        None
+    };
     let comparison = if b.a.only.comparison() {
         Some(comparison(&mut b)?)
     } else {
@@ -102,6 +111,7 @@ fn real_main() -> Res<()> {
         m: &machine,
         a: &b.a,
         comparison: comparison.as_ref(),
+        catalog: catalog.as_ref(),
         compression: compression.as_ref(),
         s3: s3.as_ref(),
         total_secs: started.elapsed().as_secs_f64(),
@@ -113,6 +123,7 @@ fn real_main() -> Res<()> {
     let stem = match b.a.only {
         Part::Compression => format!("{}-compression", machine.date),
         Part::S3 => format!("{}-s3", machine.date),
+        Part::Catalog => format!("{}-catalog", machine.date),
         Part::All | Part::Comparison => machine.date.clone(),
     };
     let md_path = b.a.out.join(format!("{stem}.md"));

@@ -282,6 +282,7 @@ impl Bench {
             "SELECT count(*) FROM backup_ext.list_backups('bench_cat_7')",
             "SELECT * FROM backup_ext.list_backups() LIMIT 50",
             "SELECT * FROM backup_ext.status()",
+            "SELECT backup_ext.metrics()",
         ];
         let mut timings = Vec::new();
         for q in queries {

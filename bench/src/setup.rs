@@ -50,6 +50,13 @@ impl Bench {
 
     /// Every database the chosen parts need except `TEXT_DB`, which the compression part makes
     /// (its time counts in that part).
+    /// What `--only catalog` needs: the extension and its worker, no databases to dump.
+    pub(crate) fn setup_catalog_only(&mut self) -> Res<()> {
+        self.exec("CREATE EXTENSION IF NOT EXISTS backup_ext")?;
+        self.worker_pid()?;
+        Ok(())
+    }
+
     pub(crate) fn setup(&mut self) -> Res<()> {
         self.exec("CREATE EXTENSION IF NOT EXISTS backup_ext")?;
         self.worker_pid()?;

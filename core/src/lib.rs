@@ -31,8 +31,9 @@ pub use dump::compress::{validate_compress, Compression, CompressionMethod, Dump
 pub use dump::options::DumpOptions;
 pub use dump::progress::{count_in_background, scan_new_lines, ProgressTracker};
 pub use dump::request::{split_run_options, DumpRequest, GlobalsRequest, RUN_OPTION_KEYS};
-pub use dump::run::{DumpRun, OutputKind, RunResult, RunSpec};
+pub use dump::run::{DumpRun, ExpectedOutput, OutputKind, RunResult, RunSpec};
 pub use error::{ErrorKind, RequestError};
+pub use files::free_space::{free_space, FreeSpaceRule, DEFAULT_MIN_FREE_SPACE};
 pub use files::manifest::{directory_manifest, sync_tree, tree_size, Manifest, ManifestEntry};
 pub use files::paths::{
     backup_file_name, check_outside_data_directory, create_private_dir, database_folder, is_inside,

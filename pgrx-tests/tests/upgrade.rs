@@ -184,6 +184,15 @@ fn upgrade_from(old_version: &str) {
         "-"
     };
     assert_eq!(facts, format!("{run_as} local"));
+    // 0.4.0 fills the summary behind status() and metrics() from the history.
+    let summary = one_text(
+        &mut client,
+        "SELECT concat_ws(' ', s.backups_kept, s.last_size_bytes,
+                          (SELECT sum(t.jobs) FROM backup_ext.job_totals t
+                            WHERE t.kind = 'database' AND t.status = 'succeeded'))
+           FROM backup_ext.status() s WHERE s.database = 'postgres'",
+    );
+    assert_eq!(summary, "1 1 1");
 
     // The upgraded extension works: a backup runs and lands in the same catalog.
     let job = c.enqueue("SELECT backup_ext.backup_database('postgres')");

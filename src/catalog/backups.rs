@@ -176,3 +176,43 @@ pub fn record_verification(
         ],
     )
 }
+
+/// A succeeded database dump smaller than `ratio` of the previous successful dump of the same
+/// database, format and request (compression, options): records why on the backup and returns
+/// (database, reason). The backup stays succeeded.
+pub fn flag_size_anomaly(backup_id: i64, ratio: f64) -> SpiResult<Option<(String, String)>> {
+    if ratio <= 0.0 {
+        return Ok(None);
+    }
+    Spi::connect_mut(|client| {
+        let rows = client.update(
+            "WITH cur AS (
+                 SELECT a.backup_id, a.database, a.format, a.size_bytes, j.request
+                   FROM backup_ext.artifacts a JOIN backup_ext.jobs j ON j.job_id = a.job_id
+                  WHERE a.backup_id = $1 AND a.kind = 'database' AND a.size_bytes IS NOT NULL),
+             prev AS (
+                 SELECT pa.backup_id, pa.size_bytes
+                   FROM cur, backup_ext.artifacts pa
+                   JOIN backup_ext.jobs pj ON pj.job_id = pa.job_id
+                  WHERE pa.kind = 'database' AND pa.database = cur.database
+                    AND pa.format = cur.format AND pa.backup_id < cur.backup_id
+                    AND pa.size_bytes IS NOT NULL AND pj.status = 'succeeded'
+                    AND (pj.request - 'jobs') = (cur.request - 'jobs')
+                  ORDER BY pa.backup_id DESC LIMIT 1)
+             UPDATE backup_ext.artifacts a
+                SET anomaly = format('%s bytes, less than %s of the previous backup %s (%s bytes)',
+                                     cur.size_bytes, $2::float8, prev.backup_id, prev.size_bytes)
+               FROM cur, prev
+              WHERE a.backup_id = cur.backup_id AND cur.size_bytes < prev.size_bytes * $2::float8
+          RETURNING a.database, a.anomaly",
+            None,
+            &[backup_id.into(), ratio.into()],
+        )?;
+        for row in rows {
+            if let (Some(db), Some(reason)) = (row.get::<String>(1)?, row.get::<String>(2)?) {
+                return Ok(Some((db, reason)));
+            }
+        }
+        Ok(None)
+    })
+}

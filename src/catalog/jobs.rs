@@ -548,3 +548,34 @@ pub fn enqueue_job(job: &NewJob) -> SpiResult<i64> {
     )?
     .unwrap_or_default())
 }
+
+/// The newest succeeded backup still kept of one database, or (`None`) of each database and of
+/// the globals, from the summary the triggers keep: (backup id, database; None for globals).
+pub fn newest_backups(database: Option<&str>) -> SpiResult<Vec<(i64, Option<String>)>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT last_backup_id, nullif(database, '') FROM backup_ext.database_summary
+              WHERE last_backup_id IS NOT NULL
+                AND CASE WHEN $1::text IS NULL THEN true
+                         ELSE kind = 'database' AND database = $1 END
+              ORDER BY kind, database",
+            None,
+            &[database.into()],
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Some(id) = row.get::<i64>(1)? {
+                out.push((id, row.get::<String>(2)?));
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// Names the schedule that enqueued a job (restore drills enqueue through [`enqueue_job`]).
+pub fn set_job_schedule(job_id: i64, schedule: &str) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE backup_ext.jobs SET schedule = $2 WHERE job_id = $1",
+        &[job_id.into(), schedule.into()],
+    )
+}

@@ -19,6 +19,8 @@ pub struct Candidate {
     /// `local`, or the storage target holding the backup under `key`.
     pub storage: String,
     pub key: Option<String>,
+    /// Its last verification passed.
+    pub verified: bool,
 }
 
 pub fn policies() -> SpiResult<BTreeMap<Option<String>, RetentionPolicy>> {
@@ -55,7 +57,7 @@ pub fn candidates(kind: Option<&str>, database: Option<&str>) -> SpiResult<Vec<C
         let rows = client.select(
             &format!(
                 "SELECT backup_id, kind, database, to_char(finished_at AT TIME ZONE 'UTC', '{UTC_TEXT}'),
-                        pinned, path, storage, key
+                        pinned, path, storage, key, verify_status = 'passed'
                    FROM backup_ext.backups
                   WHERE status = 'succeeded'
                     AND ($1::text IS NULL OR kind = $1)
@@ -77,6 +79,7 @@ pub fn candidates(kind: Option<&str>, database: Option<&str>) -> SpiResult<Vec<C
                 path: row.get(6)?,
                 storage: row.get(7)?.unwrap_or_default(),
                 key: row.get(8)?,
+                verified: row.get(9)?.unwrap_or(false),
             });
         }
         Ok(out)
@@ -141,4 +144,23 @@ pub fn forget_history(history_days: i32, dry_run: bool) -> SpiResult<i64> {
         super::alerts::forget_deliveries(history_days)?;
     }
     Ok(Spi::get_one_with_args::<i64>(&sql, &[history_days.into()])?.unwrap_or_default())
+}
+
+/// The newest failed backup job of a database (kind `database`, or `globals` with `database`
+/// None) when it is newer than its newest success: its attempts are failing.
+pub fn failing_since(kind: &str, database: Option<&str>) -> SpiResult<Option<i64>> {
+    Spi::get_one_with_args::<i64>(
+        "SELECT (SELECT j.job_id FROM backup_ext.jobs j
+                  WHERE j.kind = s.kind AND coalesce(j.database, '') = s.database
+                    AND j.status = 'failed'
+                  ORDER BY j.finished_at DESC LIMIT 1)
+           FROM backup_ext.database_summary s
+          WHERE s.kind = $1 AND s.database = coalesce($2, '')
+            AND s.last_failure_at > coalesce(s.last_success_at, '-infinity')",
+        &[kind.into(), database.into()],
+    )
+    .or_else(|e| match e {
+        pgrx::spi::Error::InvalidPosition => Ok(None),
+        other => Err(other),
+    })
 }

@@ -95,7 +95,9 @@ CREATE TABLE backup_ext.artifacts (
     etag           text,
     -- the key of that upload when it is not the backup's own: a file of a directory-format
     -- backup, uploaded under <key>/
-    upload_key     text
+    upload_key     text,
+    -- why a succeeded backup looks wrong (the size guardrail), NULL when it looks normal
+    anomaly        text
 );
 CREATE INDEX artifacts_database_idx ON backup_ext.artifacts (database, backup_id DESC);
 -- Live backups (size_bytes is only ever set on success) per database, for status().
@@ -256,7 +258,8 @@ SELECT a.backup_id,
        a.storage,
        a.key,
        (SELECT pg_catalog.jsonb_object_agg(c.storage, c.status ORDER BY c.storage)
-          FROM backup_ext.backup_copies c WHERE c.backup_id = a.backup_id) AS copies
+          FROM backup_ext.backup_copies c WHERE c.backup_id = a.backup_id) AS copies,
+       a.anomaly
   FROM backup_ext.artifacts a
   JOIN backup_ext.jobs j ON j.job_id = a.job_id;
 

@@ -15,32 +15,26 @@ SELECT s.name,
   LEFT JOIN backup_ext.jobs j ON j.job_id = s.last_job_id
   LEFT JOIN backup_ext.sets st ON st.set_id = s.last_set_id;
 
--- One row per database (and one for globals), also for databases never backed up. Each
--- figure is an index lookup, so the cost does not grow with the length of the history; the
--- newest live backup's file is looked at (one stat per database), since a backup whose file is
--- gone cannot be restored. Defined here because it calls backup_file_exists() (Rust).
+-- One row per database (and one for globals), also for databases never backed up. The figures
+-- come from backup_ext.database_summary (kept current by triggers), so the cost does not grow
+-- with the length of the history; the newest live backup's file is looked at (one stat per
+-- database), since a backup whose file is gone cannot be restored. Defined here because it
+-- calls backup_file_exists() (Rust).
 CREATE FUNCTION backup_ext.status()
 RETURNS TABLE (database text, last_success_at timestamptz, last_success_age interval,
                last_size_bytes bigint, last_failure_at timestamptz, last_error text,
-               backups_kept bigint, bytes_kept numeric, status text)
+               backups_kept bigint, bytes_kept numeric, status text,
+               last_verified_at timestamptz, last_duration interval, anomaly text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-WITH RECURSIVE live(name) AS (
-    -- databases with live backups (also dropped ones), by skipping through the index
-    SELECT min(coalesce(a.database, '')) FROM backup_ext.artifacts a
-     WHERE a.kind = 'database' AND a.size_bytes IS NOT NULL AND a.expired_at IS NULL
-    UNION ALL
-    SELECT (SELECT min(coalesce(a.database, '')) FROM backup_ext.artifacts a
-             WHERE a.kind = 'database' AND a.size_bytes IS NOT NULL AND a.expired_at IS NULL
-               AND coalesce(a.database, '') > live.name)
-      FROM live WHERE live.name IS NOT NULL
-),
-all_targets(kind, name) AS (
-    -- datname is of type name (collation "C"); the indexes use the default collation.
+WITH all_targets(kind, name) AS (
+    -- datname is of type name (collation "C"); the summary uses the default collation.
     SELECT 'database', datname::text COLLATE "default" FROM pg_database WHERE datallowconn AND NOT datistemplate
     UNION
-    SELECT 'database', name FROM live WHERE name IS NOT NULL
+    -- dropped databases whose backups are still kept
+    SELECT 'database', d.database FROM backup_ext.database_summary d
+     WHERE d.kind = 'database' AND d.backups_kept > 0
     UNION
     SELECT 'globals', ''
 ),
@@ -53,40 +47,29 @@ targets(kind, name) AS (
 ),
 per_db AS (
     SELECT CASE WHEN t.kind = 'globals' THEN 'globals' ELSE t.name END AS database,
-           s.finished_at AS last_success_at, s.size_bytes AS last_size_bytes,
-           f.finished_at AS last_failure_at,
-           CASE WHEN s.missing THEN format('newest backup %s is missing: %s', s.backup_id, s.path)
-                WHEN cl.lagging IS NOT NULL AND NOT coalesce(f.finished_at > s.finished_at, false)
-                    THEN format('newest backup %s has no copy in %s yet', s.backup_id, cl.lagging)
-                ELSE f.error END AS last_error,
+           d.last_success_at, d.last_size_bytes, d.last_failure_at,
+           CASE WHEN s.missing THEN format('newest backup %s is missing: %s', d.last_backup_id, d.last_path)
+                WHEN cl.lagging IS NOT NULL AND NOT coalesce(d.last_failure_at > d.last_success_at, false)
+                    THEN format('newest backup %s has no copy in %s yet', d.last_backup_id, cl.lagging)
+                ELSE d.last_error END AS last_error,
            coalesce(s.missing, false) AS missing,
            cl.lagging,
-           k.kept, k.bytes
+           coalesce(d.backups_kept, 0) AS kept, coalesce(d.bytes_kept, 0) AS bytes,
+           d.last_verified_at,
+           d.last_success_at - d.last_started_at AS last_duration,
+           d.last_anomaly
       FROM targets t
+      LEFT JOIN backup_ext.database_summary d ON d.kind = t.kind AND d.database = t.name
       LEFT JOIN LATERAL (
-          -- backup_file_exists() is volatile: computed once, for the one row LIMIT keeps.
-          SELECT j.finished_at, a.size_bytes, a.backup_id, a.path,
-                 backup_ext.backup_file_exists(a.path) IS FALSE AS missing
-            FROM backup_ext.jobs j JOIN backup_ext.artifacts a ON a.job_id = j.job_id
-           WHERE j.kind = t.kind AND coalesce(j.database, '') = t.name AND j.status = 'succeeded'
-             AND a.expired_at IS NULL
-           ORDER BY j.finished_at DESC LIMIT 1) s ON true
-      LEFT JOIN LATERAL (
-          SELECT j.finished_at, j.error
-            FROM backup_ext.jobs j
-           WHERE j.kind = t.kind AND coalesce(j.database, '') = t.name AND j.status = 'failed'
-           ORDER BY j.finished_at DESC LIMIT 1) f ON true
+          -- backup_file_exists() is volatile: computed once per database.
+          SELECT backup_ext.backup_file_exists(d.last_path) IS FALSE AS missing
+           WHERE d.last_backup_id IS NOT NULL) s ON true
       LEFT JOIN LATERAL (
           -- copies (set_copies()) of the newest backup still missing after backup_ext.copy_lag
           SELECT string_agg(c.storage, ', ' ORDER BY c.storage) AS lagging
             FROM backup_ext.backup_copies c
-           WHERE c.backup_id = s.backup_id AND c.status <> 'succeeded'
-             AND s.finished_at < now() - current_setting('backup_ext.copy_lag')::interval) cl ON true
-      LEFT JOIN LATERAL (
-          SELECT count(*) AS kept, coalesce(sum(a.size_bytes), 0) AS bytes
-            FROM backup_ext.artifacts a
-           WHERE a.kind = t.kind AND coalesce(a.database, '') = t.name
-             AND a.size_bytes IS NOT NULL AND a.expired_at IS NULL) k ON true
+           WHERE c.backup_id = d.last_backup_id AND c.status <> 'succeeded'
+             AND d.last_success_at < now() - current_setting('backup_ext.copy_lag')::interval) cl ON true
 )
 SELECT p.database, p.last_success_at, now() - p.last_success_at, p.last_size_bytes,
        p.last_failure_at, p.last_error, p.kept, p.bytes,
@@ -97,8 +80,14 @@ SELECT p.database, p.last_success_at, now() - p.last_success_at, p.last_size_byt
            WHEN now() - p.last_success_at >= current_setting('backup_ext.warn_age')::interval THEN 'warning'
            WHEN p.last_failure_at > p.last_success_at THEN 'warning'
            WHEN p.lagging IS NOT NULL THEN 'warning'
+           WHEN p.last_anomaly IS NOT NULL THEN 'warning'
+           WHEN current_setting('backup_ext.verify_age')::interval > interval '0'
+                AND (p.last_verified_at IS NULL
+                     OR now() - p.last_verified_at >= current_setting('backup_ext.verify_age')::interval)
+               THEN 'warning'
            ELSE 'ok'
-       END
+       END,
+       p.last_verified_at, p.last_duration, p.last_anomaly
   FROM per_db p
  ORDER BY p.database;
 $fn$;
@@ -119,13 +108,83 @@ SELECT 'BACKUP ' ||
                     || CASE WHEN s.last_failure_at > s.last_success_at THEN ' (failed since)' ELSE '' END
                     || CASE WHEN s.last_error LIKE 'newest backup % is missing: %'
                               OR s.last_error LIKE 'newest backup % has no copy in % yet'
-                            THEN ' (' || s.last_error || ')' ELSE '' END,
+                            THEN ' (' || s.last_error || ')' ELSE '' END
+                    || CASE WHEN s.anomaly IS NOT NULL THEN ' (' || s.anomaly || ')' ELSE '' END
+                    || CASE WHEN s.last_success_at IS NULL
+                              OR current_setting('backup_ext.verify_age')::interval <= interval '0' THEN ''
+                            WHEN s.last_verified_at IS NULL THEN ' (never verified)'
+                            WHEN now() - s.last_verified_at >= current_setting('backup_ext.verify_age')::interval
+                            THEN ' (last verified ' || date_trunc('minute', now() - s.last_verified_at)::text || ' ago)'
+                            ELSE '' END,
                     '; ' ORDER BY s.database) FILTER (WHERE s.status <> 'ok'), 'all databases backed up') ||
        format(' | ok=%s warning=%s critical=%s',
               count(*) FILTER (WHERE s.status = 'ok'),
               count(*) FILTER (WHERE s.status = 'warning'),
               count(*) FILTER (WHERE s.status = 'critical'))
   FROM backup_ext.status() s;
+$fn$;
+
+-- The health of every database and of the job queue in the Prometheus text exposition format
+-- (version 0.0.4), for a scrape through postgres_exporter / sql_exporter or any HTTP wrapper.
+-- Same callers and same rows as status(); a figure that does not exist yet (no success, never
+-- verified) has no sample.
+CREATE FUNCTION backup_ext.metrics()
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+WITH meta(ord, metric, type, help) AS (VALUES
+    (1, 'backup_ext_last_success_timestamp_seconds', 'gauge', 'Finish time of the newest successful backup still kept, in seconds since the epoch.'),
+    (2, 'backup_ext_last_success_age_seconds', 'gauge', 'Age of the newest successful backup still kept, in seconds.'),
+    (3, 'backup_ext_last_size_bytes', 'gauge', 'Size of the newest successful backup, in bytes.'),
+    (4, 'backup_ext_last_duration_seconds', 'gauge', 'Run time of the newest successful backup, in seconds.'),
+    (5, 'backup_ext_last_verified_timestamp_seconds', 'gauge', 'Time of the newest passed verification of a kept backup, in seconds since the epoch.'),
+    (6, 'backup_ext_backups_kept', 'gauge', 'Backups kept.'),
+    (7, 'backup_ext_bytes_kept', 'gauge', 'Bytes of the backups kept.'),
+    (8, 'backup_ext_status', 'gauge', 'Health as in status(): 0 ok, 1 warning, 2 critical.'),
+    (9, 'backup_ext_jobs_running', 'gauge', 'Jobs running now.'),
+    (10, 'backup_ext_jobs_queued', 'gauge', 'Jobs waiting for the worker.'),
+    (11, 'backup_ext_jobs_total', 'counter', 'Jobs finished, by kind and final status.'),
+    (12, 'backup_ext_alert_deliveries_pending', 'gauge', 'Alert deliveries not yet sent.')
+),
+-- Materialized: status() runs once, not once per metric family.
+st AS MATERIALIZED (
+    SELECT '{database="' || replace(replace(replace(s.database, chr(92), chr(92) || chr(92)),
+                                            '"', chr(92) || '"'), chr(10), chr(92) || 'n')
+           || '"}' AS labels, s.*
+      FROM backup_ext.status() s
+),
+samples(metric, labels, value) AS MATERIALIZED (
+    SELECT m.metric, st.labels, m.value
+      FROM st CROSS JOIN LATERAL (VALUES
+          ('backup_ext_last_success_timestamp_seconds', extract(epoch FROM st.last_success_at)),
+          ('backup_ext_last_success_age_seconds', extract(epoch FROM st.last_success_age)),
+          ('backup_ext_last_size_bytes', st.last_size_bytes::numeric),
+          ('backup_ext_last_duration_seconds', extract(epoch FROM st.last_duration)),
+          ('backup_ext_last_verified_timestamp_seconds', extract(epoch FROM st.last_verified_at)),
+          ('backup_ext_backups_kept', st.backups_kept::numeric),
+          ('backup_ext_bytes_kept', st.bytes_kept),
+          ('backup_ext_status', CASE st.status WHEN 'ok' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END::numeric)
+      ) m(metric, value)
+     WHERE m.value IS NOT NULL
+    UNION ALL
+    SELECT 'backup_ext_jobs_running', '', count(*) FILTER (WHERE j.status = 'running')
+      FROM backup_ext.jobs j WHERE j.status IN ('queued', 'running')
+    UNION ALL
+    SELECT 'backup_ext_jobs_queued', '', count(*) FILTER (WHERE j.status = 'queued')
+      FROM backup_ext.jobs j WHERE j.status IN ('queued', 'running')
+    UNION ALL
+    SELECT 'backup_ext_jobs_total', format('{kind="%s",status="%s"}', t.kind, t.status), sum(t.jobs)
+      FROM backup_ext.job_totals t GROUP BY t.kind, t.status
+    UNION ALL
+    SELECT 'backup_ext_alert_deliveries_pending', '', backup_ext.alert_deliveries_pending()
+)
+SELECT string_agg(format(E'# HELP %s %s\n# TYPE %s %s\n', m.metric, m.help, m.metric, m.type)
+                  || coalesce((SELECT string_agg(x.metric || x.labels || ' ' || x.value::text || E'\n',
+                                                 '' ORDER BY x.labels)
+                                 FROM samples x WHERE x.metric = m.metric), ''),
+                  '' ORDER BY m.ord)
+  FROM meta m;
 $fn$;
 
 -- What a storage target holds, read from the sidecars there; in_catalog says whether this
@@ -162,7 +221,8 @@ GRANT USAGE ON SCHEMA backup_ext TO backup_ext_operator, backup_ext_restorer;
 GRANT SELECT ON backup_ext.jobs, backup_ext.artifacts, backup_ext.backups, backup_ext.sets,
                 backup_ext.activity, backup_ext.backup_sets, backup_ext.retention,
                 backup_ext.schedules, backup_ext.schedule_entries, backup_ext.backup_copies,
-                backup_ext.copies
+                backup_ext.copies, backup_ext.database_summary, backup_ext.job_totals,
+                backup_ext.verifications
     TO backup_ext_operator, backup_ext_restorer;
 GRANT EXECUTE ON FUNCTION
     backup_ext.list_backups(text, text),
@@ -174,6 +234,8 @@ GRANT EXECUTE ON FUNCTION
     backup_ext.verify_backup(bigint, boolean),
     backup_ext.status(),
     backup_ext.check_status(),
+    backup_ext.metrics(),
+    backup_ext.alert_deliveries_pending(),
     backup_ext.backup_file_exists(text),
     backup_ext.next_run(text, timestamptz),
     backup_ext.may_read_database(text)

@@ -2,6 +2,7 @@
 //! `backup_ext.max_parallel` children, records each outcome, and cleans up after crashes.
 
 mod alerts;
+mod guardrails;
 mod kinds;
 mod scheduler;
 mod txn;
@@ -24,6 +25,8 @@ const BUSY_TICK: Duration = Duration::from_millis(100);
 /// Fallback poll when idle; new jobs normally wake the worker through its latch.
 const IDLE_TICK: Duration = Duration::from_secs(10);
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// How often running local dumps check the free space of their filesystem.
+const SPACE_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How often failed copies are looked at for a retry, and uploads left open by failed or
 /// interrupted backups are aborted (again).
 const UPLOAD_SWEEP_EVERY: Duration = Duration::from_secs(10);
@@ -98,6 +101,7 @@ struct Worker {
     last_schedule_check: Option<Instant>,
     last_upload_sweep: Option<Instant>,
     outbox: alerts::Outbox,
+    last_space_check: Option<Instant>,
 }
 
 impl Worker {
@@ -116,6 +120,7 @@ impl Worker {
         self.collect_finished();
         self.handle_cancel_requests();
         self.handle_timeouts();
+        self.check_free_space();
         self.publish_progress();
         self.sweep_storage();
         self.run_schedules();
@@ -313,6 +318,7 @@ impl Worker {
                 (settings::copy_retries(), settings::copy_retry_delay()),
             )?;
             if let Some(backup_id) = succeeded_backup {
+                guardrails::check_size(job_id, backup_id)?;
                 catalog::enqueue_copies(backup_id)?;
             }
             Ok(())
@@ -476,6 +482,46 @@ impl Worker {
         }
     }
 
+    /// Every second: a local dump whose filesystem runs short of space is stopped (its partial
+    /// output removed) before it fills it.
+    fn check_free_space(&mut self) {
+        if self.running.is_empty()
+            || self
+                .last_space_check
+                .is_some_and(|t| t.elapsed() < SPACE_CHECK_EVERY)
+        {
+            return;
+        }
+        self.last_space_check = Some(Instant::now());
+        let short: Vec<(i64, Option<String>, String)> = self
+            .running
+            .iter()
+            .filter_map(|j| {
+                // Only while the dump writes here: its file or directory, or its staging
+                // directory until the upload of the files starts.
+                let path = match &j.destination {
+                    Some(kinds::Destination::Local(path)) => path.clone(),
+                    Some(remote) if j.pending.is_none() => remote.staged_dir()?,
+                    _ => return None,
+                };
+                let database = match &j.kind {
+                    Kind::Backup { database } => database.clone(),
+                    _ => None,
+                };
+                guardrails::free_space_shortfall(&path).map(|why| (j.job_id, database, why))
+            })
+            .collect();
+        for (job_id, database, why) in short {
+            let message = format!("stopped: {why}; the partial output was removed");
+            let raised =
+                spi(|| guardrails::raise_guardrail_alert(job_id, database.as_deref(), &message));
+            if let Err(e) = raised {
+                warning!("backup_ext: {e}");
+            }
+            self.stop(job_id, Outcome::Failed(message));
+        }
+    }
+
     fn publish_progress(&mut self) {
         if self.running.is_empty()
             || self
@@ -621,6 +667,33 @@ impl Worker {
         let login_role = plan.login_role.clone();
         // The staging directory of a directory-format backup to a storage target.
         let staged = staged.or_else(|| output.as_ref()?.staged_dir());
+        // What the dump writes locally: its file or directory, or the staging directory.
+        let written_here = match &output {
+            Some(kinds::Destination::Local(path)) => Some(path.clone()),
+            Some(remote) => remote.staged_dir(),
+            None => None,
+        };
+        if let Some(path) = &written_here {
+            if let Some(why) = guardrails::free_space_shortfall(path) {
+                let message = format!("not started: {why}");
+                let database = match &plan.kind {
+                    Kind::Backup { database } => database.clone(),
+                    _ => None,
+                };
+                let raised = spi(|| {
+                    guardrails::raise_guardrail_alert(job_id, database.as_deref(), &message)
+                });
+                if let Err(e) = raised {
+                    warning!("backup_ext: {e}");
+                }
+                if let Some(output) = &output {
+                    output.remove();
+                }
+                remove_staged(staged.as_deref());
+                self.record(job_id, Outcome::Failed(message));
+                return;
+            }
+        }
         match kinds::start(plan.start) {
             Ok(run) => self.running.push(RunningJob {
                 job_id,

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::catalog::Entry;
-use crate::enqueue::{enqueue_cluster, enqueue_database, enqueue_globals, Origin};
+use crate::enqueue::{enqueue_cluster, enqueue_database, enqueue_drill, enqueue_globals, Origin};
 use crate::error::OrReport;
 
 /// When a schedule is due at `now`: the occurrence it is due for.
@@ -52,6 +52,13 @@ pub fn enqueue(entry: &Entry) -> (Option<i64>, Option<i64>) {
                 c.get("options").cloned().unwrap_or_else(|| json!({})),
                 origin,
             )),
+            None,
+        ),
+        ScheduleCommand::Verify {
+            dbname,
+            test_restore,
+        } => (
+            Some(enqueue_drill(dbname.as_deref(), test_restore, origin)),
             None,
         ),
         ScheduleCommand::Cluster { .. } => (

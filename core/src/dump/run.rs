@@ -63,6 +63,66 @@ pub struct RunSpec {
     pub output: OutputKind,
     pub final_path: PathBuf,
     pub stderr_path: PathBuf,
+    /// What a complete output must look like beyond not being empty.
+    pub expect: ExpectedOutput,
+}
+
+/// What a dump that exits 0 must have written for the backup to count as succeeded: never an
+/// empty output, and for archives a table of contents. A tool that exits 0 after writing
+/// nothing (a wrapper script, a full disk it did not notice) must not leave a `succeeded` row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ExpectedOutput {
+    /// Any bytes (plain SQL, possibly compressed; globals).
+    #[default]
+    AnyBytes,
+    /// A custom-format archive: it starts with the `PGDMP` header that precedes its table of
+    /// contents.
+    CustomArchive,
+    /// A tar-format archive: its first member is `toc.dat`.
+    TarArchive,
+    /// A directory-format archive: it holds `toc.dat`.
+    DirectoryArchive,
+}
+
+impl ExpectedOutput {
+    pub fn of_format(format: crate::format::Format) -> ExpectedOutput {
+        match format {
+            crate::format::Format::Custom => ExpectedOutput::CustomArchive,
+            crate::format::Format::Tar => ExpectedOutput::TarArchive,
+            crate::format::Format::Directory => ExpectedOutput::DirectoryArchive,
+            crate::format::Format::Plain => ExpectedOutput::AnyBytes,
+        }
+    }
+
+    /// Why the output at `path` (`size` bytes) is no backup, if it is not one.
+    pub fn refusal(self, name: &str, path: Option<&Path>, size: u64) -> Option<String> {
+        if size == 0 {
+            return Some(format!(
+                "{name} exited 0 but wrote 0 bytes: an empty dump is no backup"
+            ));
+        }
+        let prefix: &[u8] = match self {
+            ExpectedOutput::AnyBytes => return None,
+            ExpectedOutput::CustomArchive => b"PGDMP",
+            ExpectedOutput::TarArchive => b"toc.dat\0",
+            ExpectedOutput::DirectoryArchive => {
+                let dir = path?;
+                return (!dir.join("toc.dat").is_file()).then(|| {
+                    format!("{name} exited 0 but the archive has no table of contents (toc.dat)")
+                });
+            }
+        };
+        // An upload cannot be read back cheaply: its size was checked.
+        let path = path?;
+        let mut head = vec![0u8; prefix.len()];
+        let read = fs::File::open(path).and_then(|mut f| {
+            use std::io::Read;
+            f.read_exact(&mut head)
+        });
+        (read.is_err() || head != prefix).then(|| {
+            format!("{name} exited 0 but the archive has no table of contents (it does not start with its header)")
+        })
+    }
 }
 
 /// Where the child's stdout goes.
@@ -357,6 +417,13 @@ impl DumpRun {
                 }
             }
         };
+        if let RunResult::Succeeded { size, .. } = &result {
+            let name = program_name(&self.spec.program);
+            let partial = self.spec.output.partial();
+            if let Some(message) = self.spec.expect.refusal(&name, partial, *size) {
+                return Ok(RunResult::Failed { message });
+            }
+        }
         if let Some(partial) = self.spec.output.partial() {
             publish(partial, &self.spec.final_path)?;
         }
@@ -432,6 +499,11 @@ fn complete_upload(spec: &RunSpec, streamed: Option<Streamed>) -> RunResult {
         Some(Streamed::Upload(Err(e))) => return failed(e.to_string()),
         _ => return failed("no stream writer for stdout output".into()),
     };
+    let name = program_name(&spec.program);
+    if let Some(message) = spec.expect.refusal(&name, None, pending.size()) {
+        let _ = pending.abort(store);
+        return RunResult::Failed { message };
+    }
     if let Err(e) = pending.complete(store) {
         let _ = pending.abort(store);
         return failed(e.to_string());

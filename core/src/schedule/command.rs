@@ -61,6 +61,12 @@ pub enum ScheduleCommand {
         label: Option<String>,
         request: DumpRequest,
     },
+    /// `{"verify": "latest", "dbname": "app" | "*", "test_restore": bool}`: a restore drill,
+    /// verifying the newest succeeded backup of one database or (`"*"`, `dbname` None) of each.
+    Verify {
+        dbname: Option<String>,
+        test_restore: bool,
+    },
 }
 
 const DATABASE_KEYS: [&str; 7] = [
@@ -68,7 +74,10 @@ const DATABASE_KEYS: [&str; 7] = [
 ];
 const GLOBALS_KEYS: [&str; 4] = ["backup", "label", "no_role_passwords", "options"];
 const CLUSTER_KEYS: [&str; 4] = ["backup", "format", "label", "options"];
-const KINDS_HINT: &str = "The \"backup\" key is one of: database, globals, cluster.";
+const VERIFY_KEYS: [&str; 3] = ["verify", "dbname", "test_restore"];
+const KINDS_HINT: &str = "The \"backup\" key is one of: database, globals, cluster; or give \"verify\": \"latest\" for a restore drill.";
+const VERIFY_EXAMPLE: &str =
+    "{\"verify\": \"latest\", \"dbname\": \"app\", \"test_restore\": true}";
 /// The format used when a command does not name one, as for backup_database().
 const DEFAULT_FORMAT: &str = "custom";
 
@@ -250,6 +259,9 @@ impl ScheduleCommand {
                 ),
             )
         })?;
+        if map.contains_key("verify") {
+            return verify_command(map);
+        }
         let kind = match map.get("backup") {
             None => {
                 return Err(RequestError::invalid(
@@ -331,12 +343,13 @@ impl ScheduleCommand {
         }
     }
 
-    /// "database", "globals" or "cluster".
+    /// "database", "globals", "cluster" or "verify".
     pub fn kind(&self) -> &'static str {
         match self {
             ScheduleCommand::Database { .. } => "database",
             ScheduleCommand::Globals { .. } => "globals",
             ScheduleCommand::Cluster { .. } => "cluster",
+            ScheduleCommand::Verify { .. } => "verify",
         }
     }
 
@@ -345,6 +358,7 @@ impl ScheduleCommand {
             ScheduleCommand::Database { label, .. }
             | ScheduleCommand::Globals { label, .. }
             | ScheduleCommand::Cluster { label, .. } => label.as_deref(),
+            ScheduleCommand::Verify { .. } => None,
         }
     }
 
@@ -352,6 +366,19 @@ impl ScheduleCommand {
     /// back through the same strict parser.
     pub fn to_json(&self) -> Value {
         let mut map = Map::new();
+        if let ScheduleCommand::Verify {
+            dbname,
+            test_restore,
+        } = self
+        {
+            map.insert("verify".into(), Value::from("latest"));
+            map.insert(
+                "dbname".into(),
+                Value::from(dbname.as_deref().unwrap_or("*")),
+            );
+            map.insert("test_restore".into(), Value::Bool(*test_restore));
+            return Value::Object(map);
+        }
         map.insert("backup".into(), Value::from(self.kind()));
         if let Some(l) = self.label() {
             map.insert("label".into(), Value::from(l));
@@ -376,9 +403,61 @@ impl ScheduleCommand {
                 );
             }
             ScheduleCommand::Cluster { request, .. } => insert_request(&mut map, request),
+            ScheduleCommand::Verify { .. } => {}
         }
         Value::Object(map)
     }
+}
+
+/// `{"verify": "latest", "dbname": ..., "test_restore": ...}`.
+fn verify_command(map: &Map<String, Value>) -> Result<ScheduleCommand, RequestError> {
+    if map.contains_key("backup") {
+        return Err(RequestError::invalid(
+            "a schedule command has either \"backup\" or \"verify\", not both",
+            format!("A restore drill is for example {VERIFY_EXAMPLE}."),
+        ));
+    }
+    if let Some(k) = map.keys().find(|k| !VERIFY_KEYS.contains(&k.as_str())) {
+        return Err(RequestError::invalid(
+            format!("unknown key {} in a verify schedule command", quoted(k)),
+            format!("Keys of a restore drill: {}.", VERIFY_KEYS.join(", ")),
+        ));
+    }
+    let verify = map.get("verify").unwrap_or(&Value::Null);
+    if verify.as_str() != Some("latest") {
+        return Err(RequestError::invalid(
+            format!(
+                "\"verify\" in a schedule command must be \"latest\", got {}",
+                match verify.as_str() {
+                    Some(s) => quoted(s),
+                    None => json_type(verify).to_string(),
+                }
+            ),
+            format!("A restore drill verifies the newest backup: {VERIFY_EXAMPLE}."),
+        ));
+    }
+    let name = opt_text(map, "verify", "dbname", VERIFY_EXAMPLE)?.ok_or_else(|| {
+        RequestError::invalid(
+            "a verify schedule command needs \"dbname\" (a database, or \"*\" for every one)",
+            format!("For example {VERIFY_EXAMPLE}."),
+        )
+    })?;
+    let dbname = if name == "*" {
+        None
+    } else {
+        validate_database_name(name)?;
+        Some(name.to_string())
+    };
+    let test_restore = match present(map, "test_restore") {
+        None => false,
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| type_error("verify", "test_restore", "a boolean", v, VERIFY_EXAMPLE))?,
+    };
+    Ok(ScheduleCommand::Verify {
+        dbname,
+        test_restore,
+    })
 }
 
 fn insert_request(map: &mut Map<String, Value>, request: &DumpRequest) {

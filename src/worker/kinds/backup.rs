@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use backup_core::{
     backup_file_name, database_folder, is_inside, object_key, partial_path, pg_dump_argv,
-    pg_dumpall_globals_argv, psql_query_argv, DumpRequest, GlobalsRequest, OutputKind,
-    ProgressTracker, RunSpec, ToolCommand, GLOBALS_FOLDER,
+    pg_dumpall_globals_argv, psql_query_argv, DumpRequest, ExpectedOutput, GlobalsRequest,
+    OutputKind, ProgressTracker, RunSpec, ToolCommand, GLOBALS_FOLDER,
 };
 
 use super::*;
@@ -173,6 +173,10 @@ fn dump_plan(
     let unreadable = |e: serde_json::Error| format!("stored request cannot be read: {e}");
     let mut progress = ProgressTracker::default();
     let mut table_count = None;
+    let expect = request
+        .as_ref()
+        .map(|r| ExpectedOutput::of_format(r.format))
+        .unwrap_or_default();
     let (program, args) = match request {
         Some(request) => {
             progress = progress.with_jobs(request.jobs);
@@ -204,6 +208,7 @@ fn dump_plan(
             output,
             final_path,
             stderr_path: stderr_path.clone(),
+            expect,
         }),
         kind: Kind::Backup {
             database: claimed.database.clone(),

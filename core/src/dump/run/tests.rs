@@ -25,6 +25,7 @@ fn sh_spec(dir: &TempDir, script: &str, extra: &[&Path], directory: bool) -> Run
         },
         final_path,
         stderr_path: dir.path().join("out.stderr"),
+        expect: ExpectedOutput::AnyBytes,
     }
 }
 
@@ -81,6 +82,7 @@ fn echo_program() {
         },
         final_path: final_path.clone(),
         stderr_path: dir.path().join("e.stderr"),
+        expect: crate::dump::run::ExpectedOutput::AnyBytes,
     };
     let mut run = DumpRun::start(spec).unwrap();
     match poll_until_done(&mut run) {
@@ -299,4 +301,71 @@ fn a_full_disk_is_reported_instead_of_the_childs_sigpipe() {
         partial.display()
     );
     assert!(message.starts_with(&expected), "{message}");
+}
+
+#[test]
+fn an_empty_or_headless_output_is_a_failure_and_leaves_nothing() {
+    let cases: [(&str, bool, ExpectedOutput, Option<&str>); 7] = [
+        (
+            "exit 0",
+            false,
+            ExpectedOutput::AnyBytes,
+            Some("wrote 0 bytes"),
+        ),
+        ("printf abc", false, ExpectedOutput::AnyBytes, None),
+        (
+            "printf abc",
+            false,
+            ExpectedOutput::CustomArchive,
+            Some("no table of contents"),
+        ),
+        (
+            "printf PGDMP; printf rest",
+            false,
+            ExpectedOutput::CustomArchive,
+            None,
+        ),
+        (
+            "printf 'toc.dat\\000rest'",
+            false,
+            ExpectedOutput::TarArchive,
+            None,
+        ),
+        (
+            "mkdir \"$1\" && printf x > \"$1/1.dat\"",
+            true,
+            ExpectedOutput::DirectoryArchive,
+            Some("no table of contents (toc.dat)"),
+        ),
+        (
+            "mkdir \"$1\" && printf x > \"$1/toc.dat\"",
+            true,
+            ExpectedOutput::DirectoryArchive,
+            None,
+        ),
+    ];
+    for (script, directory, expect, refusal) in cases {
+        let dir = TempDir::new("run");
+        let mut spec = sh_spec(&dir, script, &[], directory);
+        if directory {
+            let partial = spec.output.partial().unwrap().to_owned();
+            spec.args = vec!["-c".into(), script.into(), "sh".into(), partial.into()];
+        }
+        spec.expect = expect;
+        let final_path = spec.final_path.clone();
+        let partial = spec.output.partial().unwrap().to_owned();
+        let mut run = DumpRun::start(spec).unwrap();
+        match (poll_until_done(&mut run), refusal) {
+            (RunResult::Failed { message }, Some(want)) => {
+                assert!(message.contains(want), "{script}: {message}");
+                assert!(
+                    message.starts_with("sh exited 0 but "),
+                    "{script}: {message}"
+                );
+                assert!(!final_path.exists() && !partial.exists(), "{script}");
+            }
+            (RunResult::Succeeded { .. }, None) => assert!(final_path.exists(), "{script}"),
+            (other, _) => panic!("{script}: {other:?}"),
+        }
+    }
 }

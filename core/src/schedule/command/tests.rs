@@ -243,3 +243,65 @@ fn run_options_are_checked_as_the_api_checks_them() {
         assert_eq!(e.kind, ErrorKind::InvalidParameter, "{list}");
     }
 }
+
+#[test]
+fn restore_drills_verify_the_latest_backup() {
+    let one = cmd(json!({"verify": "latest", "dbname": "app", "test_restore": true})).unwrap();
+    assert_eq!(
+        one,
+        ScheduleCommand::Verify {
+            dbname: Some("app".into()),
+            test_restore: true
+        }
+    );
+    assert_eq!(one.kind(), "verify");
+    assert_eq!(one.label(), None);
+    assert_eq!(cmd(one.to_json()).unwrap(), one);
+    let all = cmd(json!({"verify": "latest", "dbname": "*"})).unwrap();
+    assert_eq!(
+        all,
+        ScheduleCommand::Verify {
+            dbname: None,
+            test_restore: false
+        }
+    );
+    assert_eq!(
+        all.to_json(),
+        json!({"verify": "latest", "dbname": "*", "test_restore": false})
+    );
+
+    let refused = [
+        (
+            json!({"verify": "oldest", "dbname": "app"}),
+            "\"verify\" in a schedule command must be \"latest\", got \"oldest\"",
+        ),
+        (
+            json!({"verify": true, "dbname": "app"}),
+            "\"verify\" in a schedule command must be \"latest\", got boolean",
+        ),
+        (
+            json!({"verify": "latest"}),
+            "a verify schedule command needs \"dbname\" (a database, or \"*\" for every one)",
+        ),
+        (
+            json!({"verify": "latest", "dbname": "app", "test_restore": "yes"}),
+            "\"test_restore\" in a verify schedule command must be a boolean, got string",
+        ),
+        (
+            json!({"verify": "latest", "dbname": "app", "format": "custom"}),
+            "unknown key \"format\" in a verify schedule command",
+        ),
+        (
+            json!({"verify": "latest", "backup": "database", "dbname": "app"}),
+            "a schedule command has either \"backup\" or \"verify\", not both",
+        ),
+    ];
+    for (command, message) in refused {
+        let e = cmd(command.clone()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidParameter, "{command}");
+        assert_eq!(e.message, message, "{command}");
+        assert!(!e.hint.is_empty(), "{command}");
+    }
+    let e = cmd(json!({"verify": "latest", "dbname": "a\nb"})).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidParameter);
+}
