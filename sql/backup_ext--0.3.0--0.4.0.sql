@@ -414,10 +414,14 @@ per_db AS (
     SELECT CASE WHEN t.kind = 'globals' THEN 'globals' ELSE t.name END AS database,
            d.last_success_at, d.last_size_bytes, d.last_failure_at,
            CASE WHEN s.missing THEN format('newest backup %s is missing: %s', d.last_backup_id, d.last_path)
+                WHEN vf.verify_message IS NOT NULL
+                    THEN format('newest backup %s failed its verification: %s', d.last_backup_id,
+                                split_part(vf.verify_message, E'\n', 1))
                 WHEN cl.lagging IS NOT NULL AND NOT coalesce(d.last_failure_at > d.last_success_at, false)
                     THEN format('newest backup %s has no copy in %s yet', d.last_backup_id, cl.lagging)
                 ELSE d.last_error END AS last_error,
            coalesce(s.missing, false) AS missing,
+           vf.verify_message IS NOT NULL AS verify_failed,
            cl.lagging,
            coalesce(d.backups_kept, 0) AS kept, coalesce(d.bytes_kept, 0) AS bytes,
            d.last_verified_at,
@@ -430,6 +434,10 @@ per_db AS (
           SELECT backup_ext.backup_file_exists(d.last_path) IS FALSE AS missing
            WHERE d.last_backup_id IS NOT NULL) s ON true
       LEFT JOIN LATERAL (
+          -- the newest backup's last verification failed: it is gone, changed or unreadable
+          SELECT a.verify_message FROM backup_ext.artifacts a
+           WHERE a.backup_id = d.last_backup_id AND a.verify_status = 'failed') vf ON true
+      LEFT JOIN LATERAL (
           -- copies (set_copies()) of the newest backup still missing after backup_ext.copy_lag
           SELECT string_agg(c.storage, ', ' ORDER BY c.storage) AS lagging
             FROM backup_ext.backup_copies c
@@ -441,6 +449,7 @@ SELECT p.database, p.last_success_at, now() - p.last_success_at, p.last_size_byt
        CASE
            WHEN p.last_success_at IS NULL THEN 'critical'
            WHEN p.missing THEN 'critical'
+           WHEN p.verify_failed THEN 'critical'
            WHEN now() - p.last_success_at >= current_setting('backup_ext.critical_age')::interval THEN 'critical'
            WHEN now() - p.last_success_at >= current_setting('backup_ext.warn_age')::interval THEN 'warning'
            WHEN p.last_failure_at > p.last_success_at THEN 'warning'
@@ -473,6 +482,7 @@ SELECT 'BACKUP ' ||
                          ELSE 'last success ' || date_trunc('minute', s.last_success_age)::text || ' ago' END)
                     || CASE WHEN s.last_failure_at > s.last_success_at THEN ' (failed since)' ELSE '' END
                     || CASE WHEN s.last_error LIKE 'newest backup % is missing: %'
+                              OR s.last_error LIKE 'newest backup % failed its verification: %'
                               OR s.last_error LIKE 'newest backup % has no copy in % yet'
                             THEN ' (' || s.last_error || ')' ELSE '' END
                     || CASE WHEN s.anomaly IS NOT NULL THEN ' (' || s.anomaly || ')' ELSE '' END

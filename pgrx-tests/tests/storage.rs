@@ -455,6 +455,28 @@ fn backups_stream_into_s3_with_a_sidecar_and_no_secret_anywhere() {
         ),
         "failed"
     );
+    // status() says so: the newest backup of app cannot be trusted.
+    let row = client
+        .query_one(
+            "SELECT status, last_error FROM backup_ext.status() WHERE database = 'app'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "critical");
+    let last_error: String = row.get(1);
+    assert!(
+        last_error.starts_with(&format!(
+            "newest backup {} failed its verification: ",
+            jobs[2]
+        )),
+        "{last_error}"
+    );
+    assert!(
+        last_error.contains("no longer matches its recorded checksum"),
+        "{last_error}"
+    );
+    assert!(one_text(&mut client, "SELECT backup_ext.check_status()")
+        .contains("failed its verification"),);
     s3.delete(&tar_key);
     expect_sqlstate(
         &mut client,
