@@ -187,6 +187,15 @@ impl Cluster {
             ],
         );
         check_output("initdb", &out);
+        if opts.extension {
+            // The free-space guardrail's default (1 GB or 5 % of the filesystem) would make the
+            // tests depend on how full this machine's disk is. In postgresql.conf, so that a
+            // test's ALTER SYSTEM (the guardrail's own test) overrides it.
+            let conf = cluster.data.join("postgresql.conf");
+            let mut text = fs::read_to_string(&conf).expect("read postgresql.conf");
+            text.push_str("\nbackup_ext.min_free_space = '64MB'\n");
+            fs::write(&conf, text).expect("write postgresql.conf");
+        }
 
         cluster.stopped.store(false, Ordering::SeqCst);
         let out = cluster.pg_ctl(&[
