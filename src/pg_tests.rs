@@ -266,7 +266,8 @@ mod tests {
                  backup_ext.critical_age=sighup,\
                  backup_ext.database=postmaster,backup_ext.default_storage=sighup,\
                  backup_ext.directory=sighup,\
-                 backup_ext.history_days=sighup,backup_ext.job_timeout=sighup,\
+                 backup_ext.history_days=sighup,backup_ext.identity_file=sighup,\
+                 backup_ext.job_timeout=sighup,\
                  backup_ext.max_parallel=sighup,backup_ext.role=sighup,\
                  backup_ext.s3_allow_http=sighup,backup_ext.s3_credentials_file=sighup,\
                  backup_ext.warn_age=sighup"

@@ -6,6 +6,7 @@
 //! cannot call into the server by mistake.
 
 pub mod conninfo;
+pub mod crypt;
 pub mod dump;
 pub mod error;
 pub mod files;

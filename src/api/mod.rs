@@ -1,6 +1,7 @@
 //! The SQL surface: small functions that validate, write the catalog and return.
 
 pub mod backup;
+mod encryption;
 mod jobs;
 mod restore;
 mod retention;

@@ -6,6 +6,7 @@
 mod backups;
 mod cluster;
 mod copies;
+mod encryption;
 mod jobs;
 mod retention;
 mod schedules;
@@ -14,6 +15,7 @@ mod storage;
 pub use backups::*;
 pub use cluster::*;
 pub use copies::*;
+pub use encryption::*;
 pub use jobs::*;
 pub use retention::*;
 pub use schedules::*;

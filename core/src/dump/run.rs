@@ -8,6 +8,7 @@
 //! storage target streams into an upload that is completed only after the
 //! child exited 0, and aborted otherwise.
 
+use crate::crypt::encrypting_reader;
 use crate::files::manifest::{directory_manifest, sync_tree, tree_size, Manifest};
 use crate::files::publish::{publish, remove_output};
 use crate::process::child::{describe_exit, stderr_tail, without_progress_lines, ChildGuard};
@@ -63,6 +64,8 @@ pub struct RunSpec {
     pub output: OutputKind,
     pub final_path: PathBuf,
     pub stderr_path: PathBuf,
+    /// age recipients the output is encrypted to while it streams (none: stored as written).
+    pub encrypt_to: Vec<String>,
 }
 
 /// Where the child's stdout goes.
@@ -188,7 +191,14 @@ impl DumpRun {
     ) -> io::Result<(ChildGuard, Option<Sink>)> {
         let piped = !matches!(spec.output, OutputKind::Directory { .. });
         let mut child = ChildGuard::spawn(&spec.program, &spec.args, piped, stderr)?;
-        let writer = match (&spec.output, child.take_stdout()) {
+        let stdout: Option<Box<dyn io::Read + Send>> = match child.take_stdout() {
+            Some(out) if !spec.encrypt_to.is_empty() => {
+                Some(Box::new(encrypting_reader(&spec.encrypt_to, out)?))
+            }
+            Some(out) => Some(Box::new(out)),
+            None => None,
+        };
+        let writer = match (&spec.output, stdout) {
             (OutputKind::Stdout { partial }, Some(stdout)) => {
                 // On error `child` is dropped here, which kills it.
                 Some(Sink::File(StreamWriter::spawn(

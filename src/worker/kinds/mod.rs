@@ -297,7 +297,16 @@ pub fn prepare_checked(
 }
 
 /// Where a restore reads the backup: its file, or its object in a storage target.
+/// An encrypted backup is read through age decryption, with the identity file read when the
+/// archive is opened.
 pub(super) fn source(backup: &BackupRecord) -> Result<(ArchiveSource, Format), String> {
+    let (stored, format) = stored_source(backup)?;
+    let identity = crate::settings::identity_file();
+    Ok((stored.decrypted_if(backup.encrypted, identity), format))
+}
+
+/// Where the backup's stored bytes lie.
+fn stored_source(backup: &BackupRecord) -> Result<(ArchiveSource, Format), String> {
     if backup.storage == crate::catalog::LOCAL_STORAGE {
         let (path, format) = archive(backup)?;
         return Ok((ArchiveSource::File(path), format));

@@ -354,8 +354,14 @@ pub(super) fn prepare_restore(
     };
     // A remote backup was checked by the job's first step, as it was read through.
     let remote = backup.storage != catalog::LOCAL_STORAGE;
-    let stdin = if remote {
-        Some(source(backup)?.0)
+    // An encrypted backup is always fed decrypted on stdin; the identity must open it before
+    // the target is touched.
+    let stdin = if remote || backup.encrypted {
+        let stdin = source(backup)?.0;
+        stdin
+            .check_decryptable()
+            .map_err(|e| format!("{e} ({})", e.hint()))?;
+        Some(stdin)
     } else {
         None
     };
