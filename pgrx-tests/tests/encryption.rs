@@ -232,7 +232,7 @@ fn encrypted_backups_store_no_plaintext_and_restore_with_the_identity() {
 
     // By hand, with nothing but the stock age tool and pg_restore.
     exec(&mut client, "CREATE DATABASE app_by_hand");
-    let age = Command::new("age")
+    let mut age = Command::new("age")
         .arg("-d")
         .arg("-i")
         .arg(&key1)
@@ -242,9 +242,10 @@ fn encrypted_backups_store_no_plaintext_and_restore_with_the_identity() {
         .unwrap();
     let out = c
         .tool_command("pg_restore", &["-d", "app_by_hand"])
-        .stdin(age.stdout.unwrap())
+        .stdin(age.stdout.take().unwrap())
         .output()
         .unwrap();
+    assert!(age.wait().unwrap().success());
     check_output("age -d | pg_restore", &out);
     assert_eq!(c.table_fingerprint("app_by_hand", "t1"), before);
 
