@@ -543,7 +543,8 @@ fn restore_backup(
     if rec.encrypted && jobs.unwrap_or(1) > 1 {
         BackupError::Request(RequestError::unsupported(
             format!("backup {backup_id} is encrypted and cannot be restored with jobs > 1"),
-            "A parallel pg_restore needs the archive as a file, and an encrypted backup is only              ever decrypted in a stream; restore it with jobs => 1.",
+            "A parallel pg_restore needs the archive as a file, and an encrypted backup is only \
+             ever decrypted in a stream; restore it with jobs => 1.",
         ))
         .report();
     }

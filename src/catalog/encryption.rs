@@ -24,12 +24,13 @@ pub fn set_encryption_policy(database: Option<&str>, recipients: &[String]) -> S
 /// ('globals' for globals), else the default; empty when neither exists.
 pub fn encryption_recipients(database: Option<&str>) -> SpiResult<Vec<String>> {
     Ok(Spi::get_one_with_args::<Vec<String>>(
-        "SELECT recipients FROM (
+        // Always one row (NULL without a policy).
+        "SELECT (SELECT recipients FROM (
              SELECT p.recipients, 0 AS rank FROM backup_ext.encryption_policy p
               WHERE p.database = coalesce($1, 'globals')
              UNION ALL
              SELECT p.recipients, 1 FROM backup_ext.encryption_policy p WHERE p.database IS NULL) x
-          ORDER BY rank LIMIT 1",
+          ORDER BY rank LIMIT 1)",
         &[database.into()],
     )?
     .unwrap_or_default())
