@@ -81,3 +81,5 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'set_encryption_wrapper';
 REVOKE ALL ON FUNCTION backup_ext.set_encryption(text[], text) FROM PUBLIC;
+-- Superusers only, like every table and view (no grant).
+REVOKE ALL ON backup_ext.encryption_policy, backup_ext.encryption FROM PUBLIC;
