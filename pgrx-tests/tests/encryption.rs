@@ -383,3 +383,64 @@ fn encrypted_backups_stream_into_a_file_target_and_back() {
         c.set_and_reload("backup_ext.identity_file", "");
     }
 }
+
+#[test]
+fn encrypted_backups_stream_into_s3_and_tampering_is_caught_before_a_restore() {
+    let s3 = Seaweed::start("encryption");
+    let c = Cluster::start("encryption_s3");
+    let keys = c.root.join("keys");
+    fs::create_dir(&keys).unwrap();
+    chown_postgres(&keys);
+    let (key, r) = keygen(&keys, "key.txt");
+    c.set_and_reload(
+        "backup_ext.s3_credentials_file",
+        &s3.credentials_file.to_string_lossy(),
+    );
+    c.set_and_reload("backup_ext.identity_file", &key.to_string_lossy());
+    let mut client = c.client("postgres");
+    exec(
+        &mut client,
+        &format!(
+            "SELECT backup_ext.add_storage('offsite', {}, jsonb_build_object('endpoint', {}, \
+             'path_style', true, 'allow_http', true))",
+            quote_literal(&format!("s3://{}", s3.bucket)),
+            quote_literal(&s3.endpoint)
+        ),
+    );
+    set_encryption(&mut client, &[&r], Some("app"));
+    c.create_sample_db("app");
+    let before = c.table_fingerprint("app", "t1");
+    let job = c.enqueue(
+        "SELECT backup_ext.backup_database('app', options => '{\"storage\": \"offsite\"}')",
+    );
+    assert_eq!(c.wait_final(job, DEADLINE), "succeeded", "{:?}", c.job(job));
+    let row = client
+        .query_one(
+            "SELECT backup_id, key, sha256 FROM backup_ext.backups WHERE job_id = $1 AND encrypted",
+            &[&job],
+        )
+        .unwrap();
+    let (backup_id, object, sha): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
+    assert!(object.ends_with(".dump.age"), "{object}");
+    let stored = s3.get(&object);
+    assert_encrypted_bytes(&stored);
+    assert_eq!(sha256_hex(&stored), sha);
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&s3.get(&format!("{object}.json"))).unwrap();
+    assert_eq!(sidecar["encrypted"], serde_json::json!(true));
+
+    restore(&c, backup_id, "app_from_s3");
+    assert_eq!(c.table_fingerprint("app_from_s3", "t1"), before);
+
+    // A changed byte in the middle (the header still opens): never restored.
+    let mut changed = stored.clone();
+    let mid = changed.len() / 2;
+    changed[mid] ^= 1;
+    s3.put(&object, &changed);
+    let call = format!("SELECT backup_ext.restore_backup({backup_id}, 'app_tampered')");
+    if let Ok(row) = client.query_one(&call, &[]) {
+        let job: i64 = row.get(0);
+        assert_eq!(c.wait_final(job, DEADLINE), "failed", "{:?}", c.job(job));
+    }
+    assert!(!database_exists(&mut client, "app_tampered"));
+}
