@@ -221,13 +221,27 @@ fn encrypted_backups_store_no_plaintext_and_restore_with_the_identity() {
     restore(&c, b.backup_id, "app_restored");
     assert_eq!(c.table_fingerprint("app_restored", "t1"), before);
 
-    // The stored file needs the checksum only to verify; it needs no key.
-    let verify = c.enqueue(&format!("SELECT backup_ext.verify_backup({})", b.backup_id));
+    // Verification: the listing and the test restore decrypt; the rows match.
+    let verify = c.enqueue(&format!(
+        "SELECT backup_ext.verify_backup({}, true)",
+        b.backup_id
+    ));
     assert_eq!(
         c.wait_final(verify, DEADLINE),
         "succeeded",
         "{:?}",
         c.job(verify)
+    );
+    assert_eq!(
+        one_text(
+            &mut client,
+            &format!(
+                "SELECT verify_status || ' ' || (table_rows::text LIKE '%t1\": 10000%')::text
+                   FROM backup_ext.artifacts WHERE backup_id = {}",
+                b.backup_id
+            )
+        ),
+        "passed true"
     );
 
     // By hand, with nothing but the stock age tool and pg_restore.
@@ -381,6 +395,19 @@ fn encrypted_backups_stream_into_a_file_target_and_back() {
         restore(&c, backup_id, &target);
         assert_eq!(c.table_fingerprint(&target, "t1"), before);
         c.set_and_reload("backup_ext.identity_file", "");
+        // Without a key, verification is the checksum of the stored bytes.
+        let verify = c.enqueue(&format!("SELECT backup_ext.verify_backup({backup_id})"));
+        assert_eq!(
+            c.wait_final(verify, DEADLINE),
+            "succeeded",
+            "{:?}",
+            c.job(verify)
+        );
+        expect_sqlstate(
+            &mut client,
+            &format!("SELECT backup_ext.verify_backup({backup_id}, true)"),
+            "F0000",
+        );
     }
 }
 

@@ -621,14 +621,6 @@ fn verify_backup(backup_id: i64, test_restore: default!(Option<bool>, "false")) 
         ))
         .report();
     }
-    if test_restore && rec.encrypted {
-        BackupError::Request(RequestError::unsupported(
-            format!("backup {backup_id} is encrypted; test restores of encrypted backups are not supported yet"),
-            "Verify it with test_restore => false (the checksum of the stored bytes needs no key), \
-             or restore it with restore_backup() into a database of its own.",
-        ))
-        .report();
-    }
     // A missing file is the verification's finding, recorded on the backup; only a test
     // restore needs the file now. An encrypted backup's checksum needs no key.
     if let Some(path) = rec.path.as_deref().map(Path::new).filter(|p| p.exists()) {
@@ -637,7 +629,8 @@ fn verify_backup(backup_id: i64, test_restore: default!(Option<bool>, "false")) 
         }
     }
     if test_restore {
-        let source = locate(&rec).or_report();
+        // An encrypted backup's test restore needs the identity: checked here.
+        let source = decrypting(&rec, &locate(&rec).or_report());
         check_data_owners(&rec, &source, None, &caller, "test-restore");
     }
     let job_id = catalog::enqueue_job(&NewJob {

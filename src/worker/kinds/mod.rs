@@ -341,6 +341,7 @@ pub(super) fn checksum_plan(
 ) -> Result<VerifyPlan, String> {
     let (path, format) = archive(backup)?;
     Ok(VerifyPlan {
+        decrypted: None,
         path,
         format,
         expected_sha256: backup.sha256.clone().unwrap_or_default(),
