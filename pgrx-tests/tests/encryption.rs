@@ -82,14 +82,18 @@ fn assert_encrypted_bytes(bytes: &[u8]) {
     assert!(!bytes.windows(7).any(|w| w == "grüße".as_bytes()));
 }
 
-fn restore(c: &Cluster, backup_id: i64, target: &str) -> String {
-    let job = c.enqueue(&format!(
-        "SELECT backup_ext.restore_backup({backup_id}, {})",
-        quote_literal(target)
-    ));
-    let status = c.wait_final(job, DEADLINE);
-    assert_eq!(status, "succeeded", "{:?}", c.job(job));
-    status
+fn succeeds(c: &Cluster, job: i64) {
+    assert_eq!(c.wait_final(job, DEADLINE), "succeeded", "{:?}", c.job(job));
+}
+
+fn restore(c: &Cluster, backup_id: i64, target: &str) {
+    succeeds(
+        c,
+        c.enqueue(&format!(
+            "SELECT backup_ext.restore_backup({backup_id}, {})",
+            quote_literal(target)
+        )),
+    );
 }
 
 #[test]
@@ -154,7 +158,7 @@ fn encrypted_backups_store_no_plaintext_and_restore_with_the_identity() {
 
     // A local custom backup: `.age` appended, encrypted bytes whose SHA-256 is recorded.
     let job = c.enqueue("SELECT backup_ext.backup_database('app')");
-    assert_eq!(c.wait_final(job, DEADLINE), "succeeded", "{:?}", c.job(job));
+    succeeds(&c, job);
     let b = c.backup(job);
     let path = b.path_buf();
     assert!(path.to_string_lossy().ends_with(".dump.age"), "{path:?}");
@@ -226,12 +230,7 @@ fn encrypted_backups_store_no_plaintext_and_restore_with_the_identity() {
         "SELECT backup_ext.verify_backup({}, true)",
         b.backup_id
     ));
-    assert_eq!(
-        c.wait_final(verify, DEADLINE),
-        "succeeded",
-        "{:?}",
-        c.job(verify)
-    );
+    succeeds(&c, verify);
     assert_eq!(
         one_text(
             &mut client,
@@ -275,12 +274,7 @@ fn encrypted_backups_store_no_plaintext_and_restore_with_the_identity() {
     // Key rotation: new backups go to the new key; an identity file with both keys reads both.
     set_encryption(&mut client, &[&r2], None);
     let job2 = c.enqueue("SELECT backup_ext.backup_database('app')");
-    assert_eq!(
-        c.wait_final(job2, DEADLINE),
-        "succeeded",
-        "{:?}",
-        c.job(job2)
-    );
+    succeeds(&c, job2);
     let b2 = c.backup(job2);
     expect_sqlstate(
         &mut client,
@@ -302,15 +296,40 @@ fn encrypted_backups_store_no_plaintext_and_restore_with_the_identity() {
     restore(&c, b2.backup_id, "app_rot2");
     assert_eq!(c.table_fingerprint("app_rot2", "t1"), before);
 
+    // Globals follow the default policy too, and are replayed decrypted.
+    exec(&mut client, "CREATE ROLE enc_role NOLOGIN");
+    let globals = c.enqueue("SELECT backup_ext.backup_globals()");
+    succeeds(&c, globals);
+    let g = c.backup(globals);
+    assert!(
+        g.path_buf().to_string_lossy().ends_with(".sql.age"),
+        "{g:?}"
+    );
+    let g_bytes = fs::read(g.path_buf()).unwrap();
+    assert!(g_bytes.starts_with(AGE_HEADER));
+    assert!(!g_bytes.windows(8).any(|w| w == b"enc_role"));
+    exec(&mut client, "DROP ROLE enc_role");
+    let replay = c.enqueue(&format!(
+        "SELECT backup_ext.restore_backup({})",
+        g.backup_id
+    ));
+    succeeds(&c, replay);
+    assert_eq!(
+        one_i64(
+            &mut client,
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'enc_role'"
+        ),
+        1
+    );
+
     // A per-database policy overrides the default; NULL turns it off.
     c.create_sample_db("plain_db");
     set_encryption(&mut client, &[], None);
     set_encryption(&mut client, &[&r1, &r2], Some("app"));
     let plain_job = c.enqueue("SELECT backup_ext.backup_database('plain_db')");
     let app_job = c.enqueue("SELECT backup_ext.backup_database('app')");
-    for j in [plain_job, app_job] {
-        assert_eq!(c.wait_final(j, DEADLINE), "succeeded", "{:?}", c.job(j));
-    }
+    succeeds(&c, plain_job);
+    succeeds(&c, app_job);
     assert!(fs::read(c.backup(plain_job).path_buf())
         .unwrap()
         .starts_with(b"PGDMP"));
@@ -365,7 +384,7 @@ fn encrypted_backups_stream_into_a_file_target_and_back() {
             "SELECT backup_ext.backup_database('app', '{format}', \
              options => '{{\"storage\": \"nfs\"}}')"
         ));
-        assert_eq!(c.wait_final(job, DEADLINE), "succeeded", "{:?}", c.job(job));
+        succeeds(&c, job);
         let (backup_id, key_name, sha, size): (i64, String, String, i64) = {
             let row = client
                 .query_one(
@@ -397,12 +416,7 @@ fn encrypted_backups_stream_into_a_file_target_and_back() {
         c.set_and_reload("backup_ext.identity_file", "");
         // Without a key, verification is the checksum of the stored bytes.
         let verify = c.enqueue(&format!("SELECT backup_ext.verify_backup({backup_id})"));
-        assert_eq!(
-            c.wait_final(verify, DEADLINE),
-            "succeeded",
-            "{:?}",
-            c.job(verify)
-        );
+        succeeds(&c, verify);
         expect_sqlstate(
             &mut client,
             &format!("SELECT backup_ext.verify_backup({backup_id}, true)"),
@@ -440,7 +454,7 @@ fn encrypted_backups_stream_into_s3_and_tampering_is_caught_before_a_restore() {
     let job = c.enqueue(
         "SELECT backup_ext.backup_database('app', options => '{\"storage\": \"offsite\"}')",
     );
-    assert_eq!(c.wait_final(job, DEADLINE), "succeeded", "{:?}", c.job(job));
+    succeeds(&c, job);
     let row = client
         .query_one(
             "SELECT backup_id, key, sha256 FROM backup_ext.backups WHERE job_id = $1 AND encrypted",
