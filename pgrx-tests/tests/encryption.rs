@@ -414,6 +414,28 @@ fn encrypted_backups_stream_into_a_file_target_and_back() {
         restore(&c, backup_id, &target);
         assert_eq!(c.table_fingerprint(&target, "t1"), before);
         c.set_and_reload("backup_ext.identity_file", "");
+        // The identity gone between the call and the job: the job fails before it creates
+        // the target.
+        c.set_and_reload("backup_ext.identity_file", &key.to_string_lossy());
+        let mut tx = c.client("postgres");
+        let late = format!("{target}_late");
+        exec(&mut tx, "BEGIN");
+        let job = one_i64(
+            &mut tx,
+            &format!(
+                "SELECT backup_ext.restore_backup({backup_id}, {})",
+                quote_literal(&late)
+            ),
+        );
+        c.set_and_reload("backup_ext.identity_file", "");
+        exec(&mut tx, "COMMIT");
+        assert_eq!(c.wait_final(job, DEADLINE), "failed", "{:?}", c.job(job));
+        let error = c.job(job).error.unwrap_or_default();
+        assert!(
+            error.contains("backup_ext.identity_file is not set"),
+            "{error}"
+        );
+        assert!(!database_exists(&mut client, &late));
         // Without a key, verification is the checksum of the stored bytes.
         let verify = c.enqueue(&format!("SELECT backup_ext.verify_backup({backup_id})"));
         succeeds(&c, verify);
