@@ -267,7 +267,8 @@ mod tests {
                  backup_ext.critical_age=sighup,\
                  backup_ext.database=postmaster,backup_ext.default_storage=sighup,\
                  backup_ext.directory=sighup,\
-                 backup_ext.history_days=sighup,backup_ext.job_timeout=sighup,\
+                 backup_ext.history_days=sighup,backup_ext.identity_file=sighup,\
+                 backup_ext.job_timeout=sighup,\
                  backup_ext.max_parallel=sighup,backup_ext.min_free_space=sighup,\
                  backup_ext.min_size_ratio=sighup,\
                  backup_ext.role=sighup,\

@@ -21,6 +21,7 @@ static DEFAULT_STORAGE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"local"));
 static S3_CREDENTIALS_FILE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c""));
+static IDENTITY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 static S3_ALLOW_HTTP: GucSetting<bool> = GucSetting::<bool>::new(false);
 static COPY_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
 static COPY_RETRY_DELAY: GucSetting<i32> = GucSetting::<i32>::new(30);
@@ -129,6 +130,14 @@ pub fn register() {
         c"AWS shared-credentials file (INI) with the keys of the S3 storage targets.",
         c"Read by the server's OS user when a target is used; each target names its profile.",
         &S3_CREDENTIALS_FILE,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"backup_ext.identity_file",
+        c"age identity file (private keys) that encrypted backups are decrypted with.",
+        c"Read by the server's OS user when a restore, verification or listing needs it; may hold several keys.",
+        &IDENTITY_FILE,
         GucContext::Sighup,
         GucFlags::SUPERUSER_ONLY,
     );
@@ -296,6 +305,13 @@ pub fn default_storage() -> String {
 /// The AWS shared-credentials file (`backup_ext.s3_credentials_file`); `None` when unset.
 pub fn s3_credentials_file() -> Option<PathBuf> {
     Some(string_setting(&S3_CREDENTIALS_FILE))
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The age identity file (`backup_ext.identity_file`); `None` when unset.
+pub fn identity_file() -> Option<PathBuf> {
+    Some(string_setting(&IDENTITY_FILE))
         .filter(|s| !s.is_empty())
         .map(PathBuf::from)
 }

@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod conninfo;
+pub mod crypt;
 pub mod dump;
 pub mod error;
 pub mod files;

@@ -101,6 +101,7 @@ fn verify_and_restore_for_real() {
     let (sha, size) = sha_and_size(&archive);
     let req = RestoreRequest::validate(Format::Custom, false, true, Some(2), &json!({})).unwrap();
     let plan = VerifyPlan {
+        decrypted: None,
         path: archive.clone(),
         format: Format::Custom,
         expected_sha256: sha,

@@ -201,7 +201,24 @@ fn directory_backups_go_up_file_by_file_and_come_back() {
         "SELECT backup_ext.backup_database('app', options => '{\"storage\": \"offsite\"}')",
     );
     assert_eq!(c.wait_final(second, DEADLINE), "succeeded");
-    c.wait_until("the directory backup is purged", DEADLINE, || {
-        s3.objects(&format!("dirs/{key}")).is_empty()
-    });
+    // Retention keeps the newest backup whose verification passed: verify the new one first.
+    let verify = one_i64(
+        &mut client,
+        &format!("SELECT backup_ext.verify_backup({second})"),
+    );
+    assert_eq!(
+        c.wait_final(verify, DEADLINE),
+        "succeeded",
+        "{:?}",
+        c.job(verify)
+    );
+    let purged = one_text(
+        &mut client,
+        "SELECT string_agg(backup_id::text, ',') FROM backup_ext.purge() WHERE backup_id IS NOT NULL",
+    );
+    assert_eq!(purged, job.to_string());
+    assert_eq!(
+        s3.objects(&format!("dirs/{key}")),
+        Vec::<(String, u64)>::new()
+    );
 }

@@ -6,8 +6,9 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::json;
 
+use crate::catalog;
 use crate::enqueue::{check_database, enqueue_cluster, enqueue_database, enqueue_globals, Origin};
-use crate::error::BackupError;
+use crate::error::{BackupError, OrReport};
 use crate::privileges;
 
 pub fn require<T>(value: Option<T>, name: &str) -> T {
@@ -35,9 +36,17 @@ fn backup_database(
     let (caller, _owner) = privileges::enter();
     check_database(&dbname);
     caller.require_connect(&dbname, "back it up");
+    let format = require(format, "format");
+    if format == "directory"
+        && !catalog::encryption_recipients(Some(&dbname))
+            .or_report()
+            .is_empty()
+    {
+        BackupError::Request(backup_core::crypt::directory_refused()).report();
+    }
     enqueue_database(
         &dbname,
-        &require(format, "format"),
+        &format,
         compress.as_deref(),
         jobs,
         label.as_deref(),

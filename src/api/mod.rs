@@ -2,6 +2,7 @@
 
 mod alerts;
 pub mod backup;
+mod encryption;
 mod jobs;
 mod restore;
 mod retention;

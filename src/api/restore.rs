@@ -173,6 +173,20 @@ fn choose_copy(rec: &BackupRecord, storage: Option<&str>) -> (BackupRecord, Arch
     primary_error.report()
 }
 
+/// An encrypted backup read through decryption, after checking that the configured identity
+/// opens its header: a missing or wrong identity is refused here, before any job touches a
+/// database.
+fn decrypting(rec: &BackupRecord, stored: &ArchiveSource) -> ArchiveSource {
+    let source = stored
+        .clone()
+        .decrypted_if(rec.encrypted, settings::identity_file());
+    source
+        .check_decryptable()
+        .map_err(|e| BackupError::Request(RequestError::from(e)))
+        .or_report();
+    source
+}
+
 fn existing_path(rec: &BackupRecord) -> Result<&Path, BackupError> {
     let path = rec.path.as_deref().unwrap_or_default();
     if path.is_empty() || !Path::new(path).exists() {
@@ -526,12 +540,22 @@ fn restore_backup(
     if read_from.storage != rec.storage {
         request.storage = Some(read_from.storage.clone());
     }
+    if rec.encrypted && jobs.unwrap_or(1) > 1 {
+        BackupError::Request(RequestError::unsupported(
+            format!("backup {backup_id} is encrypted and cannot be restored with jobs > 1"),
+            "A parallel pg_restore needs the archive as a file, and an encrypted backup is only \
+             ever decrypted in a stream; restore it with jobs => 1.",
+        ))
+        .report();
+    }
+    // The stored bytes are checked as they are; everything else reads them decrypted.
+    check_integrity(&rec, &source);
+    let source = decrypting(&read_from, &source);
     check_readable(&rec, &source);
     let contents = (!request.options.toc_ids.is_empty()).then(|| read_contents(&rec, &source));
     if let Some((listing, _)) = &contents {
         use_list_for(listing, &request.options.toc_ids).or_report();
     }
-    check_integrity(&rec, &source);
     let entries = contents.as_ref().map(|(_, entries)| entries.as_slice());
     check_data_owners(&rec, &source, entries, &caller, "restore");
 
@@ -568,7 +592,8 @@ fn backup_contents(
 > {
     let (caller, _owner) = privileges::enter();
     let rec = succeeded_backup(backup_id, &caller, "inspect");
-    let (_, source) = choose_copy(&rec, None);
+    let (read_from, source) = choose_copy(&rec, None);
+    let source = decrypting(&read_from, &source);
     check_readable(&rec, &source);
     let (_, entries) = read_contents(&rec, &source);
     TableIterator::new(
@@ -597,12 +622,15 @@ fn verify_backup(backup_id: i64, test_restore: default!(Option<bool>, "false")) 
         .report();
     }
     // A missing file is the verification's finding, recorded on the backup; only a test
-    // restore needs the file now.
+    // restore needs the file now. An encrypted backup's checksum needs no key.
     if let Some(path) = rec.path.as_deref().map(Path::new).filter(|p| p.exists()) {
-        check_readable(&rec, &ArchiveSource::File(path.to_path_buf()));
+        if !rec.encrypted {
+            check_readable(&rec, &ArchiveSource::File(path.to_path_buf()));
+        }
     }
     if test_restore {
-        let source = locate(&rec).or_report();
+        // An encrypted backup's test restore needs the identity: checked here.
+        let source = decrypting(&rec, &locate(&rec).or_report());
         check_data_owners(&rec, &source, None, &caller, "test-restore");
     }
     let job_id = catalog::enqueue_job(&NewJob {

@@ -88,6 +88,8 @@ pub struct BackupRecord {
     pub key: Option<String>,
     /// The object's ETag, when the store reported one after the upload.
     pub etag: Option<String>,
+    /// Stored age-encrypted (read through decryption).
+    pub encrypted: bool,
 }
 
 impl BackupRecord {
@@ -120,7 +122,8 @@ pub fn backup_record(backup_id: i64) -> SpiResult<Option<BackupRecord>> {
         let rows = client.select(
             "SELECT backup_id, kind, database, format, compress, path, size_bytes, sha256, status,
                     storage, key,
-                    (SELECT a.etag FROM backup_ext.artifacts a WHERE a.backup_id = b.backup_id)
+                    (SELECT a.etag FROM backup_ext.artifacts a WHERE a.backup_id = b.backup_id),
+                    encrypted
                FROM backup_ext.backups b WHERE backup_id = $1",
             None,
             &[backup_id.into()],
@@ -139,6 +142,7 @@ pub fn backup_record(backup_id: i64) -> SpiResult<Option<BackupRecord>> {
                 storage: row.get(10)?.unwrap_or_default(),
                 key: row.get(11)?,
                 etag: row.get(12)?,
+                encrypted: row.get(13)?.unwrap_or(false),
             }));
         }
         Ok(None)

@@ -154,10 +154,13 @@ pub fn record_start(
     key: Option<&str>,
     tool_version: &str,
     server_version: &str,
+    recipients: &[String],
 ) -> SpiResult<()> {
+    let recipients = (!recipients.is_empty()).then(|| recipients.to_vec());
     Spi::run_with_args(
         "UPDATE backup_ext.artifacts
-            SET path = $2, key = $3, tool_version = $4, server_version = $5
+            SET path = $2, key = $3, tool_version = $4, server_version = $5,
+                encrypted = $6::text[] IS NOT NULL, recipients = $6
           WHERE job_id = $1",
         &[
             job_id.into(),
@@ -165,6 +168,7 @@ pub fn record_start(
             key.into(),
             tool_version.into(),
             server_version.into(),
+            recipients.into(),
         ],
     )
 }
@@ -264,7 +268,9 @@ pub fn sidecar_facts(job_id: i64) -> SpiResult<Option<Value>> {
                     'system_identifier', (SELECT s.system_identifier::text
                                             FROM pg_catalog.pg_control_system() s),
                     'set_id', j.set_id, 'storage', a.storage,
-                    'key', coalesce(a.key, a.path), 'table_rows', a.table_rows)
+                    'key', coalesce(a.key, a.path), 'table_rows', a.table_rows,
+                    'encrypted', a.encrypted,
+                    'recipients', coalesce(pg_catalog.to_jsonb(a.recipients), '[]'))
            FROM backup_ext.jobs j JOIN backup_ext.artifacts a USING (job_id)
           WHERE j.job_id = $1",
         &[job_id.into(), super::UTC_TEXT.into()],

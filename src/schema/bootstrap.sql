@@ -97,7 +97,10 @@ CREATE TABLE backup_ext.artifacts (
     -- backup, uploaded under <key>/
     upload_key     text,
     -- why a succeeded backup looks wrong (the size guardrail), NULL when it looks normal
-    anomaly        text
+    anomaly        text,
+    -- stored age-encrypted (set_encryption()), to the recipients with these fingerprints
+    encrypted      boolean NOT NULL DEFAULT false,
+    recipients     text[]
 );
 CREATE INDEX artifacts_database_idx ON backup_ext.artifacts (database, backup_id DESC);
 -- Live backups (size_bytes is only ever set on success) per database, for status().
@@ -164,6 +167,13 @@ CREATE TABLE backup_ext.copy_policy (
     storages   text[] NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+-- age recipients new backups are encrypted to (set_encryption()): per database (NULL: the
+-- default for all, 'globals' for globals). Public keys only; identities are never stored.
+CREATE TABLE backup_ext.encryption_policy (
+    database   text UNIQUE NULLS NOT DISTINCT,
+    recipients text[] NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
 CREATE TABLE backup_ext.backup_copies (
     backup_id   bigint NOT NULL REFERENCES backup_ext.artifacts ON DELETE CASCADE,
     storage     text NOT NULL,
@@ -226,6 +236,7 @@ SELECT pg_catalog.pg_extension_config_dump('backup_ext.cancel_requests', '');
 SELECT pg_catalog.pg_extension_config_dump('backup_ext.storage_targets', '');
 SELECT pg_catalog.pg_extension_config_dump('backup_ext.copy_policy', '');
 SELECT pg_catalog.pg_extension_config_dump('backup_ext.backup_copies', '');
+SELECT pg_catalog.pg_extension_config_dump('backup_ext.encryption_policy', '');
 
 -- Views read as the caller (security_invoker), so the row security above applies to them.
 CREATE VIEW backup_ext.backups WITH (security_invoker = true) AS
@@ -259,9 +270,23 @@ SELECT a.backup_id,
        a.key,
        (SELECT pg_catalog.jsonb_object_agg(c.storage, c.status ORDER BY c.storage)
           FROM backup_ext.backup_copies c WHERE c.backup_id = a.backup_id) AS copies,
-       a.anomaly
+       a.anomaly,
+       a.encrypted,
+       a.recipients
   FROM backup_ext.artifacts a
   JOIN backup_ext.jobs j ON j.job_id = a.job_id;
+
+-- The encryption policy (set_encryption()): recipients per database (NULL: the default) with
+-- the fingerprints recorded on the backups encrypted to them.
+CREATE VIEW backup_ext.encryption WITH (security_invoker = true) AS
+SELECT p.database,
+       p.recipients,
+       ARRAY(SELECT pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(
+                        pg_catalog.convert_to(r.r, 'UTF8')), 'hex'), 16)
+               FROM pg_catalog.unnest(p.recipients) WITH ORDINALITY AS r(r, n)
+              ORDER BY r.n) AS fingerprints,
+       p.updated_at
+  FROM backup_ext.encryption_policy p;
 
 -- Copies of backups in further storage targets, with their attempts.
 CREATE VIEW backup_ext.copies WITH (security_invoker = true) AS

@@ -9,6 +9,7 @@ mod txn;
 
 use std::time::{Duration, Instant};
 
+use backup_core::crypt::fingerprint;
 use backup_core::Connection;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
@@ -618,12 +619,20 @@ impl Worker {
                         .unwrap_or_default();
                     let server_version = catalog::server_version().map_err(err)?;
                     let (path, key) = output.columns();
+                    let recipients = match &plan {
+                        Ok(kinds::Plan {
+                            start: kinds::Start::Dump(spec),
+                            ..
+                        }) => spec.encrypt_to.iter().map(|r| fingerprint(r)).collect(),
+                        _ => Vec::new(),
+                    };
                     catalog::record_start(
                         claimed.job_id,
                         path.as_deref(),
                         key.as_deref(),
                         &tool_version,
                         &server_version,
+                        &recipients,
                     )
                     .map_err(err)?;
                 }

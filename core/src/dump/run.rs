@@ -8,6 +8,7 @@
 //! storage target streams into an upload that is completed only after the
 //! child exited 0, and aborted otherwise.
 
+use crate::crypt::encrypting_reader;
 use crate::files::manifest::{directory_manifest, sync_tree, tree_size, Manifest};
 use crate::files::publish::{publish, remove_output};
 use crate::process::child::{describe_exit, stderr_tail, without_progress_lines, ChildGuard};
@@ -65,6 +66,20 @@ pub struct RunSpec {
     pub stderr_path: PathBuf,
     /// What a complete output must look like beyond not being empty.
     pub expect: ExpectedOutput,
+    /// age recipients the output is encrypted to while it streams (none: stored as written).
+    pub encrypt_to: Vec<String>,
+}
+
+impl RunSpec {
+    /// What the stored output must look like: an encrypted one shows no archive header, only
+    /// its size can be checked.
+    fn expected(&self) -> ExpectedOutput {
+        if self.encrypt_to.is_empty() {
+            self.expect
+        } else {
+            ExpectedOutput::AnyBytes
+        }
+    }
 }
 
 /// What a dump that exits 0 must have written for the backup to count as succeeded: never an
@@ -248,7 +263,14 @@ impl DumpRun {
     ) -> io::Result<(ChildGuard, Option<Sink>)> {
         let piped = !matches!(spec.output, OutputKind::Directory { .. });
         let mut child = ChildGuard::spawn(&spec.program, &spec.args, piped, stderr)?;
-        let writer = match (&spec.output, child.take_stdout()) {
+        let stdout: Option<Box<dyn io::Read + Send>> = match child.take_stdout() {
+            Some(out) if !spec.encrypt_to.is_empty() => {
+                Some(Box::new(encrypting_reader(&spec.encrypt_to, out)?))
+            }
+            Some(out) => Some(Box::new(out)),
+            None => None,
+        };
+        let writer = match (&spec.output, stdout) {
             (OutputKind::Stdout { partial }, Some(stdout)) => {
                 // On error `child` is dropped here, which kills it.
                 Some(Sink::File(StreamWriter::spawn(
@@ -420,7 +442,7 @@ impl DumpRun {
         if let RunResult::Succeeded { size, .. } = &result {
             let name = program_name(&self.spec.program);
             let partial = self.spec.output.partial();
-            if let Some(message) = self.spec.expect.refusal(&name, partial, *size) {
+            if let Some(message) = self.spec.expected().refusal(&name, partial, *size) {
                 return Ok(RunResult::Failed { message });
             }
         }
@@ -500,7 +522,7 @@ fn complete_upload(spec: &RunSpec, streamed: Option<Streamed>) -> RunResult {
         _ => return failed("no stream writer for stdout output".into()),
     };
     let name = program_name(&spec.program);
-    if let Some(message) = spec.expect.refusal(&name, None, pending.size()) {
+    if let Some(message) = spec.expected().refusal(&name, None, pending.size()) {
         let _ = pending.abort(store);
         return RunResult::Failed { message };
     }

@@ -40,6 +40,12 @@ pub struct Sidecar {
     pub manifest: Option<Value>,
     /// Rows per table, when a verification counted them.
     pub table_rows: Option<Value>,
+    /// Stored age-encrypted; `recipients` are the fingerprints of the keys it was encrypted to
+    /// (`backup_core::crypt::fingerprint`). Absent in sidecars written before encryption.
+    #[serde(default)]
+    pub encrypted: bool,
+    #[serde(default)]
+    pub recipients: Vec<String>,
 }
 
 impl Sidecar {
@@ -115,6 +121,8 @@ mod tests {
             key: "7400000000000000001/app/20261129T100001Z-job000000000042.dump".into(),
             manifest: None,
             table_rows: None,
+            encrypted: true,
+            recipients: vec!["0123456789abcdef".into()],
         }
     }
 

@@ -140,10 +140,9 @@ fn selection_args(args: &mut Vec<OsString>, req: &RestoreRequest, use_list: Opti
 
 /// The archive's data as SQL on stdout, for counting COPY rows.
 pub fn pg_restore_to_stdout_argv(bin_dir: &Path, archive: &Path) -> (PathBuf, Vec<OsString>) {
-    (
-        bin_dir.join("pg_restore"),
-        vec![arg("--file=-"), arg("--data-only"), path_arg(archive)],
-    )
+    let mut args = vec![arg("--file=-"), arg("--data-only")];
+    crate::process::command::archive_arg(&mut args, archive);
+    (bin_dir.join("pg_restore"), args)
 }
 
 /// psql running a script from `script`, or from stdin when None, after the

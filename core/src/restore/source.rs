@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::crypt::{decrypting_reader, DecryptFailure};
 use crate::format::Format;
 use crate::process::capabilities::{archive_version_in, ArchiveVersion};
 use crate::process::stream::spawn_signal_free;
@@ -18,6 +19,12 @@ use crate::storage::{Downloaded, StorageError, Store};
 pub enum ArchiveSource {
     File(PathBuf),
     Object(StoredObject),
+    /// An age-encrypted backup lying in `stored`, decrypted while read with the identities in
+    /// `identity_file` (read when opened). Tools read it on their stdin, never as a path.
+    Encrypted {
+        stored: Box<ArchiveSource>,
+        identity_file: Option<PathBuf>,
+    },
 }
 
 /// A backup in a storage target, with what it must turn out to be.
@@ -41,6 +48,10 @@ impl PartialEq for ArchiveSource {
                 (&a.storage, &a.key, a.expected_size, &a.expected_sha256)
                     == (&b.storage, &b.key, b.expected_size, &b.expected_sha256)
             }
+            (
+                ArchiveSource::Encrypted { stored: a, .. },
+                ArchiveSource::Encrypted { stored: b, .. },
+            ) => a == b,
             _ => false,
         }
     }
@@ -62,7 +73,40 @@ impl ArchiveSource {
         match self {
             ArchiveSource::File(path) => Ok(Box::new(File::open(path)?)),
             ArchiveSource::Object(object) => Ok(Box::new(ObjectReader::start(object.clone())?)),
+            ArchiveSource::Encrypted {
+                stored,
+                identity_file,
+            } => decrypting_reader(stored.open()?, identity_file.as_deref(), &stored.describe())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
         }
+    }
+
+    /// The source read through age decryption when `encrypted`.
+    pub fn decrypted_if(self, encrypted: bool, identity_file: Option<PathBuf>) -> ArchiveSource {
+        if encrypted {
+            ArchiveSource::Encrypted {
+                stored: Box::new(self),
+                identity_file,
+            }
+        } else {
+            self
+        }
+    }
+
+    /// For an encrypted source: whether the identity opens its header (reading no further).
+    pub fn check_decryptable(&self) -> Result<(), DecryptFailure> {
+        let ArchiveSource::Encrypted {
+            stored,
+            identity_file,
+        } = self
+        else {
+            return Ok(());
+        };
+        let what = stored.describe();
+        let raw = stored
+            .open()
+            .map_err(|e| DecryptFailure::Damaged(what.clone(), e.to_string()))?;
+        decrypting_reader(raw, identity_file.as_deref(), &what).map(|_| ())
     }
 
     /// The archive version in the header of a custom or tar archive; None for plain scripts.
@@ -72,7 +116,7 @@ impl ArchiveSource {
             ArchiveSource::File(path) => {
                 crate::process::capabilities::archive_version(path, format)
             }
-            ArchiveSource::Object(_) => {
+            ArchiveSource::Object(_) | ArchiveSource::Encrypted { .. } => {
                 let mut head = vec![0u8; 520];
                 let mut r = self.open()?;
                 let mut got = 0;
@@ -94,6 +138,7 @@ impl ArchiveSource {
         match self {
             ArchiveSource::File(path) => path.display().to_string(),
             ArchiveSource::Object(o) => format!("{} in storage \"{}\"", o.key, o.storage),
+            ArchiveSource::Encrypted { stored, .. } => stored.describe(),
         }
     }
 
@@ -101,7 +146,7 @@ impl ArchiveSource {
     pub fn path(&self) -> Option<&std::path::Path> {
         match self {
             ArchiveSource::File(path) => Some(path),
-            ArchiveSource::Object(_) => None,
+            ArchiveSource::Object(_) | ArchiveSource::Encrypted { .. } => None,
         }
     }
 }

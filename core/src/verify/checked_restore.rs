@@ -90,6 +90,7 @@ mod tests {
         let marker = dir.path().join("restored");
         let restore = fake_tool(dir, "pg_restore", &format!("touch '{}'", marker.display()));
         let check = VerifyPlan {
+            decrypted: None,
             path: archive,
             format: Format::Custom,
             expected_sha256: sha.into(),

@@ -4,13 +4,14 @@
 //! dropped whatever happens once it was created.
 
 use crate::files::manifest::{directory_manifest_metered, hash_file, HashMeter};
-use crate::files::plain::open_plain_dump;
+use crate::files::plain::{open_plain_dump, plain_dump_reader};
 use crate::format::Format;
 use crate::job::{JobResult, JobRun, VerifyReport};
 use crate::process::command::ToolCommand;
 use crate::process::step::{Capture, Captured, Feed, Step, StepEnd, Stoppable, CLEANUP_TIMEOUT};
 use crate::process::stream::spawn_signal_free;
 use crate::restore::run::RestoreStep;
+use crate::restore::source::ArchiveSource;
 use crate::restore::toc::parse_toc;
 use crate::verify::rows::{compare_counts, count_copy_rows, parse_counts};
 use std::collections::BTreeMap;
@@ -57,6 +58,10 @@ pub struct VerifyPlan {
     pub list: Option<ToolCommand>,
     pub test_restore: Option<TestRestorePlan>,
     pub work_dir: PathBuf,
+    /// For an encrypted backup: the archive decrypted as it is read, fed to the listing, the
+    /// test restore and the row count on their stdin (their commands then name no file).
+    /// `path` still names the stored bytes the checksum is of.
+    pub decrypted: Option<ArchiveSource>,
 }
 
 type Handle<T> = JoinHandle<io::Result<T>>;
@@ -137,6 +142,16 @@ impl VerifyRun {
         )
     }
 
+    /// A step reading the archive: on its stdin when it is decrypted on the way.
+    fn reading_step(&self, cmd: &ToolCommand, capture: Capture) -> io::Result<Step> {
+        let feed = self
+            .plan
+            .decrypted
+            .clone()
+            .map_or(Feed::Nothing, Feed::Archive);
+        Step::start(cmd, &self.plan.work_dir, feed, capture, Arc::default())
+    }
+
     /// Moves to `next`, or fails the verification if it could not start.
     fn enter(&mut self, cmd: &ToolCommand, next: io::Result<Stage>) -> Option<JobResult> {
         match next {
@@ -184,7 +199,7 @@ impl VerifyRun {
         match self.plan.list.clone() {
             Some(list) => {
                 let next = self
-                    .step(
+                    .reading_step(
                         &list,
                         Capture::Text {
                             limit: MAX_LISTING_BYTES,
@@ -277,17 +292,21 @@ impl VerifyRun {
         let next = match &t.archive_rows {
             ArchiveRows::FromPlainFile { compressed } => {
                 let (path, compressed) = (self.plan.path.clone(), *compressed);
+                let decrypted = self.plan.decrypted.clone();
                 let stop = self.stop.clone();
                 spawn_signal_free("backup_ext rows", move || {
-                    let inner = open_plain_dump(&path, compressed)?;
+                    let inner = match decrypted {
+                        Some(source) => plain_dump_reader(source.open()?, compressed),
+                        None => open_plain_dump(&path, compressed)?,
+                    };
                     let count = Arc::default();
                     count_copy_rows(BufReader::new(Stoppable { inner, stop, count }))
                 })
                 .map(Stage::RowsFromFile)
             }
-            ArchiveRows::FromPgRestore(cmd) => {
-                self.step(cmd, Capture::CopyRows).map(Stage::RowsFromTool)
-            }
+            ArchiveRows::FromPgRestore(cmd) => self
+                .reading_step(cmd, Capture::CopyRows)
+                .map(Stage::RowsFromTool),
         };
         let cmd = match &t.archive_rows {
             ArchiveRows::FromPgRestore(cmd) => cmd.clone(),
@@ -387,7 +406,11 @@ impl JobRun for VerifyRun {
                 let t = t?;
                 let next = t
                     .restore
-                    .start(&self.plan.work_dir, Default::default(), None)
+                    .start(
+                        &self.plan.work_dir,
+                        Default::default(),
+                        self.plan.decrypted.as_ref(),
+                    )
                     .map(Stage::Restore);
                 self.enter(t.restore.command(), next)
             }

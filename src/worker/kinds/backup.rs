@@ -8,6 +8,8 @@ use backup_core::{
     OutputKind, ProgressTracker, RunSpec, ToolCommand, GLOBALS_FOLDER,
 };
 
+use backup_core::crypt::{directory_refused, ENCRYPTED_SUFFIX};
+
 use super::*;
 use crate::catalog::ClaimedJob;
 
@@ -41,6 +43,26 @@ pub(super) fn prepare_backup(
     ctx: &Context,
     work_dir: PathBuf,
 ) -> Result<Plan, String> {
+    // The policy when the job starts: a changed policy applies to the next backups.
+    let database = claimed
+        .database
+        .as_deref()
+        .filter(|_| claimed.kind == Ok(JobKind::Database));
+    let encrypt_to = crate::catalog::encryption_recipients(database).map_err(|e| e.to_string())?;
+    let mut plan = plan_output(claimed, ctx, work_dir, !encrypt_to.is_empty())?;
+    if let Start::Dump(spec) = &mut plan.start {
+        spec.encrypt_to = encrypt_to;
+    }
+    Ok(plan)
+}
+
+/// The plan of a backup, its output named with [`ENCRYPTED_SUFFIX`] when `encrypted`.
+fn plan_output(
+    claimed: &ClaimedJob,
+    ctx: &Context,
+    work_dir: PathBuf,
+    encrypted: bool,
+) -> Result<Plan, String> {
     let stderr_path = work_dir.join(format!("job-{}.stderr", claimed.job_id));
     let unreadable = |e: serde_json::Error| format!("stored request cannot be read: {e}");
     let (folder, suffix, tool, request) = match claimed.database.as_deref() {
@@ -51,6 +73,16 @@ pub(super) fn prepare_backup(
         }
         _ => (GLOBALS_FOLDER.to_string(), ".sql", "pg_dumpall", None),
     };
+    if encrypted
+        && request
+            .as_ref()
+            .is_some_and(|r| !r.format.writes_to_stdout())
+    {
+        let refused = directory_refused();
+        return Err(format!("{} ({})", refused.message, refused.hint));
+    }
+    let suffix = format!("{suffix}{}", if encrypted { ENCRYPTED_SUFFIX } else { "" });
+    let suffix = suffix.as_str();
     let remote = match crate::storage::open_named(&claimed.storage) {
         Ok(store) => store,
         Err(crate::error::BackupError::NoSuchStorage { name, .. }) => {
@@ -209,6 +241,7 @@ fn dump_plan(
             final_path,
             stderr_path: stderr_path.clone(),
             expect,
+            encrypt_to: Vec::new(),
         }),
         kind: Kind::Backup {
             database: claimed.database.clone(),

@@ -297,7 +297,16 @@ pub fn prepare_checked(
 }
 
 /// Where a restore reads the backup: its file, or its object in a storage target.
+/// An encrypted backup is read through age decryption, with the identity file read when the
+/// archive is opened.
 pub(super) fn source(backup: &BackupRecord) -> Result<(ArchiveSource, Format), String> {
+    let (stored, format) = stored_source(backup)?;
+    let identity = crate::settings::identity_file();
+    Ok((stored.decrypted_if(backup.encrypted, identity), format))
+}
+
+/// Where the backup's stored bytes lie.
+fn stored_source(backup: &BackupRecord) -> Result<(ArchiveSource, Format), String> {
     if backup.storage == crate::catalog::LOCAL_STORAGE {
         let (path, format) = archive(backup)?;
         return Ok((ArchiveSource::File(path), format));
@@ -332,6 +341,7 @@ pub(super) fn checksum_plan(
 ) -> Result<VerifyPlan, String> {
     let (path, format) = archive(backup)?;
     Ok(VerifyPlan {
+        decrypted: None,
         path,
         format,
         expected_sha256: backup.sha256.clone().unwrap_or_default(),

@@ -119,6 +119,11 @@ pub(super) fn restore_step(
     list_file: &Path,
 ) -> Result<RestoreStep, String> {
     let (source, format) = source(backup)?;
+    // An encrypted backup: the identity must open it before anything reads it or the target
+    // is touched.
+    source
+        .check_decryptable()
+        .map_err(|e| format!("{e} ({})", e.hint()))?;
     // The path the tools read; empty for an object, which they read on stdin.
     let path = source.path().unwrap_or(Path::new("")).to_path_buf();
     let stdin = source.path().is_none().then_some(&source);
@@ -354,7 +359,8 @@ pub(super) fn prepare_restore(
     };
     // A remote backup was checked by the job's first step, as it was read through.
     let remote = backup.storage != catalog::LOCAL_STORAGE;
-    let stdin = if remote {
+    // An encrypted backup is always fed decrypted on stdin.
+    let stdin = if remote || backup.encrypted {
         Some(source(backup)?.0)
     } else {
         None

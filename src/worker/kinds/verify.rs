@@ -22,8 +22,18 @@ pub(super) fn prepare_verify(
     let mut plan = checksum_plan(backup, work_dir.clone())?;
     let conn = &ctx.connection;
     let is_archive = backup.kind == Ok(JobKind::Database) && plan.format != Format::Plain;
-    if is_archive {
-        plan.list = Some(pg_restore_list_argv(&ctx.bin_dir, &plan.path).into());
+    // An encrypted archive's checksum is of its stored bytes; everything else reads it
+    // decrypted on stdin (the tools then name no file).
+    // Without an identity configured, an encrypted backup's verification is its checksum.
+    let keyless = backup.encrypted && crate::settings::identity_file().is_none();
+    let read_path = if backup.encrypted {
+        plan.decrypted = Some(source(backup)?.0);
+        PathBuf::new()
+    } else {
+        plan.path.clone()
+    };
+    if is_archive && !keyless {
+        plan.list = Some(pg_restore_list_argv(&ctx.bin_dir, &read_path).into());
     }
     let test_restore = claimed
         .request
@@ -74,7 +84,7 @@ pub(super) fn prepare_verify(
             restore,
             archive_rows: if is_archive {
                 ArchiveRows::FromPgRestore(
-                    pg_restore_to_stdout_argv(&ctx.bin_dir, &plan.path).into(),
+                    pg_restore_to_stdout_argv(&ctx.bin_dir, &read_path).into(),
                 )
             } else {
                 ArchiveRows::FromPlainFile { compressed }

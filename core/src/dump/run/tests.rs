@@ -26,6 +26,7 @@ fn sh_spec(dir: &TempDir, script: &str, extra: &[&Path], directory: bool) -> Run
         final_path,
         stderr_path: dir.path().join("out.stderr"),
         expect: ExpectedOutput::AnyBytes,
+        encrypt_to: Vec::new(),
     }
 }
 
@@ -83,6 +84,7 @@ fn echo_program() {
         final_path: final_path.clone(),
         stderr_path: dir.path().join("e.stderr"),
         expect: crate::dump::run::ExpectedOutput::AnyBytes,
+        encrypt_to: Vec::new(),
     };
     let mut run = DumpRun::start(spec).unwrap();
     match poll_until_done(&mut run) {
@@ -368,4 +370,36 @@ fn an_empty_or_headless_output_is_a_failure_and_leaves_nothing() {
             (other, _) => panic!("{script}: {other:?}"),
         }
     }
+}
+
+#[test]
+fn encrypted_output_is_age_and_its_checksum_is_of_the_stored_bytes() {
+    use age::secrecy::ExposeSecret;
+    use std::io::Read;
+    let dir = TempDir::new("run-age");
+    let id = age::x25519::Identity::generate();
+    let key = dir.path().join("key.txt");
+    fs::write(&key, id.to_string().expose_secret()).unwrap();
+    let mut spec = sh_spec(&dir, "printf PGDMPabc; exit 0", &[], false);
+    spec.encrypt_to = vec![id.to_public().to_string()];
+    let final_path = spec.final_path.clone();
+    let mut run = DumpRun::start(spec).unwrap();
+    let RunResult::Succeeded { size, sha256, .. } = poll_until_done(&mut run) else {
+        panic!("the encrypted dump failed");
+    };
+    let stored = fs::read(&final_path).unwrap();
+    assert!(stored.starts_with(crate::crypt::AGE_MAGIC));
+    assert!(!stored.windows(5).any(|w| w == b"PGDMP"));
+    assert_eq!(size, stored.len() as u64);
+    assert_eq!(sha256, hex::encode(Sha256::digest(&stored)));
+    let mut plain = Vec::new();
+    crate::crypt::decrypting_reader(
+        Box::new(fs::File::open(&final_path).unwrap()),
+        Some(&key),
+        "x",
+    )
+    .unwrap()
+    .read_to_end(&mut plain)
+    .unwrap();
+    assert_eq!(plain, b"PGDMPabc");
 }

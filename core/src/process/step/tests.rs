@@ -171,6 +171,7 @@ fn dump_run_as_job() {
         final_path: final_path.clone(),
         stderr_path: dir.path().join("x.stderr"),
         expect: crate::dump::run::ExpectedOutput::AnyBytes,
+        encrypt_to: Vec::new(),
     };
     let mut run: Box<dyn JobRun> = Box::new(DumpRun::start(spec).unwrap());
     match poll_job(run.as_mut()) {

@@ -43,6 +43,7 @@ impl Env {
 
     fn plan(&self, content: &str) -> VerifyPlan {
         VerifyPlan {
+            decrypted: None,
             path: self.file.clone(),
             format: Format::Custom,
             expected_sha256: hex::encode(Sha256::digest(content.as_bytes())),
