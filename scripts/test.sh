@@ -59,6 +59,18 @@ for major in $MAJORS; do
         *" 15 "*" 17 "*" 18 "*) [ "$major" = 18 ] || skip+=(--skip backups_from_15_restore_on_17_and_18) ;;
         *) skip+=(--skip backups_from_15_restore_on_17_and_18) ;;
     esac
+    # Alert delivery (HTTP, SMTP, the outbox's retries and timing) does not depend on the
+    # major: the first and the last run it.
+    first=${MAJORS%% *}; last=${MAJORS##* }
+    if [ "$major" != "$first" ] && [ "$major" != "$last" ]; then
+        for t in a_failed_verification_is_reported_once_to_each_alert \
+                 a_copy_missing_past_copy_lag_is_raised_once stale_is_raised_once_per_crossing \
+                 a_failing_receiver_gets_the_message_once_on_the_third_try \
+                 a_failed_backup_sends_one_signed_webhook_and_one_email \
+                 a_receiver_that_never_answers_does_not_delay_jobs; do
+            skip+=(--skip "$t")
+        done
+    fi
     # The S3 server's own harness tests do not involve PostgreSQL: the first major runs them.
     if [ "$major" != "${MAJORS%% *}" ]; then
         for t in two_servers_side_by_side_each_with_its_own_bucket \
