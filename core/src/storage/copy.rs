@@ -40,9 +40,9 @@ pub struct CopySpec {
 }
 
 /// A reader that fails once the copy is cancelled, which makes the upload abort itself.
-struct Cancellable<R> {
-    inner: R,
-    cancelled: Arc<AtomicBool>,
+pub(super) struct Cancellable<R> {
+    pub(super) inner: R,
+    pub(super) cancelled: Arc<AtomicBool>,
 }
 
 impl<R: Read> Read for Cancellable<R> {

@@ -4,13 +4,14 @@
 //! directory, which is then checked against the backup's manifest hash.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::background::Background;
+use super::copy::Cancellable;
 use super::{Downloaded, StorageError, Store, UploadStarted};
 use crate::files::manifest::directory_manifest;
 use crate::job::{JobResult, JobRun};
@@ -35,21 +36,6 @@ pub struct TreeUploadSpec {
     pub open: OpenUpload,
 }
 
-/// A reader that fails once the step is cancelled, which makes the upload abort itself.
-struct Cancellable {
-    file: File,
-    cancelled: Arc<AtomicBool>,
-}
-
-impl Read for Cancellable {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.cancelled.load(Ordering::Relaxed) {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
-        }
-        self.file.read(buf)
-    }
-}
-
 fn upload_all(
     spec: &TreeUploadSpec,
     progress: &Arc<AtomicU64>,
@@ -68,7 +54,7 @@ fn upload_all(
         }
         let file_progress = Arc::new(AtomicU64::new(0));
         let reader = Cancellable {
-            file,
+            inner: file,
             cancelled: cancelled.clone(),
         };
         let failed = |e: StorageError| format!("upload to storage \"{}\": {e}", spec.storage);
