@@ -252,45 +252,46 @@ impl Seaweed {
 
     /// The TCP ports the server's process is listening on right now (from /proc).
     pub fn listening_ports(&self) -> Vec<u16> {
-        let mut inodes = Vec::new();
-        for pid in server_pids(&self.data) {
-            let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-                continue;
-            };
-            for fd in fds.flatten() {
-                let target = fs::read_link(fd.path()).unwrap_or_default();
-                let target = target.to_string_lossy();
-                if let Some(inode) = target
-                    .strip_prefix("socket:[")
-                    .and_then(|s| s.strip_suffix(']'))
-                {
-                    inodes.push(inode.to_string());
-                }
-            }
-        }
-        let mut ports = Vec::new();
-        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            for line in fs::read_to_string(table)
-                .unwrap_or_default()
-                .lines()
-                .skip(1)
-            {
-                let f: Vec<&str> = line.split_whitespace().collect();
-                // local_address is HEXIP:HEXPORT; state 0A is LISTEN; field 9 is the inode.
-                if f.len() > 9 && f[3] == "0A" && inodes.iter().any(|i| i == f[9]) {
-                    if let Some(port) = f[1]
-                        .rsplit(':')
-                        .next()
-                        .and_then(|p| u16::from_str_radix(p, 16).ok())
-                    {
-                        ports.push(port);
-                    }
-                }
-            }
-        }
+        let inodes: Vec<String> = server_pids(&self.data)
+            .into_iter()
+            .flat_map(socket_inodes)
+            .collect();
+        let mut ports: Vec<u16> = tcp_listeners()
+            .into_iter()
+            .filter(|(_, inode)| inodes.contains(inode))
+            .map(|(port, _)| port)
+            .collect();
         ports.sort_unstable();
         ports.dedup();
         ports
+    }
+
+    /// The processes listening on loopback `port` that belong to this server: started in its
+    /// directory (their working directory) or naming it on their command line. Another program
+    /// may take a port the server let go of; that one is not counted.
+    pub fn own_listeners(&self, port: u16) -> Vec<u32> {
+        let inodes: Vec<String> = tcp_listeners()
+            .into_iter()
+            .filter(|(p, _)| *p == port)
+            .map(|(_, inode)| inode)
+            .collect();
+        if inodes.is_empty() {
+            return Vec::new();
+        }
+        let root = path_str(&self.root).to_string();
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| socket_inodes(*pid).iter().any(|i| inodes.contains(i)))
+            .filter(|pid| {
+                let cwd = fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+                let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                cwd.starts_with(&self.root) || String::from_utf8_lossy(&cmdline).contains(&root)
+            })
+            .collect()
     }
 
     /// The last `lines` lines of weed's log.
@@ -536,6 +537,50 @@ fn remove_grpc_sockets(grpc: &[(&str, u16)]) {
 
 /// The processes running weed on this data directory (an exited, unreaped process has an empty
 /// command line, so it is not among them).
+/// The inodes of the sockets process `pid` has open.
+fn socket_inodes(pid: u32) -> Vec<String> {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    fds.flatten()
+        .filter_map(|fd| {
+            let target = fs::read_link(fd.path()).ok()?;
+            let target = target.to_str()?;
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Every listening TCP socket of the machine: (port, inode), from /proc/net/tcp and tcp6.
+fn tcp_listeners() -> Vec<(u16, String)> {
+    let mut listeners = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address is HEXIP:HEXPORT; state 0A is LISTEN; field 9 is the inode.
+            if f.len() > 9 && f[3] == "0A" {
+                if let Some(port) = f[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+                {
+                    listeners.push((port, f[9].to_string()));
+                }
+            }
+        }
+    }
+    listeners
+}
+
 fn server_pids(data: &Path) -> Vec<u32> {
     let arg = format!("-dir={}", path_str(data));
     processes_with_arg(|a| a == arg)

@@ -159,8 +159,14 @@ fn stop_closes_every_port_and_start_again_serves_the_same_data() {
     s.stop();
     let stop_took = started.elapsed();
     assert!(!s.is_running());
+    // A port the server let go of may be taken at once by another program (tests run side by
+    // side and bind free ports): what must hold is that nothing of this server listens.
     for port in s.ports() {
-        assert!(refuses_connections(port), "port {port} after stop");
+        assert!(
+            refuses_connections(port) || s.own_listeners(port).is_empty(),
+            "port {port} after stop: still served by {:?}",
+            s.own_listeners(port)
+        );
     }
     assert_eq!(
         s.try_objects_with(&s.access_key, &s.secret_key, ""),
