@@ -9,6 +9,7 @@
 //! child exited 0, and aborted otherwise.
 
 use crate::crypt::encrypting_reader;
+use crate::files::dir_hasher::DirHasher;
 use crate::files::manifest::{directory_manifest, sync_tree, tree_size, Manifest};
 use crate::files::publish::{publish, remove_output};
 use crate::process::child::{describe_exit, stderr_tail, without_progress_lines, ChildGuard};
@@ -35,7 +36,8 @@ pub const STDERR_TAIL_BYTES: usize = 2000;
 pub enum OutputKind {
     /// The child writes the backup to stdout; it is streamed into `partial`.
     Stdout { partial: PathBuf },
-    /// The child creates `partial` itself (its args contain `--file=`).
+    /// The child writes into the directory `partial` (its args contain `--file=`), which is
+    /// created empty first so that its files can be hashed as the child closes them.
     Directory { partial: PathBuf },
     /// The child writes the backup to stdout; it is streamed into an upload to `store` under
     /// `key` (`final_path` is then only the name used in messages). `started` receives the
@@ -209,6 +211,9 @@ pub struct DumpRun {
     /// After pg_dump succeeded into an upload: the last parts and the completion, on a thread
     /// of their own so that polling never waits for the store.
     completing: Option<Background<RunResult>>,
+    /// For a directory dump: hashes each file as the child closes it (none when inotify is not
+    /// available; the files are then all read after the child exited).
+    hasher: Option<DirHasher>,
 }
 
 fn program_name(program: &Path) -> String {
@@ -240,6 +245,12 @@ impl DumpRun {
             .mode(0o600)
             .open(&spec.stderr_path)?;
         let progress = Arc::new(AtomicU64::new(0));
+        let hasher = match &spec.output {
+            // Watching is an optimization: without it (an existing directory, no inotify),
+            // pg_dump deals with the directory as it finds it and the files are read at the end.
+            OutputKind::Directory { partial } => DirHasher::start(partial).ok(),
+            _ => None,
+        };
         match Self::spawn_parts(&spec, stderr, &progress) {
             Ok((child, writer)) => Ok(DumpRun {
                 spec,
@@ -248,8 +259,13 @@ impl DumpRun {
                 progress,
                 finished: false,
                 completing: None,
+                hasher,
             }),
             Err(e) => {
+                drop(hasher);
+                if let OutputKind::Directory { partial } = &spec.output {
+                    let _ = remove_output(partial);
+                }
                 let _ = fs::remove_file(&spec.stderr_path);
                 Err(e)
             }
@@ -410,13 +426,15 @@ impl DumpRun {
         Some(result)
     }
 
-    fn remove_partial(&self) {
+    fn remove_partial(&mut self) {
+        // The watching thread reads files of the directory: stopped before it goes.
+        self.hasher = None;
         if let Some(partial) = self.spec.output.partial() {
             let _ = remove_output(partial);
         }
     }
 
-    fn finish_output(&self, streamed: Option<Streamed>) -> io::Result<RunResult> {
+    fn finish_output(&mut self, streamed: Option<Streamed>) -> io::Result<RunResult> {
         let result = match (&self.spec.output, streamed) {
             (OutputKind::Stdout { partial }, Some(Streamed::File(outcome))) => {
                 let o = outcome.map_err(|e| io::Error::other(describe_write_error(partial, &e)))?;
@@ -430,8 +448,13 @@ impl DumpRun {
                 return Err(io::Error::other("no stream writer for stdout output"))
             }
             (OutputKind::Directory { partial }, _) => {
-                sync_tree(partial)?;
-                let m = directory_manifest(partial)?;
+                let m = match self.hasher.take() {
+                    Some(hasher) => hasher.finish()?,
+                    None => {
+                        sync_tree(partial)?;
+                        directory_manifest(partial)?
+                    }
+                };
                 RunResult::Succeeded {
                     size: m.total_size,
                     sha256: m.sha256.clone(),

@@ -36,7 +36,7 @@ impl Manifest {
             .collect()
     }
 
-    fn from_entries(mut files: Vec<ManifestEntry>) -> Manifest {
+    pub(crate) fn from_entries(mut files: Vec<ManifestEntry>) -> Manifest {
         files.sort_by(|a, b| a.name.cmp(&b.name));
         let total_size = files.iter().map(|f| f.size).sum();
         let mut m = Manifest {
@@ -52,7 +52,7 @@ impl Manifest {
 /// Every regular file below `dir`, depth first, with its relative name.
 /// Anything else (symlinks, sockets) is an error: pg_dump creates none, so
 /// one would mean the directory is not what it should be.
-fn walk(dir: &Path) -> io::Result<Vec<(PathBuf, String)>> {
+pub(crate) fn walk(dir: &Path) -> io::Result<Vec<(PathBuf, String)>> {
     let mut out = Vec::new();
     let mut pending = vec![(dir.to_path_buf(), String::new())];
     while let Some((path, prefix)) = pending.pop() {
@@ -136,6 +136,11 @@ pub fn sync_tree(dir: &Path) -> io::Result<()> {
     for (path, _) in walk(dir)? {
         File::open(&path)?.sync_all()?;
     }
+    sync_dirs(dir)
+}
+
+/// fsyncs `dir` and every directory below it.
+pub(crate) fn sync_dirs(dir: &Path) -> io::Result<()> {
     let mut dirs = vec![dir.to_path_buf()];
     while let Some(d) = dirs.pop() {
         for entry in fs::read_dir(&d)? {

@@ -1,5 +1,6 @@
 //! Backup files on disk: where they go, what they hold.
 
+pub mod dir_hasher;
 pub mod free_space;
 pub mod manifest;
 pub mod paths;

@@ -294,6 +294,7 @@ fn a_full_disk_is_reported_instead_of_the_childs_sigpipe() {
         progress,
         finished: false,
         completing: None,
+        hasher: None,
     };
     let RunResult::Failed { message } = poll_until_done(&mut run) else {
         panic!("a dump into a full filesystem succeeded");
@@ -334,13 +335,13 @@ fn an_empty_or_headless_output_is_a_failure_and_leaves_nothing() {
             None,
         ),
         (
-            "mkdir \"$1\" && printf x > \"$1/1.dat\"",
+            "mkdir -p \"$1\" && printf x > \"$1/1.dat\"",
             true,
             ExpectedOutput::DirectoryArchive,
             Some("no table of contents (toc.dat)"),
         ),
         (
-            "mkdir \"$1\" && printf x > \"$1/toc.dat\"",
+            "mkdir -p \"$1\" && printf x > \"$1/toc.dat\"",
             true,
             ExpectedOutput::DirectoryArchive,
             None,
