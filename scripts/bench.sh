@@ -31,6 +31,8 @@ if ! dpkg-query -W -f='${Status}' fonts-dejavu-core 2>/dev/null | grep -q 'insta
 fi
 
 echo "== building and installing backup_ext (release)" >&2
+# Unlinked first: a server that has the library mapped keeps its copy (never rewritten in place).
+rm -f "$("$PGBIN/pg_config" --pkglibdir)/backup_ext.so"
 cargo pgrx install --release --pg-config "$PGBIN/pg_config" >/dev/null
 echo "== building the bench binary (release)" >&2
 cargo build --release -p backup_ext_bench

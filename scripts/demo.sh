@@ -32,6 +32,8 @@ PORT=${BACKUP_EXT_DEMO_PORT:-54329}
 bash scripts/setup.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 echo "== building and installing backup_ext for PostgreSQL $MAJOR (release)"
+# Unlinked first: a server that has the library mapped keeps its copy (never rewritten in place).
+rm -f "$("$PGBIN/pg_config" --pkglibdir)/backup_ext.so"
 cargo pgrx install --release --pg-config "$PGBIN/pg_config" \
     --no-default-features --features "pg$MAJOR" >/dev/null
 
