@@ -553,7 +553,10 @@ fn clean_restore_into_existing_database_and_failing_restores() {
         error.starts_with("pg_restore exited with code 1: pg_restore: error: "),
         "{error}"
     );
-    assert!(error.contains(r#"relation "public.t1" does not exist"#), "{error}");
+    assert!(
+        error.contains(r#"relation "public.t1" does not exist"#),
+        "{error}"
+    );
     assert!(!database_exists(&c, "data only dst"));
 
     // A restore into a new database that fails leaves no database behind:
@@ -604,7 +607,10 @@ fn clean_restore_into_existing_database_and_failing_restores() {
     let (_, error, _) = job_outcome(&c, job);
     assert_eq!(status, "failed", "{target}: {error:?}");
     let error = error.expect("failed restore has an error");
-    assert!(error.starts_with("psql exited with code 3: "), "{target}: {error}");
+    assert!(
+        error.starts_with("psql exited with code 3: "),
+        "{target}: {error}"
+    );
     assert!(
         error.contains(r#"role "restore_gone_owner" does not exist"#),
         "{target}: {error}"

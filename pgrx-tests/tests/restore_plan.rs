@@ -71,7 +71,11 @@ fn plan(client: &mut Client, backup_id: i64, target: &str, rest: &str) -> Vec<Ro
         })
         .collect();
     let steps: Vec<i32> = rows.iter().map(|r| r.step).collect();
-    assert_eq!(steps, (1..=rows.len() as i32).collect::<Vec<_>>(), "{rows:#?}");
+    assert_eq!(
+        steps,
+        (1..=rows.len() as i32).collect::<Vec<_>>(),
+        "{rows:#?}"
+    );
     rows
 }
 
@@ -83,7 +87,10 @@ fn step_of(rows: &[Row], action: &str, kind: &str, schema: Option<&str>, name: &
 }
 
 fn job_count(c: &Cluster) -> i64 {
-    one_i64(&mut c.client("postgres"), "SELECT count(*) FROM backup_ext.jobs")
+    one_i64(
+        &mut c.client("postgres"),
+        "SELECT count(*) FROM backup_ext.jobs",
+    )
 }
 
 /// restore_backup() refused with `state`; the error's DETAIL.
@@ -116,19 +123,29 @@ fn plan_for_a_new_database_matches_the_restore() {
             b.backup_id
         ),
     );
-    assert!(source_size > 0, "the source's size is recorded with the backup");
+    assert!(
+        source_size > 0,
+        "the source's size is recorded with the backup"
+    );
 
     let jobs_before = job_count(&c);
     let rows = plan(&mut client, b.backup_id, "plan_new_dst", "");
     assert_eq!(job_count(&c), jobs_before, "a plan queues nothing");
-    assert!(!database_exists(&c, "plan_new_dst"), "a plan creates nothing");
+    assert!(
+        !database_exists(&c, "plan_new_dst"),
+        "a plan creates nothing"
+    );
     assert!(rows.iter().all(|r| !r.blocking()), "{rows:#?}");
 
-    assert_eq!((rows[0].action.as_str(), rows[0].kind.as_deref()), ("tools", Some("pg_restore")));
+    assert_eq!(
+        (rows[0].action.as_str(), rows[0].kind.as_deref()),
+        ("tools", Some("pg_restore"))
+    );
     assert!(
-        rows[0]
-            .detail
-            .starts_with(&format!("pg_restore {} reads this archive (version 1.", pg_major())),
+        rows[0].detail.starts_with(&format!(
+            "pg_restore {} reads this archive (version 1.",
+            pg_major()
+        )),
         "{}",
         rows[0].detail
     );
@@ -150,7 +167,16 @@ fn plan_for_a_new_database_matches_the_restore() {
     }
     let t1_data = step_of(&rows, "load data", "TABLE DATA", Some("public"), "t1");
     assert!(t1_data < step_of(&rows, "create", "INDEX", Some("public"), "t1_n"));
-    assert!(t1_data < step_of(&rows, "create", "FK CONSTRAINT", Some("public"), "t3 t3_t1_id_fkey"));
+    assert!(
+        t1_data
+            < step_of(
+                &rows,
+                "create",
+                "FK CONSTRAINT",
+                Some("public"),
+                "t3 t3_t1_id_fkey"
+            )
+    );
 
     // One row per entry of the archive, less session settings and the public schema the new
     // database has already.
@@ -163,10 +189,7 @@ fn plan_for_a_new_database_matches_the_restore() {
             b.backup_id
         ),
     );
-    let object_rows = rows
-        .iter()
-        .filter(|r| r.step > 3)
-        .count() as i64;
+    let object_rows = rows.iter().filter(|r| r.step > 3).count() as i64;
     assert_eq!(object_rows, listed, "{rows:#?}");
 
     // The restore does what the plan said: the tables it would create are the ones it made.
@@ -174,7 +197,13 @@ fn plan_for_a_new_database_matches_the_restore() {
     let mut planned: Vec<String> = rows
         .iter()
         .filter(|r| r.action == "create" && r.kind.as_deref() == Some("TABLE"))
-        .map(|r| format!("{}.{}", r.schema.as_deref().unwrap(), r.name.as_deref().unwrap()))
+        .map(|r| {
+            format!(
+                "{}.{}",
+                r.schema.as_deref().unwrap(),
+                r.name.as_deref().unwrap()
+            )
+        })
         .collect();
     planned.sort();
     assert_eq!(table_set(&c, "plan_new_dst"), planned);
@@ -188,7 +217,9 @@ fn plan_into_an_existing_database_finds_conflicts_and_the_restore_is_refused() {
     let b = backup_db(&c, src, "");
     let dst = "plan_conflict_dst";
     let mut admin = c.client("postgres");
-    admin.batch_execute("CREATE ROLE plan_dst_owner NOLOGIN").unwrap();
+    admin
+        .batch_execute("CREATE ROLE plan_dst_owner NOLOGIN")
+        .unwrap();
     admin
         .batch_execute(&format!("CREATE DATABASE {dst} OWNER plan_dst_owner"))
         .unwrap();
@@ -205,7 +236,9 @@ fn plan_into_an_existing_database_finds_conflicts_and_the_restore_is_refused() {
     assert_eq!(conflicts.len(), 3, "{rows:#?}");
     assert!(conflicts[0].is("conflict", "DATABASE", None, dst));
     assert!(
-        conflicts[0].detail.starts_with("1 other session(s) connected to the target"),
+        conflicts[0]
+            .detail
+            .starts_with("1 other session(s) connected to the target"),
         "{}",
         conflicts[0].detail
     );
@@ -253,9 +286,18 @@ fn plan_into_an_existing_database_finds_conflicts_and_the_restore_is_refused() {
     assert!(rows.iter().all(|r| !r.blocking()), "{rows:#?}");
     let drop_t3 = step_of(&rows, "drop", "TABLE", Some("public"), "t3");
     let drop_t1 = step_of(&rows, "drop", "TABLE", Some("public"), "t1");
-    let drop_fk = step_of(&rows, "drop", "FK CONSTRAINT", Some("public"), "t3 t3_t1_id_fkey");
+    let drop_fk = step_of(
+        &rows,
+        "drop",
+        "FK CONSTRAINT",
+        Some("public"),
+        "t3 t3_t1_id_fkey",
+    );
     let create_t1 = step_of(&rows, "create", "TABLE", Some("public"), "t1");
-    assert!(drop_fk < drop_t1 && drop_t3 < drop_t1 && drop_t1 < create_t1, "{rows:#?}");
+    assert!(
+        drop_fk < drop_t1 && drop_t3 < drop_t1 && drop_t1 < create_t1,
+        "{rows:#?}"
+    );
 
     // data_only replaces data and creates nothing.
     let rows = plan(
@@ -267,9 +309,13 @@ fn plan_into_an_existing_database_finds_conflicts_and_the_restore_is_refused() {
     let actions: BTreeSet<&str> = rows.iter().map(|r| r.action.as_str()).collect();
     assert_eq!(
         actions,
-        ["conflict", "replace data", "space", "tools"].into_iter().collect()
+        ["conflict", "replace data", "space", "tools"]
+            .into_iter()
+            .collect()
     );
-    assert!(rows.iter().any(|r| r.is("replace data", "TABLE DATA", Some("public"), "t2")));
+    assert!(rows
+        .iter()
+        .any(|r| r.is("replace data", "TABLE DATA", Some("public"), "t2")));
 }
 
 #[test]
@@ -306,13 +352,23 @@ fn plan_honours_tables_schemas_and_toc_ids() {
             .collect()
     };
 
-    let rows = plan(&mut admin, b.backup_id, "plan_filter_t", ", options => '{\"tables\": [\"a1\"]}'");
+    let rows = plan(
+        &mut admin,
+        b.backup_id,
+        "plan_filter_t",
+        ", options => '{\"tables\": [\"a1\"]}'",
+    );
     assert_eq!(
         objects(&rows),
         ["create TABLE app.a1", "load data TABLE DATA app.a1"]
     );
 
-    let rows = plan(&mut admin, b.backup_id, "plan_filter_s", ", options => '{\"schemas\": [\"other\"]}'");
+    let rows = plan(
+        &mut admin,
+        b.backup_id,
+        "plan_filter_s",
+        ", options => '{\"schemas\": [\"other\"]}'",
+    );
     // pg_restore --schema selects the schema's objects, not the schema itself.
     assert_eq!(
         objects(&rows),
@@ -352,7 +408,11 @@ fn plan_honours_tables_schemas_and_toc_ids() {
         &format!(", options => '{{\"toc_ids\": [{a2}]}}'"),
     );
     assert_eq!(objects(&rows), ["create TABLE app.a2"]);
-    let detail = &rows.iter().find(|r| r.action == "create" && r.kind.as_deref() == Some("TABLE")).unwrap().detail;
+    let detail = &rows
+        .iter()
+        .find(|r| r.action == "create" && r.kind.as_deref() == Some("TABLE"))
+        .unwrap()
+        .detail;
     assert_eq!(detail, &format!("toc_id {a2}; owner postgres"));
 
     // The restore with the same filter makes exactly the planned table.
@@ -429,17 +489,24 @@ fn missing_roles_and_extensions_are_predicted_and_refused() {
         ],
         "{rows:#?}"
     );
-    let owner_row = rows.iter().find(|r| r.name.as_deref() == Some("plan_gone_owner")).unwrap();
+    let owner_row = rows
+        .iter()
+        .find(|r| r.name.as_deref() == Some("plan_gone_owner"))
+        .unwrap();
     assert_eq!(
         owner_row.detail,
         "blocking: role \"plan_gone_owner\" owns 2 object(s) in the archive (first: TABLE public.owned) \
          and does not exist on this server; restore the globals backup first, or restore with no_owner"
     );
-    let ext_row = rows.iter().find(|r| r.action == "missing extension").unwrap().clone();
+    let ext_row = rows
+        .iter()
+        .find(|r| r.action == "missing extension")
+        .unwrap()
+        .clone();
     assert!(
-        ext_row
-            .detail
-            .starts_with(&format!("blocking: the archive creates extension \"{ext}\" (toc_id ")),
+        ext_row.detail.starts_with(&format!(
+            "blocking: the archive creates extension \"{ext}\" (toc_id "
+        )),
         "{}",
         ext_row.detail
     );
@@ -453,7 +520,8 @@ fn missing_roles_and_extensions_are_predicted_and_refused() {
     assert!(blocking[0].is("missing extension", "EXTENSION", None, ext));
     assert!(rows
         .iter()
-        .any(|r| r.name.as_deref() == Some("plan_gone_owner") && r.detail.contains("not needed: no_owner is set")));
+        .any(|r| r.name.as_deref() == Some("plan_gone_owner")
+            && r.detail.contains("not needed: no_owner is set")));
     let jobs_before = job_count(&c);
     let (message, detail) = refused_detail(
         &c,
@@ -489,8 +557,14 @@ fn missing_roles_and_extensions_are_predicted_and_refused() {
     let only_tables = ", options => '{\"no_owner\": true, \"no_privileges\": true, \"tables\": [\"kept\", \"owned\"]}'";
     let rows = plan(&mut admin, b.backup_id, "plan_missing_dst", only_tables);
     assert!(rows.iter().all(|r| !r.blocking()), "{rows:#?}");
-    restore_ok(&c, &restore_sql(b.backup_id, "plan_missing_dst", only_tables));
-    assert_eq!(table_set(&c, "plan_missing_dst"), ["public.kept", "public.owned"]);
+    restore_ok(
+        &c,
+        &restore_sql(b.backup_id, "plan_missing_dst", only_tables),
+    );
+    assert_eq!(
+        table_set(&c, "plan_missing_dst"),
+        ["public.kept", "public.owned"]
+    );
 }
 
 #[test]
@@ -514,7 +588,9 @@ fn plain_backups_are_planned_as_one_script_and_restorers_need_rights() {
             ("run script", Some("SCRIPT")),
         ]
     );
-    assert!(rows[3].detail.starts_with("psql runs the script as a whole"));
+    assert!(rows[3]
+        .detail
+        .starts_with("psql runs the script as a whole"));
 
     // A role without the right to restore gets the same refusal as from restore_backup().
     admin
@@ -523,9 +599,99 @@ fn plain_backups_are_planned_as_one_script_and_restorers_need_rights() {
     let mut nobody = c.client_as("postgres", "plan_nobody");
     let err = nobody
         .query(
-            &format!("SELECT * FROM backup_ext.restore_plan({}, 'x')", b.backup_id),
+            &format!(
+                "SELECT * FROM backup_ext.restore_plan({}, 'x')",
+                b.backup_id
+            ),
             &[],
         )
         .unwrap_err();
-    assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{}", describe(&err));
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+        "{}",
+        describe(&err)
+    );
+}
+
+#[test]
+fn a_restorer_plans_with_its_own_rights_and_functions_in_the_target_never_run() {
+    let c = cluster();
+    let role = "plan_restorer";
+    let mut admin = c.client("postgres");
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN CREATEDB IN ROLE backup_ext_restorer, backup_ext_operator"
+        ))
+        .unwrap();
+    for db in ["plan_own_src", "plan_own_dst"] {
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db} OWNER {role}"))
+            .unwrap();
+    }
+    c.client_as("plan_own_src", role)
+        .batch_execute("CREATE TABLE mine (id int); INSERT INTO mine VALUES (1);")
+        .unwrap();
+    let b = backup_db(&c, "plan_own_src", "");
+    // The target's owner plants functions named like those the plan's query calls, and a
+    // witness table they would write to.
+    c.client_as("plan_own_dst", role)
+        .batch_execute(
+            "CREATE TABLE mine (id int);
+             CREATE TABLE witness (who text);
+             GRANT INSERT ON witness TO PUBLIC;
+             CREATE FUNCTION public.oidvectortypes(oidvector) RETURNS text LANGUAGE sql
+                 AS $$ INSERT INTO public.witness VALUES (current_user) RETURNING 'x' $$;
+             CREATE FUNCTION public.json_build_array(text, text, text) RETURNS json
+                 LANGUAGE sql AS $$ INSERT INTO public.witness VALUES (current_user)
+                                    RETURNING '[]'::json $$;",
+        )
+        .unwrap_or_else(|e| panic!("hostile target: {}", describe(&e)));
+
+    let mut restorer = c.client_as("postgres", role);
+    let rows = plan(
+        &mut restorer,
+        b.backup_id,
+        "plan_own_dst",
+        ", create_db => false",
+    );
+    let blocking: Vec<&Row> = rows.iter().filter(|r| r.blocking()).collect();
+    assert_eq!(blocking.len(), 1, "{rows:#?}");
+    assert!(blocking[0].is("conflict", "TABLE", Some("public"), "mine"));
+    // Not a superuser: the data directory's path is not shown.
+    let space = rows.iter().find(|r| r.action == "space").unwrap();
+    assert!(
+        space
+            .detail
+            .ends_with("free on the filesystem of the data directory"),
+        "{}",
+        space.detail
+    );
+    assert_eq!(
+        one_i64(
+            &mut c.client("plan_own_dst"),
+            "SELECT count(*) FROM witness"
+        ),
+        0,
+        "a function planted in the target ran"
+    );
+    // A database the restorer does not own is refused as restore_backup() refuses it.
+    admin
+        .batch_execute("CREATE DATABASE plan_not_theirs")
+        .unwrap();
+    let err = restorer
+        .query(
+            &format!(
+                "SELECT * FROM backup_ext.restore_plan({}, 'plan_not_theirs', create_db => false)",
+                b.backup_id
+            ),
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+        "{}",
+        describe(&err)
+    );
 }

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use backup_core::{
-    archive_data_owners, directory_manifest, hash_file, list_archive, parse_toc,
+    archive_data_owners, directory_manifest, first_blocking, hash_file, list_archive, parse_toc,
     pg_restore_list_argv, plain_data_owners, plain_dump_reader, script_is_restricted,
     split_run_options, tree_size, validate_database_name, ArchiveSource, Format, JobKind,
-    RequestError, RestoreRequest, StoredObject, TocEntry, first_blocking,
+    RequestError, RestoreRequest, StoredObject, TocEntry,
 };
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -608,10 +608,7 @@ fn restore_backup(
     if let Some(row) = first_blocking(&rows) {
         BackupError::RestoreBlocked {
             backup_id,
-            target: call
-                .target
-                .clone()
-                .unwrap_or_else(|| "the cluster".into()),
+            target: call.target.clone().unwrap_or_else(|| "the cluster".into()),
             blocker: row.blocker.unwrap_or(backup_core::Blocker::Tools),
             row: row.describe(),
         }

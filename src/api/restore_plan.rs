@@ -78,7 +78,10 @@ pub(super) fn plan_rows(call: &RestoreCall) -> Vec<PlanRow> {
     } else {
         selected_entries(call)
     };
-    let target = call.target.as_deref().map(|name| target_facts(call, name, &entries));
+    let target = call
+        .target
+        .as_deref()
+        .map(|name| target_facts(call, name, &entries));
     let server = ServerFacts {
         roles: catalog::role_names().or_report(),
         available_extensions: catalog::available_extensions().or_report(),
@@ -113,7 +116,13 @@ fn selected_entries(call: &RestoreCall) -> (Vec<TocEntry>, BTreeSet<String>) {
     if !request.options.toc_ids.is_empty() {
         use_list_for(&listing, &request.options.toc_ids).or_report();
     }
-    check_data_owners(rec, &call.source, Some(all.as_slice()), &call.caller, "restore");
+    check_data_owners(
+        rec,
+        &call.source,
+        Some(all.as_slice()),
+        &call.caller,
+        "restore",
+    );
     let use_list = use_list_to_write(&listing, &request.options.toc_ids, request.create_db)
         .or_report()
         .map(|list| ListFile::write(&list, rec.backup_id));
@@ -146,10 +155,9 @@ struct ListFile(std::path::PathBuf);
 
 impl ListFile {
     fn write(list: &str, backup_id: i64) -> ListFile {
-        let path = call_work_dir().join(format!(
-            "call-{}-{backup_id}.list",
-            unsafe { pg_sys::MyProcPid }
-        ));
+        let path = call_work_dir().join(format!("call-{}-{backup_id}.list", unsafe {
+            pg_sys::MyProcPid
+        }));
         std::fs::write(&path, list)
             .map_err(|e| BackupError::Internal(format!("cannot write {}: {e}", path.display())))
             .or_report();
@@ -223,7 +231,9 @@ fn existing_objects(name: &str) -> BTreeSet<(String, Option<String>, String)> {
     pg_sys::check_for_interrupts!();
     let out = out
         .map_err(|e| {
-            BackupError::ToolFailed(format!("cannot read the objects of database \"{name}\": {e}"))
+            BackupError::ToolFailed(format!(
+                "cannot read the objects of database \"{name}\": {e}"
+            ))
         })
         .or_report();
     serde_json::from_str::<Vec<(String, Option<String>, String)>>(out.trim())
@@ -252,7 +262,7 @@ fn space_facts(call: &RestoreCall) -> SpaceFacts {
     let source_size = catalog::source_size(rec.backup_id)
         .or_report()
         .and_then(|b| u64::try_from(b).ok());
-    let (estimate, basis) = estimate_restored_size(
+    let (estimate, basis, firm) = estimate_restored_size(
         rec.size_bytes.unwrap_or(0).max(0) as u64,
         compressed,
         source_size,
@@ -276,5 +286,6 @@ fn space_facts(call: &RestoreCall) -> SpaceFacts {
         } else {
             "the data directory".into()
         },
+        firm,
     }
 }

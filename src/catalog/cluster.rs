@@ -196,10 +196,9 @@ pub fn source_access(dbname: Option<&str>) -> SpiResult<backup_core::SourceAcces
 
 /// The unix socket directory and port the tools connect to this server through.
 pub fn local_socket() -> SpiResult<(String, String)> {
-    let socket = Spi::get_one::<String>(
-        "SELECT pg_catalog.current_setting('unix_socket_directories')",
-    )?
-    .unwrap_or_default();
+    let socket =
+        Spi::get_one::<String>("SELECT pg_catalog.current_setting('unix_socket_directories')")?
+            .unwrap_or_default();
     let port =
         Spi::get_one::<String>("SELECT pg_catalog.current_setting('port')")?.unwrap_or_default();
     Ok((socket, port))
@@ -214,11 +213,12 @@ pub fn role_names() -> SpiResult<std::collections::BTreeSet<String>> {
 
 /// The extensions this server can create (a control file in its extension directory).
 pub fn available_extensions() -> SpiResult<std::collections::BTreeSet<String>> {
-    Ok(
-        texts("SELECT name::text FROM pg_catalog.pg_available_extensions", &[])?
-            .into_iter()
-            .collect(),
-    )
+    Ok(texts(
+        "SELECT name::text FROM pg_catalog.pg_available_extensions",
+        &[],
+    )?
+    .into_iter()
+    .collect())
 }
 
 /// An existing restore target's owner and the number of other sessions connected to it.

@@ -182,6 +182,8 @@ pub struct SpaceFacts {
     pub basis: String,
     pub free: u64,
     pub data_directory: String,
+    /// The estimate is firm enough to block on (see [`estimate_restored_size`]).
+    pub firm: bool,
 }
 
 /// What a restore needs to know about this server.
@@ -207,22 +209,26 @@ pub struct PlanFacts<'a> {
 }
 
 /// The restored size: the source database's size when the backup recorded it, else the
-/// backup's own size, times four when it is compressed (a rough ratio for table data).
+/// backup's own size, times four when it is compressed (a rough ratio for table data). The
+/// last element says whether the estimate is firm enough to refuse a restore on: a guessed
+/// compression ratio is not.
 pub fn estimate_restored_size(
     backup_bytes: u64,
     compressed: bool,
     source_database_bytes: Option<u64>,
-) -> (u64, String) {
+) -> (u64, String, bool) {
     match source_database_bytes {
         Some(bytes) => (
             bytes,
             "the source database's size when it was backed up".into(),
+            true,
         ),
         None if compressed => (
             backup_bytes.saturating_mul(4),
-            "4 times the compressed backup's size".into(),
+            "a guess: 4 times the compressed backup's size".into(),
+            false,
         ),
-        None => (backup_bytes, "the backup's size".into()),
+        None => (backup_bytes, "the backup's size".into(), true),
     }
 }
 
@@ -294,8 +300,7 @@ pub fn script_grantees(script: &str) -> BTreeSet<String> {
     let mut roles = BTreeSet::new();
     for line in script.lines() {
         let line = line.trim_end();
-        let granting =
-            line.starts_with("GRANT ") || line.starts_with("ALTER DEFAULT PRIVILEGES ");
+        let granting = line.starts_with("GRANT ") || line.starts_with("ALTER DEFAULT PRIVILEGES ");
         let Some(statement) = line.strip_suffix(';').filter(|_| granting) else {
             continue;
         };
@@ -369,8 +374,9 @@ pub fn build_plan(facts: &PlanFacts) -> Vec<PlanRow> {
     rows.extend(missing_extension_rows(entries, facts.server));
     if let Some(target) = facts.target.filter(|t| t.create_db) {
         rows.push(
-            PlanRow::new("create", Some("DATABASE"), None, Some(&target.name))
-                .detail("CREATE DATABASE ... TEMPLATE template0; dropped again if the restore fails"),
+            PlanRow::new("create", Some("DATABASE"), None, Some(&target.name)).detail(
+                "CREATE DATABASE ... TEMPLATE template0; dropped again if the restore fails",
+            ),
         );
     }
     match facts.contents {
@@ -456,10 +462,10 @@ fn space_row(space: &SpaceFacts) -> PlanRow {
         human(space.free),
         space.data_directory
     );
-    if space.estimate > space.free {
-        row.blocking(Blocker::Space, what)
-    } else {
-        row.detail(what)
+    match (space.estimate > space.free, space.firm) {
+        (true, true) => row.blocking(Blocker::Space, what),
+        (true, false) => row.detail(format!("may not fit: {what}")),
+        _ => row.detail(what),
     }
 }
 

@@ -292,7 +292,10 @@ pub fn use_list_to_write(
         Some(use_list_for(listing, toc_ids)?)
     };
     let base = selected.as_deref().unwrap_or(listing);
-    Ok(fresh.then(|| without_public_schema(base)).flatten().or(selected))
+    Ok(fresh
+        .then(|| without_public_schema(base))
+        .flatten()
+        .or(selected))
 }
 
 /// Whether a `--list` line is the entry that creates schema `public`

@@ -9,9 +9,9 @@ use backup_core::{
     list_archive, login, pg_restore_argv, pg_restore_list_argv, pg_restore_schema_argv,
     pg_restore_script_argv, plain_dump_reader, psql_script_argv, quote_ident,
     script_creates_public_schema, script_is_restricted, set_role_sql, use_list_to_write,
-    without_server_attribute_option, ArchiveSource, ArchiveVersion,
-    Connection, Format, ProgressTracker, RestorePlan, RestoreRequest, RestoreStep, SourceAccess,
-    ToolCommand, SERVER_ATTRIBUTE_OPTION,
+    without_server_attribute_option, ArchiveSource, ArchiveVersion, Connection, Format,
+    ProgressTracker, RestorePlan, RestoreRequest, RestoreStep, SourceAccess, ToolCommand,
+    SERVER_ATTRIBUTE_OPTION,
 };
 
 use super::*;

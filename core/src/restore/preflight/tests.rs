@@ -117,7 +117,10 @@ fn new_database_in_restore_order() {
         .map(|(s, a, n)| (s, a.to_string(), n.to_string()))
         .collect();
     assert_eq!(got, want);
-    assert_eq!(rows[0].detail, "pg_restore 16 reads this archive (version 1.15; it reads up to 1.15)");
+    assert_eq!(
+        rows[0].detail,
+        "pg_restore 16 reads this archive (version 1.15; it reads up to 1.15)"
+    );
     assert_eq!(rows[6].detail, "toc_id 215; owner alice");
     assert!(first_blocking(&rows).is_none());
 }
@@ -175,7 +178,15 @@ fn conflicts_in_an_existing_database_block() {
         .collect();
     assert_eq!(
         drops,
-        ["orders orders_pkey", "mv", "notes", "orders", "f(integer, text)", "pg_trgm", "app"]
+        [
+            "orders orders_pkey",
+            "mv",
+            "notes",
+            "orders",
+            "f(integer, text)",
+            "pg_trgm",
+            "app"
+        ]
     );
 }
 
@@ -187,16 +198,26 @@ fn data_only_replaces_data() {
         .collect();
     let target = TargetFacts {
         name: "app".into(),
-        existing: [("relation".to_string(), Some("app".to_string()), "orders".to_string())]
-            .into_iter()
-            .collect(),
+        existing: [(
+            "relation".to_string(),
+            Some("app".to_string()),
+            "orders".to_string(),
+        )]
+        .into_iter()
+        .collect(),
         ..TargetFacts::default()
     };
     let options = RestoreOptions {
         data_only: true,
         ..RestoreOptions::default()
     };
-    let rows = plan(&data, &options, &target, &server(&["alice", "bob"], &[]), None);
+    let rows = plan(
+        &data,
+        &options,
+        &target,
+        &server(&["alice", "bob"], &[]),
+        None,
+    );
     assert_eq!(
         actions(&rows)[1..],
         [
@@ -245,13 +266,19 @@ fn missing_roles_and_extensions() {
             ("missing extension", "pg_trgm", true),
         ]
     );
-    let bob = rows.iter().find(|r| r.name.as_deref() == Some("bob")).unwrap();
+    let bob = rows
+        .iter()
+        .find(|r| r.name.as_deref() == Some("bob"))
+        .unwrap();
     assert_eq!(
         bob.detail,
         "blocking: role \"bob\" owns 2 object(s) in the archive (first: TABLE public.notes) and \
          does not exist on this server; restore the globals backup first, or restore with no_owner"
     );
-    let ext = rows.iter().find(|r| r.action == "missing extension").unwrap();
+    let ext = rows
+        .iter()
+        .find(|r| r.action == "missing extension")
+        .unwrap();
     assert!(ext.detail.contains("extension \"pg_trgm\" (toc_id 2)"));
 
     let lenient = RestoreOptions {
@@ -279,9 +306,16 @@ fn space_and_tools_block() {
         basis: "the backup's size".into(),
         free: 1024 * 1024 * 1024,
         data_directory: "/var/lib/postgresql/16/main".into(),
+        firm: true,
     };
     let srv = server(&["alice", "bob", "postgres"], &["pg_trgm"]);
-    let rows = plan(&entries, &RestoreOptions::default(), &new_db(), &srv, Some(&space));
+    let rows = plan(
+        &entries,
+        &RestoreOptions::default(),
+        &new_db(),
+        &srv,
+        Some(&space),
+    );
     assert_eq!(rows[1].action, "space");
     assert_eq!(
         rows[1].detail,
@@ -289,6 +323,18 @@ fn space_and_tools_block() {
          filesystem of /var/lib/postgresql/16/main"
     );
     assert_eq!(first_blocking(&rows).unwrap().blocker, Some(Blocker::Space));
+    // A guessed estimate warns but does not block.
+    let guess = SpaceFacts {
+        firm: false,
+        ..space.clone()
+    };
+    let row = space_row(&guess);
+    assert_eq!(row.blocker, None);
+    assert!(
+        row.detail.starts_with("may not fit: about 3.0 GB"),
+        "{}",
+        row.detail
+    );
 
     let old = ToolFacts {
         major: Some(15),
@@ -297,7 +343,9 @@ fn space_and_tools_block() {
     };
     let row = tools_row(&old);
     assert_eq!(row.blocker, Some(Blocker::Tools));
-    assert!(row.detail.starts_with("blocking: pg_restore 15 reads archive versions up to 1.14; this archive is 1.15"));
+    assert!(row.detail.starts_with(
+        "blocking: pg_restore 15 reads archive versions up to 1.14; this archive is 1.15"
+    ));
 }
 
 #[test]
@@ -331,9 +379,13 @@ fn scripts_run_whole() {
 
 #[test]
 fn estimates() {
-    assert_eq!(estimate_restored_size(100, true, Some(5000)).0, 5000);
-    assert_eq!(estimate_restored_size(100, true, None).0, 400);
-    assert_eq!(estimate_restored_size(100, false, None).0, 100);
+    let firm = |e: (u64, String, bool)| (e.0, e.2);
+    assert_eq!(
+        firm(estimate_restored_size(100, true, Some(5000))),
+        (5000, true)
+    );
+    assert_eq!(firm(estimate_restored_size(100, true, None)), (400, false));
+    assert_eq!(firm(estimate_restored_size(100, false, None)), (100, true));
 }
 
 #[test]
@@ -352,7 +404,8 @@ REVOKE ALL ON TABLE app.t FROM nobody;\n    GRANT SELECT ON x TO inside_a_body;\
 #[test]
 fn use_list_matches_the_worker() {
     use crate::restore::request::use_list_to_write;
-    let listing = "6; 2615 2200 SCHEMA - public pg_database_owner\n215; 1259 16386 TABLE public t postgres\n";
+    let listing =
+        "6; 2615 2200 SCHEMA - public pg_database_owner\n215; 1259 16386 TABLE public t postgres\n";
     assert_eq!(use_list_to_write(listing, &[], false).unwrap(), None);
     assert_eq!(
         use_list_to_write(listing, &[], true).unwrap().unwrap(),
