@@ -86,10 +86,12 @@ fn step_of(rows: &[Row], action: &str, kind: &str, schema: Option<&str>, name: &
         .step
 }
 
-fn job_count(c: &Cluster) -> i64 {
+/// Jobs that read backup `backup_id` (restores and verifications); other tests share the
+/// cluster, so only these are counted.
+fn job_count(c: &Cluster, backup_id: i64) -> i64 {
     one_i64(
         &mut c.client("postgres"),
-        "SELECT count(*) FROM backup_ext.jobs",
+        &format!("SELECT count(*) FROM backup_ext.jobs WHERE backup_id = {backup_id}"),
     )
 }
 
@@ -128,9 +130,13 @@ fn plan_for_a_new_database_matches_the_restore() {
         "the source's size is recorded with the backup"
     );
 
-    let jobs_before = job_count(&c);
+    let jobs_before = job_count(&c, b.backup_id);
     let rows = plan(&mut client, b.backup_id, "plan_new_dst", "");
-    assert_eq!(job_count(&c), jobs_before, "a plan queues nothing");
+    assert_eq!(
+        job_count(&c, b.backup_id),
+        jobs_before,
+        "a plan queues nothing"
+    );
     assert!(
         !database_exists(&c, "plan_new_dst"),
         "a plan creates nothing"
@@ -229,9 +235,9 @@ fn plan_into_an_existing_database_finds_conflicts_and_the_restore_is_refused() {
         .batch_execute("CREATE TABLE t2 (other int); CREATE TABLE unrelated (x int);")
         .unwrap();
 
-    let jobs_before = job_count(&c);
+    let jobs_before = job_count(&c, b.backup_id);
     let rows = plan(&mut admin, b.backup_id, dst, ", create_db => false");
-    assert_eq!(job_count(&c), jobs_before);
+    assert_eq!(job_count(&c, b.backup_id), jobs_before);
     let conflicts: Vec<&Row> = rows.iter().filter(|r| r.action == "conflict").collect();
     assert_eq!(conflicts.len(), 3, "{rows:#?}");
     assert!(conflicts[0].is("conflict", "DATABASE", None, dst));
@@ -273,7 +279,7 @@ fn plan_into_an_existing_database_finds_conflicts_and_the_restore_is_refused() {
         )
     );
     assert_eq!(detail, first_blocking.describe());
-    assert_eq!(job_count(&c), jobs_before);
+    assert_eq!(job_count(&c, b.backup_id), jobs_before);
     assert_eq!(table_set(&c, dst), ["public.t2", "public.unrelated"]);
 
     // With clean nothing blocks: everything is dropped first, in reverse order.
@@ -522,7 +528,7 @@ fn missing_roles_and_extensions_are_predicted_and_refused() {
         .iter()
         .any(|r| r.name.as_deref() == Some("plan_gone_owner")
             && r.detail.contains("not needed: no_owner is set")));
-    let jobs_before = job_count(&c);
+    let jobs_before = job_count(&c, b.backup_id);
     let (message, detail) = refused_detail(
         &c,
         &restore_sql(b.backup_id, "plan_missing_dst", lenient),
@@ -550,7 +556,7 @@ fn missing_roles_and_extensions_are_predicted_and_refused() {
             .unwrap()
             .describe()
     );
-    assert_eq!(job_count(&c), jobs_before);
+    assert_eq!(job_count(&c, b.backup_id), jobs_before);
     assert!(!database_exists(&c, "plan_missing_dst"));
 
     // Leaving the extension out (only the tables) restores.
@@ -694,4 +700,52 @@ fn a_restorer_plans_with_its_own_rights_and_functions_in_the_target_never_run() 
         "{}",
         describe(&err)
     );
+}
+
+#[test]
+fn a_restore_larger_than_the_free_space_is_refused() {
+    let c = cluster();
+    let src = "plan_space_src";
+    c.create_sample_db(src);
+    let b = backup_db(&c, src, "");
+    let mut admin = c.client("postgres");
+    // Record a source far larger than any filesystem here.
+    admin
+        .batch_execute(&format!(
+            "UPDATE backup_ext.artifacts SET source_size_bytes = 1125899906842624000
+              WHERE backup_id = {}",
+            b.backup_id
+        ))
+        .unwrap();
+    let rows = plan(&mut admin, b.backup_id, "plan_space_dst", "");
+    let first = rows.iter().find(|r| r.blocking()).unwrap().clone();
+    assert_eq!(
+        (first.step, first.action.as_str()),
+        (2, "space"),
+        "{rows:#?}"
+    );
+    assert!(
+        first.detail.starts_with(
+            "blocking: about 1024000.0 TB after the restore (the source database's size when \
+             it was backed up); "
+        ),
+        "{}",
+        first.detail
+    );
+    let jobs_before = job_count(&c, b.backup_id);
+    let (message, detail) = refused_detail(
+        &c,
+        &restore_sql(b.backup_id, "plan_space_dst", ""),
+        &SqlState::DISK_FULL,
+    );
+    assert_eq!(
+        message,
+        format!(
+            "backup {} cannot be restored into \"plan_space_dst\": it would not fit on the data directory's filesystem",
+            b.backup_id
+        )
+    );
+    assert_eq!(detail, first.describe());
+    assert_eq!(job_count(&c, b.backup_id), jobs_before);
+    assert!(!database_exists(&c, "plan_space_dst"));
 }
