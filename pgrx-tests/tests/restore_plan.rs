@@ -111,6 +111,17 @@ fn refused_detail(c: &Cluster, sql: &str, state: &SqlState) -> (String, String) 
     }
 }
 
+/// `sql` fails with 42501 (insufficient_privilege).
+fn assert_denied(client: &mut Client, sql: &str) {
+    let err = client.query(sql, &[]).unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+        "{sql}: {}",
+        describe(&err)
+    );
+}
+
 #[test]
 fn plan_for_a_new_database_matches_the_restore() {
     let c = cluster();
@@ -603,20 +614,12 @@ fn plain_backups_are_planned_as_one_script_and_restorers_need_rights() {
         .batch_execute("CREATE ROLE plan_nobody LOGIN")
         .unwrap();
     let mut nobody = c.client_as("postgres", "plan_nobody");
-    let err = nobody
-        .query(
-            &format!(
-                "SELECT * FROM backup_ext.restore_plan({}, 'x')",
-                b.backup_id
-            ),
-            &[],
-        )
-        .unwrap_err();
-    assert_eq!(
-        err.code(),
-        Some(&SqlState::INSUFFICIENT_PRIVILEGE),
-        "{}",
-        describe(&err)
+    assert_denied(
+        &mut nobody,
+        &format!(
+            "SELECT * FROM backup_ext.restore_plan({}, 'x')",
+            b.backup_id
+        ),
     );
 }
 
@@ -685,20 +688,12 @@ fn a_restorer_plans_with_its_own_rights_and_functions_in_the_target_never_run() 
     admin
         .batch_execute("CREATE DATABASE plan_not_theirs")
         .unwrap();
-    let err = restorer
-        .query(
-            &format!(
-                "SELECT * FROM backup_ext.restore_plan({}, 'plan_not_theirs', create_db => false)",
-                b.backup_id
-            ),
-            &[],
-        )
-        .unwrap_err();
-    assert_eq!(
-        err.code(),
-        Some(&SqlState::INSUFFICIENT_PRIVILEGE),
-        "{}",
-        describe(&err)
+    assert_denied(
+        &mut restorer,
+        &format!(
+            "SELECT * FROM backup_ext.restore_plan({}, 'plan_not_theirs', create_db => false)",
+            b.backup_id
+        ),
     );
 }
 
