@@ -510,10 +510,20 @@ fn missing_roles_and_extensions_are_predicted_and_refused() {
         .iter()
         .find(|r| r.name.as_deref() == Some("plan_gone_owner"))
         .unwrap();
+    // The count depends on what the major's pg_dump writes for a table (statistics, say).
+    let (head, tail) = owner_row
+        .detail
+        .split_once(" object(s) in the archive ")
+        .unwrap();
+    assert!(
+        head.starts_with("blocking: role \"plan_gone_owner\" owns "),
+        "{}",
+        owner_row.detail
+    );
     assert_eq!(
-        owner_row.detail,
-        "blocking: role \"plan_gone_owner\" owns 2 object(s) in the archive (first: TABLE public.owned) \
-         and does not exist on this server; restore the globals backup first, or restore with no_owner"
+        tail,
+        "(first: TABLE public.owned) and does not exist on this server; restore the globals \
+         backup first, or restore with no_owner"
     );
     let ext_row = rows
         .iter()
