@@ -646,3 +646,30 @@ AS 'MODULE_PATHNAME', 'set_encryption_wrapper';
 REVOKE ALL ON FUNCTION backup_ext.set_encryption(text[], text) FROM PUBLIC;
 -- Superusers only, like every table and view (no grant).
 REVOKE ALL ON backup_ext.encryption_policy, backup_ext.encryption FROM PUBLIC;
+
+-- Restore preflight: restore_plan() says what restore_backup() would do and what would stop
+-- it; the source database's size is recorded with each backup for its space estimate.
+ALTER TABLE backup_ext.artifacts ADD COLUMN source_size_bytes bigint;
+
+CREATE FUNCTION backup_ext."restore_plan"(
+	"backup_id" bigint, /* i64 */
+	"target_db" TEXT DEFAULT NULL, /* Option < String > */
+	"create_db" bool DEFAULT true, /* Option < bool > */
+	"jobs" INT DEFAULT NULL, /* Option < i32 > */
+	"options" jsonb DEFAULT '{}' /* Option < JsonB > */
+) RETURNS TABLE (
+	"step" INT,  /* i32 */
+	"action" TEXT,  /* String */
+	"kind" TEXT,  /* Option < String > */
+	"schema" TEXT,  /* Option < String > */
+	"name" TEXT,  /* Option < String > */
+	"detail" TEXT  /* String */
+)
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'restore_plan_wrapper';
+-- Callable by whoever may restore, like restore_backup().
+REVOKE ALL ON FUNCTION backup_ext.restore_plan(bigint, text, boolean, integer, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION backup_ext.restore_plan(bigint, text, boolean, integer, jsonb)
+    TO backup_ext_restorer;

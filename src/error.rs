@@ -1,7 +1,7 @@
 //! The one error type of the SQL surface. Each variant maps to exactly one SQLSTATE, and every
 //! report carries a hint: these messages are read by a DBA in the middle of the night.
 
-use backup_core::{ErrorKind, RequestError};
+use backup_core::{Blocker, ErrorKind, RequestError};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
@@ -59,6 +59,14 @@ pub enum BackupError {
     NoSuchAlert { name: String, known: Vec<String> },
     /// An alert of this name exists already (42710).
     AlertExists(String),
+    /// The restore's plan has a blocking row: the restore would certainly fail. The SQLSTATE
+    /// is the blocker's (42P07, 42710, 42704, 0A000, 53100); the DETAIL is the row.
+    RestoreBlocked {
+        backup_id: i64,
+        target: String,
+        blocker: Blocker,
+        row: String,
+    },
     /// A catalog query failed; carries the underlying message (XX000).
     Internal(String),
 }
@@ -87,6 +95,46 @@ impl BackupError {
                     ErrorKind::DataCorrupted => ERRCODE_DATA_CORRUPTED,
                 };
                 (code, e.message.clone(), e.hint.clone())
+            }
+            BackupError::RestoreBlocked {
+                backup_id,
+                target,
+                blocker,
+                row,
+            } => {
+                let (code, why) = match blocker {
+                    Blocker::DuplicateRelation => (
+                        ERRCODE_DUPLICATE_TABLE,
+                        "a table, view, sequence or index it creates exists there already",
+                    ),
+                    Blocker::DuplicateObject => (
+                        ERRCODE_DUPLICATE_OBJECT,
+                        "an object it creates exists there already",
+                    ),
+                    Blocker::MissingRole => (
+                        ERRCODE_UNDEFINED_OBJECT,
+                        "it names a role that does not exist on this server",
+                    ),
+                    Blocker::MissingExtension => (
+                        ERRCODE_FEATURE_NOT_SUPPORTED,
+                        "it creates an extension that is not available on this server",
+                    ),
+                    Blocker::Space => (
+                        ERRCODE_DISK_FULL,
+                        "it would not fit on the data directory's filesystem",
+                    ),
+                    Blocker::Tools => (
+                        ERRCODE_FEATURE_NOT_SUPPORTED,
+                        "the configured pg_restore cannot read it",
+                    ),
+                };
+                (
+                    code,
+                    format!(
+                        "backup {backup_id} cannot be restored into \"{target}\": {why}\n{row}"
+                    ),
+                    blocker.hint().into(),
+                )
             }
             BackupError::NoSuchDatabase(name) => (
                 ERRCODE_INVALID_CATALOG_NAME,

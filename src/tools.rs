@@ -171,3 +171,27 @@ pub fn forget_versions() {
         *guard = None;
     }
 }
+
+/// How the tools connect to this server: over its first unix socket, as `backup_ext.role` (or
+/// the bootstrap superuser). Inside a transaction (SPI).
+pub fn tool_connection() -> Result<backup_core::Connection, String> {
+    let (socket_dir, port, superuser) = (|| {
+        let (socket, port) = crate::catalog::local_socket()?;
+        Ok::<_, pgrx::spi::Error>((socket, port, crate::catalog::bootstrap_superuser()?))
+    })()
+    .map_err(|e| e.to_string())?;
+    let socket_dir = socket_dir
+        .split(',')
+        .map(str::trim)
+        .find(|s| !s.is_empty())
+        .ok_or("unix_socket_directories is empty: the dump tools connect over a local socket")?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("cannot read port {port:?}"))?;
+    Ok(backup_core::Connection {
+        socket_dir: socket_dir.into(),
+        port,
+        user: settings::role().unwrap_or(superuser),
+        application_name: "backup_ext".into(),
+    })
+}

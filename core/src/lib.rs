@@ -59,13 +59,17 @@ pub use process::stream::{StreamOutcome, StreamWriter};
 pub use process::version::parse_tool_version;
 pub use restore::argv::{
     create_database_argv, createdb_argv, dropdb_argv, pg_restore_argv, pg_restore_schema_argv,
-    pg_restore_script_argv, pg_restore_to_stdout_argv, psql_query_argv, psql_script_argv,
-    validate_database_name,
+    pg_restore_script_argv, pg_restore_selected_list_argv, pg_restore_selected_schema_argv,
+    pg_restore_to_stdout_argv, psql_query_argv, psql_script_argv, validate_database_name,
 };
 pub use restore::owners::{archive_data_owners, plain_data_owners, script_is_restricted};
+pub use restore::preflight::{
+    build_plan, estimate_restored_size, first_blocking, script_grantees, Blocker, Contents,
+    PlanFacts, PlanRow, ServerFacts, SpaceFacts, TargetFacts, ToolFacts, BLOCKING_PREFIX,
+};
 pub use restore::request::{
-    script_creates_public_schema, use_list_for, without_public_schema, RestoreOptions,
-    RestoreRequest,
+    script_creates_public_schema, use_list_for, use_list_to_write, without_public_schema,
+    RestoreOptions, RestoreRequest,
 };
 pub use restore::run::{RestorePlan, RestoreRun, RestoreStep};
 pub use restore::source::{ArchiveSource, StoredObject};

@@ -512,8 +512,40 @@ fn clean_restore_into_existing_database_and_failing_restores() {
     };
     check_replaced(&c);
 
-    // Without clean the tables collide: pg_restore stops at the first error.
-    let (job, status) = restore(&c, &restore_sql(b.backup_id, dst, ", create_db => false"));
+    // Without clean the tables collide: the call is refused with the plan's first conflict,
+    // and nothing is queued.
+    let before = restore_jobs_for(&c, &[b.backup_id]);
+    let message = refused(
+        &mut c.client("postgres"),
+        &restore_sql(b.backup_id, dst, ", create_db => false"),
+        &SqlState::DUPLICATE_TABLE,
+    );
+    assert!(
+        message.contains(&format!(
+            "backup {} cannot be restored into \"{dst}\": a table, view, sequence or index it creates exists there already",
+            b.backup_id
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            ": conflict TABLE public.t1: blocking: TABLE public.t1 already exists in database \"{dst}\""
+        )),
+        "{message}"
+    );
+    assert_eq!(restore_jobs_for(&c, &[b.backup_id]), before);
+    check_replaced(&c);
+
+    // What the plan cannot foresee fails in pg_restore: data for a table the new database
+    // does not have. The database made for the restore is dropped again.
+    let (job, status) = restore(
+        &c,
+        &restore_sql(
+            b.backup_id,
+            "data only dst",
+            ", options => '{\"data_only\": true, \"tables\": [\"t1\"]}'",
+        ),
+    );
     let (_, error, _) = job_outcome(&c, job);
     assert_eq!(status, "failed");
     let error = error.expect("failed restore has an error");
@@ -521,12 +553,11 @@ fn clean_restore_into_existing_database_and_failing_restores() {
         error.starts_with("pg_restore exited with code 1: pg_restore: error: "),
         "{error}"
     );
-    assert!(error.contains(r#"relation "t1" already exists"#), "{error}");
     assert!(
-        database_exists(&c, dst),
-        "an existing target is never dropped"
+        error.contains(r#"relation "public.t1" does not exist"#),
+        "{error}"
     );
-    check_replaced(&c);
+    assert!(!database_exists(&c, "data only dst"));
 
     // A restore into a new database that fails leaves no database behind:
     // the archive's table is owned by a role that no longer exists.
@@ -552,34 +583,44 @@ fn clean_restore_into_existing_database_and_failing_restores() {
         .unwrap();
     admin.batch_execute("DROP ROLE restore_gone_owner").unwrap();
 
-    for (b, target, rest, tool) in [
-        (
-            &custom,
-            "owned dst custom",
-            "",
-            "pg_restore exited with code 1: ",
+    // The archive names the owner: the call is refused before any database is made.
+    let message = refused(
+        &mut c.client("postgres"),
+        &restore_sql(custom.backup_id, "owned dst custom", ""),
+        &SqlState::UNDEFINED_OBJECT,
+    );
+    assert!(
+        message.contains(
+            r#"missing role ROLE restore_gone_owner: blocking: role "restore_gone_owner" owns "#
         ),
-        (
-            &plain,
-            "owned dst plain",
+        "{message}"
+    );
+    assert!(!database_exists(&c, "owned dst custom"));
+    // A plain script is run whole: psql fails on the owner, and the database goes again.
+    let target = "owned dst plain";
+    let (job, status) = restore(
+        &c,
+        &restore_sql(
+            plain.backup_id,
+            target,
             ", options => '{\"single_transaction\": true}'",
-            "psql exited with code 3: ",
         ),
-    ] {
-        let (job, status) = restore(&c, &restore_sql(b.backup_id, target, rest));
-        let (_, error, _) = job_outcome(&c, job);
-        assert_eq!(status, "failed", "{target}: {error:?}");
-        let error = error.expect("failed restore has an error");
-        assert!(error.starts_with(tool), "{target}: {error}");
-        assert!(
-            error.contains(r#"role "restore_gone_owner" does not exist"#),
-            "{target}: {error}"
-        );
-        assert!(
-            !database_exists(&c, target),
-            "failed restore left database {target:?}"
-        );
-    }
+    );
+    let (_, error, _) = job_outcome(&c, job);
+    assert_eq!(status, "failed", "{target}: {error:?}");
+    let error = error.expect("failed restore has an error");
+    assert!(
+        error.starts_with("psql exited with code 3: "),
+        "{target}: {error}"
+    );
+    assert!(
+        error.contains(r#"role "restore_gone_owner" does not exist"#),
+        "{target}: {error}"
+    );
+    assert!(
+        !database_exists(&c, target),
+        "failed restore left database {target:?}"
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@ pub mod backup;
 mod encryption;
 mod jobs;
 mod restore;
+mod restore_plan;
 mod retention;
 pub mod schedules;
 mod status;

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use backup_core::{
-    archive_data_owners, directory_manifest, hash_file, list_archive, parse_toc,
+    archive_data_owners, directory_manifest, first_blocking, hash_file, list_archive, parse_toc,
     pg_restore_list_argv, plain_data_owners, plain_dump_reader, script_is_restricted,
-    split_run_options, tree_size, use_list_for, validate_database_name, ArchiveSource, Format,
-    JobKind, RequestError, RestoreRequest, StoredObject, TocEntry,
+    split_run_options, tree_size, validate_database_name, ArchiveSource, Format, JobKind,
+    RequestError, RestoreRequest, StoredObject, TocEntry,
 };
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -198,7 +198,7 @@ fn existing_path(rec: &BackupRecord) -> Result<&Path, BackupError> {
     Ok(Path::new(path))
 }
 
-fn archive_format(rec: &BackupRecord) -> Format {
+pub(super) fn archive_format(rec: &BackupRecord) -> Format {
     Format::parse(&rec.format).or_report()
 }
 
@@ -282,7 +282,7 @@ fn check_integrity(rec: &BackupRecord, source: &ArchiveSource) {
 
 /// How long reading a table of contents may take at call time; `statement_timeout` and
 /// `pg_cancel_backend()` end it sooner.
-const LIST_TIMEOUT: Duration = Duration::from_secs(600);
+pub(super) const LIST_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// While a backend waits for pg_restore: stop when its query is cancelled (or times out) or
 /// the backend is told to end; check_for_interrupts!() then raises the matching error.
@@ -291,7 +291,7 @@ fn interrupt_pending() -> bool {
 }
 
 /// `pg_restore --list` of an archive, parsed. Bounded, and cancellable like any query.
-fn read_contents(rec: &BackupRecord, source: &ArchiveSource) -> (String, Vec<TocEntry>) {
+pub(super) fn read_contents(rec: &BackupRecord, source: &ArchiveSource) -> (String, Vec<TocEntry>) {
     if rec.kind != Ok(JobKind::Database) || archive_format(rec) == Format::Plain {
         BackupError::Request(RequestError::unsupported(
             format!(
@@ -302,12 +302,36 @@ fn read_contents(rec: &BackupRecord, source: &ArchiveSource) -> (String, Vec<Toc
         ))
         .report();
     }
+    let bin_dir = settings::bin_dir();
+    let listing = read_archive(rec, source, "pg_restore --list", &|path| {
+        pg_restore_list_argv(&bin_dir, path)
+    });
+    let entries = parse_toc(&listing)
+        .map_err(|e| BackupError::ToolFailed(format!("unexpected pg_restore --list output: {e}")))
+        .or_report();
+    (listing, entries)
+}
+
+/// The directory the tools a call runs work in (their stderr, fetched table of contents).
+pub(super) fn call_work_dir() -> std::path::PathBuf {
     backup_core::set_wait_hook(interrupt_pending);
     let work_dir = settings::directory().join(".work");
     backup_core::create_private_dir(&work_dir)
         .map_err(|e| BackupError::ToolFailed(format!("cannot create {}: {e}", work_dir.display())))
         .or_report();
-    // A remote directory-format backup is listed from its toc.dat alone, fetched into a work
+    work_dir
+}
+
+/// What pg_restore prints about an archive with the arguments `argv` builds for the archive's
+/// path; `what` names the command in errors. Bounded, and cancellable like any query.
+pub(super) fn read_archive(
+    rec: &BackupRecord,
+    source: &ArchiveSource,
+    what: &str,
+    argv: &dyn Fn(&Path) -> (std::path::PathBuf, Vec<std::ffi::OsString>),
+) -> String {
+    let work_dir = call_work_dir();
+    // A remote directory-format backup is read from its toc.dat alone, fetched into a work
     // directory of its own.
     let toc_only = match (source, archive_format(rec)) {
         (ArchiveSource::Object(o), Format::Directory) => {
@@ -321,27 +345,18 @@ fn read_contents(rec: &BackupRecord, source: &ArchiveSource) -> (String, Vec<Toc
         .or(source.path())
         .unwrap_or(Path::new(""));
     let stdin = (source.path().is_none() && toc_only.is_none()).then_some(source);
-    let listed = list_archive(
-        &pg_restore_list_argv(&settings::bin_dir(), path).into(),
-        stdin,
-        &work_dir,
-        LIST_TIMEOUT,
-    );
+    let listed = list_archive(&argv(path).into(), stdin, &work_dir, LIST_TIMEOUT);
     drop(toc_only);
     // A cancel or statement_timeout that stopped the wait is reported as what it is.
     pg_sys::check_for_interrupts!();
-    let listing = listed
+    listed
         .map_err(|e| {
             BackupError::ToolFailed(format!(
-                "pg_restore --list could not read backup {}: {e}",
+                "{what} could not read backup {}: {e}",
                 rec.backup_id
             ))
         })
-        .or_report();
-    let entries = parse_toc(&listing)
-        .map_err(|e| BackupError::ToolFailed(format!("unexpected pg_restore --list output: {e}")))
-        .or_report();
-    (listing, entries)
+        .or_report()
 }
 
 /// A directory removed when dropped.
@@ -382,7 +397,7 @@ fn fetch_toc(
 /// database it owns while it lasts) only data it could already read: every role owning data
 /// in the backup must be one it acts for. The backup itself was written with a superuser's
 /// rights. `contents` is the archive's table of contents when the caller has read it already.
-fn check_data_owners(
+pub(super) fn check_data_owners(
     rec: &BackupRecord,
     source: &ArchiveSource,
     contents: Option<&[TocEntry]>,
@@ -476,17 +491,31 @@ fn check_target(name: &str, create_db: bool, caller: &Caller) {
     }
 }
 
-/// Enqueues a restore of a backup; returns the job id.
-#[pg_extern(volatile, parallel_unsafe)]
-#[search_path(pg_catalog, pg_temp)]
-fn restore_backup(
+/// A restore request checked as far as a call checks it before reading the archive's
+/// contents: the backup and the caller's right to it, the options, the target, the copy read
+/// (its size, and its checksum when small) and the identity of an encrypted one. Shared by
+/// `restore_backup()` and `restore_plan()`, so that both accept exactly the same calls.
+pub(super) struct RestoreCall {
+    pub caller: Caller,
+    /// The extension owner's rights, for as long as the call lasts.
+    _owner: privileges::Elevated,
+    pub rec: BackupRecord,
+    pub request: RestoreRequest,
+    /// None for a globals backup, replayed into the cluster.
+    pub target: Option<String>,
+    /// The archive as the tools read it (decrypted when encrypted).
+    pub source: ArchiveSource,
+    pub timeout_seconds: Option<i32>,
+}
+
+pub(super) fn check_restore_call(
     backup_id: i64,
-    target_db: default!(Option<String>, "NULL"),
-    create_db: default!(Option<bool>, "true"),
-    jobs: default!(Option<i32>, "NULL"),
-    options: default!(Option<JsonB>, "'{}'"),
-) -> i64 {
-    let (caller, _owner) = privileges::enter();
+    target_db: Option<String>,
+    create_db: Option<bool>,
+    jobs: Option<i32>,
+    options: Option<JsonB>,
+) -> RestoreCall {
+    let (caller, owner) = privileges::enter();
     let rec = succeeded_backup(backup_id, &caller, "restore");
     let is_globals = rec.kind == Ok(JobKind::Globals);
     let create_db = create_db.unwrap_or(true) && !is_globals;
@@ -551,21 +580,47 @@ fn restore_backup(
     // The stored bytes are checked as they are; everything else reads them decrypted.
     check_integrity(&rec, &source);
     let source = decrypting(&read_from, &source);
-    check_readable(&rec, &source);
-    let contents = (!request.options.toc_ids.is_empty()).then(|| read_contents(&rec, &source));
-    if let Some((listing, _)) = &contents {
-        use_list_for(listing, &request.options.toc_ids).or_report();
+    RestoreCall {
+        caller,
+        _owner: owner,
+        rec,
+        request,
+        target,
+        source,
+        timeout_seconds,
     }
-    let entries = contents.as_ref().map(|(_, entries)| entries.as_slice());
-    check_data_owners(&rec, &source, entries, &caller, "restore");
+}
 
+/// Enqueues a restore of a backup; returns the job id. A request whose plan (see
+/// `restore_plan()`) has a blocking row is refused with that row as DETAIL.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn restore_backup(
+    backup_id: i64,
+    target_db: default!(Option<String>, "NULL"),
+    create_db: default!(Option<bool>, "true"),
+    jobs: default!(Option<i32>, "NULL"),
+    options: default!(Option<JsonB>, "'{}'"),
+) -> i64 {
+    let call = check_restore_call(backup_id, target_db, create_db, jobs, options);
+    check_readable(&call.rec, &call.source);
+    let rows = super::restore_plan::plan_rows(&call);
+    if let Some(row) = first_blocking(&rows) {
+        BackupError::RestoreBlocked {
+            backup_id,
+            target: call.target.clone().unwrap_or_else(|| "the cluster".into()),
+            blocker: row.blocker.unwrap_or(backup_core::Blocker::Tools),
+            row: row.describe(),
+        }
+        .report();
+    }
     let job_id = catalog::enqueue_job(&NewJob {
         kind: JobKind::Restore,
-        database: target.as_deref(),
-        run_as: &caller.name,
+        database: call.target.as_deref(),
+        run_as: &call.caller.name,
         backup_id,
-        request: request.to_json().unwrap_or_default(),
-        timeout_seconds,
+        request: call.request.to_json().unwrap_or_default(),
+        timeout_seconds: call.timeout_seconds,
     })
     .or_report();
     wake::wake_worker_on_commit();

@@ -50,8 +50,14 @@ pub fn enqueue_backup(b: &NewBackup) -> SpiResult<i64> {
                  VALUES ($1, $2, $3, $4, $7, $8, $9, $10)
                  RETURNING job_id, kind, database)
              INSERT INTO backup_ext.artifacts
-                    (backup_id, job_id, kind, database, format, compress, storage)
-             SELECT job_id, job_id, kind, database, $5, $6, $11 FROM j
+                    (backup_id, job_id, kind, database, format, compress, storage,
+                     source_size_bytes)
+             SELECT job_id, job_id, kind, database, $5, $6, $11,
+                    (SELECT pg_catalog.pg_database_size(d.oid)
+                       FROM pg_catalog.pg_database d
+                      WHERE d.datname OPERATOR(pg_catalog.=) j.database
+                        AND pg_catalog.has_database_privilege(d.oid, 'CONNECT'))
+               FROM j
              RETURNING job_id",
             Some(1),
             &args,
@@ -147,6 +153,14 @@ pub fn backup_record(backup_id: i64) -> SpiResult<Option<BackupRecord>> {
         }
         Ok(None)
     })
+}
+
+/// The source database's size when the backup was requested, if recorded.
+pub fn source_size(backup_id: i64) -> SpiResult<Option<i64>> {
+    Spi::get_one_with_args::<i64>(
+        "SELECT source_size_bytes FROM backup_ext.artifacts WHERE backup_id = $1",
+        &[backup_id.into()],
+    )
 }
 
 /// Sets or clears a backup's pin.

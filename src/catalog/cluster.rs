@@ -193,3 +193,77 @@ pub fn source_access(dbname: Option<&str>) -> SpiResult<backup_core::SourceAcces
         Ok(SourceAccess::Grants(grants))
     })
 }
+
+/// The unix socket directory and port the tools connect to this server through.
+pub fn local_socket() -> SpiResult<(String, String)> {
+    let socket =
+        Spi::get_one::<String>("SELECT pg_catalog.current_setting('unix_socket_directories')")?
+            .unwrap_or_default();
+    let port =
+        Spi::get_one::<String>("SELECT pg_catalog.current_setting('port')")?.unwrap_or_default();
+    Ok((socket, port))
+}
+
+/// Every role of this server, for a restore plan's missing roles.
+pub fn role_names() -> SpiResult<std::collections::BTreeSet<String>> {
+    Ok(texts("SELECT rolname::text FROM pg_catalog.pg_roles", &[])?
+        .into_iter()
+        .collect())
+}
+
+/// The extensions this server can create (a control file in its extension directory).
+pub fn available_extensions() -> SpiResult<std::collections::BTreeSet<String>> {
+    Ok(texts(
+        "SELECT name::text FROM pg_catalog.pg_available_extensions",
+        &[],
+    )?
+    .into_iter()
+    .collect())
+}
+
+/// An existing restore target's owner and the number of other sessions connected to it.
+pub fn target_sessions(name: &str) -> SpiResult<(Option<String>, i64)> {
+    let owner = optional(Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.pg_get_userbyid(datdba)::text FROM pg_catalog.pg_database
+          WHERE datname OPERATOR(pg_catalog.=) $1::name",
+        &[name.into()],
+    ))?;
+    let sessions = Spi::get_one_with_args::<i64>(
+        "SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity
+          WHERE datname OPERATOR(pg_catalog.=) $1::name
+            AND backend_type OPERATOR(pg_catalog.=) 'client backend'
+            AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()",
+        &[name.into()],
+    )?
+    .unwrap_or(0);
+    Ok((owner, sessions))
+}
+
+/// The server's data directory, whose filesystem a restore fills.
+pub fn data_directory() -> SpiResult<String> {
+    Ok(
+        Spi::get_one::<String>("SELECT pg_catalog.current_setting('data_directory')")?
+            .unwrap_or_default(),
+    )
+}
+
+/// What exists in a database, as one JSON array of `[class, schema, name]` (classes and names
+/// as `backup_core::restore::preflight::object_class` and `pg_restore --list` spell them).
+/// Run by psql in the target database; a statement without parameters.
+pub const TARGET_OBJECTS_QUERY: &str = "\
+SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_array(o.c, o.s, o.n)), '[]')
+  FROM (SELECT 'schema' AS c, NULL::text AS s, nspname::text AS n FROM pg_catalog.pg_namespace
+        UNION ALL
+        SELECT 'relation', n.nspname::text, c.relname::text
+          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'i', 'I')
+        UNION ALL
+        SELECT 'type', n.nspname::text, t.typname::text
+          FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+         WHERE t.typtype IN ('b', 'c', 'd', 'e', 'r', 'm') AND t.typelem = 0
+           AND (t.typrelid = 0 OR (SELECT r.relkind FROM pg_catalog.pg_class r
+                                    WHERE r.oid = t.typrelid) = 'c')
+        UNION ALL
+        SELECT 'function', n.nspname::text,
+               p.proname::text || '(' || pg_catalog.oidvectortypes(p.proargtypes) || ')'
+          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace) o";

@@ -100,7 +100,10 @@ CREATE TABLE backup_ext.artifacts (
     anomaly        text,
     -- stored age-encrypted (set_encryption()), to the recipients with these fingerprints
     encrypted      boolean NOT NULL DEFAULT false,
-    recipients     text[]
+    recipients     text[],
+    -- pg_database_size() of the source database when the backup was requested, for the
+    -- space estimate of restore_plan() and restore_backup(); NULL for globals
+    source_size_bytes bigint
 );
 CREATE INDEX artifacts_database_idx ON backup_ext.artifacts (database, backup_id DESC);
 -- Live backups (size_bytes is only ever set on success) per database, for status().

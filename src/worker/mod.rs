@@ -10,7 +10,6 @@ mod txn;
 use std::time::{Duration, Instant};
 
 use backup_core::crypt::fingerprint;
-use backup_core::Connection;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
 
@@ -849,29 +848,11 @@ fn progress_of(j: &mut RunningJob) -> catalog::Progress {
 
 /// Reads the settings that shape a job; done per claim so that a reload applies at once.
 fn context() -> Result<Context, String> {
-    let (socket_dir, port, superuser) = spi(|| {
-        let socket = Spi::get_one::<String>("SELECT current_setting('unix_socket_directories')")?
-            .unwrap_or_default();
-        let port = Spi::get_one::<String>("SELECT current_setting('port')")?.unwrap_or_default();
-        Ok((socket, port, catalog::bootstrap_superuser()?))
-    })?;
-    let socket_dir = socket_dir
-        .split(',')
-        .map(str::trim)
-        .find(|s| !s.is_empty())
-        .ok_or("unix_socket_directories is empty: the dump tools connect over a local socket")?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("cannot read port {port:?}"))?;
+    let connection = in_transaction(tools::tool_connection)?;
     Ok(Context {
         bin_dir: settings::bin_dir(),
         directory: settings::directory(),
-        connection: Connection {
-            socket_dir: socket_dir.into(),
-            port,
-            user: settings::role().unwrap_or(superuser),
-            application_name: "backup_ext".into(),
-        },
+        connection,
         catalog_database: settings::database(),
         job_timeout: settings::job_timeout(),
         server_major: pg_sys::PG_VERSION_NUM / 10000,

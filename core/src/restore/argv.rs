@@ -102,6 +102,34 @@ pub fn pg_restore_script_argv(
     (bin_dir.join("pg_restore"), args)
 }
 
+/// `pg_restore --list` with the same selection as [`pg_restore_argv`]: the entries a restore
+/// with `req` (and `use_list`) would run, in its order, as pg_restore itself selects them.
+pub fn pg_restore_selected_list_argv(
+    bin_dir: &Path,
+    archive: &Path,
+    req: &RestoreRequest,
+    use_list: Option<&Path>,
+) -> (PathBuf, Vec<OsString>) {
+    let mut args = vec![arg("--list")];
+    selection_args(&mut args, req, use_list);
+    archive_arg(&mut args, archive);
+    (bin_dir.join("pg_restore"), args)
+}
+
+/// The definitions (privileges included) a restore with `req` would run, as a SQL script on
+/// stdout: where the roles its GRANT statements name are read from.
+pub fn pg_restore_selected_schema_argv(
+    bin_dir: &Path,
+    archive: &Path,
+    req: &RestoreRequest,
+    use_list: Option<&Path>,
+) -> (PathBuf, Vec<OsString>) {
+    let mut args = vec![arg("--file=-"), arg("--schema-only")];
+    selection_args(&mut args, req, use_list);
+    archive_arg(&mut args, archive);
+    (bin_dir.join("pg_restore"), args)
+}
+
 /// The archive's definitions as a SQL script on stdout, for reading what a restore would run.
 pub fn pg_restore_schema_argv(bin_dir: &Path, archive: &Path) -> (PathBuf, Vec<OsString>) {
     let mut args = vec![arg("--file=-"), arg("--schema-only")];

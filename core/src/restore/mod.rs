@@ -4,6 +4,7 @@
 pub mod argv;
 pub mod login;
 pub mod owners;
+pub mod preflight;
 pub mod request;
 pub mod run;
 pub mod source;

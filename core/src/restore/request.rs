@@ -277,6 +277,27 @@ pub fn use_list_for(listing: &str, ids: &[i64]) -> Result<String, RequestError> 
     Ok(out)
 }
 
+/// The `--use-list` a restore hands pg_restore, if any: the entries `toc_ids` names, and, for
+/// a database just created from template0 (`fresh`), without the entry that creates schema
+/// `public`, which it has already (see [`without_public_schema`]). The worker writes this
+/// list for the restore and `restore_plan()` for its listing, so both select the same entries.
+pub fn use_list_to_write(
+    listing: &str,
+    toc_ids: &[i64],
+    fresh: bool,
+) -> Result<Option<String>, RequestError> {
+    let selected = if toc_ids.is_empty() {
+        None
+    } else {
+        Some(use_list_for(listing, toc_ids)?)
+    };
+    let base = selected.as_deref().unwrap_or(listing);
+    Ok(fresh
+        .then(|| without_public_schema(base))
+        .flatten()
+        .or(selected))
+}
+
 /// Whether a `--list` line is the entry that creates schema `public`
 /// (`<id>; <tableoid> <oid> SCHEMA - public <owner>`).
 fn is_public_schema_entry(line: &str) -> bool {

@@ -8,10 +8,10 @@ use backup_core::{
     access_sql, create_database_argv, create_database_sql, dropdb_argv, header_settings,
     list_archive, login, pg_restore_argv, pg_restore_list_argv, pg_restore_schema_argv,
     pg_restore_script_argv, plain_dump_reader, psql_script_argv, quote_ident,
-    script_creates_public_schema, script_is_restricted, set_role_sql, use_list_for,
-    without_public_schema, without_server_attribute_option, ArchiveSource, ArchiveVersion,
-    Connection, Format, ProgressTracker, RestorePlan, RestoreRequest, RestoreStep, SourceAccess,
-    ToolCommand, SERVER_ATTRIBUTE_OPTION,
+    script_creates_public_schema, script_is_restricted, set_role_sql, use_list_to_write,
+    without_server_attribute_option, ArchiveSource, ArchiveVersion, Connection, Format,
+    ProgressTracker, RestorePlan, RestoreRequest, RestoreStep, SourceAccess, ToolCommand,
+    SERVER_ATTRIBUTE_OPTION,
 };
 
 use super::*;
@@ -206,22 +206,15 @@ pub(super) fn restore_step(
             &work_dir(ctx)?,
             LIST_TIMEOUT,
         )?;
-        let selected = if request.options.toc_ids.is_empty() {
-            None
-        } else {
-            Some(use_list_for(&listing, &request.options.toc_ids).map_err(|e| e.message)?)
-        };
-        let base = selected.as_deref().unwrap_or(&listing);
-        match (
-            target.fresh.then(|| without_public_schema(base)).flatten(),
-            selected,
-        ) {
-            (Some(list), _) | (None, Some(list)) => {
+        match use_list_to_write(&listing, &request.options.toc_ids, target.fresh)
+            .map_err(|e| e.message)?
+        {
+            Some(list) => {
                 std::fs::write(list_file, list)
                     .map_err(|e| format!("cannot write {}: {e}", list_file.display()))?;
                 Some(list_file)
             }
-            (None, None) => None,
+            None => None,
         }
     };
     let role = sandbox.and_then(Sandbox::run_as);
