@@ -646,3 +646,8 @@ AS 'MODULE_PATHNAME', 'set_encryption_wrapper';
 REVOKE ALL ON FUNCTION backup_ext.set_encryption(text[], text) FROM PUBLIC;
 -- Superusers only, like every table and view (no grant).
 REVOKE ALL ON backup_ext.encryption_policy, backup_ext.encryption FROM PUBLIC;
+
+-- Restores that cannot lie: row counts checked against the archive, backup_ext.stall_timeout,
+-- and restore progress. No catalog change: restores fill the existing jobs.bytes_written,
+-- jobs.tables_done and jobs.tables_total columns (shown by backup_ext.activity), and the new
+-- setting is registered by the library.

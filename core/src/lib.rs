@@ -54,11 +54,12 @@ pub use process::capabilities::{
 };
 pub use process::child::{describe_exit, set_wait_hook, stderr_tail, ChildGuard};
 pub use process::command::ToolCommand;
+pub use process::stall::StallWatch;
 pub use process::step::{list_archive, run_tool, CLEANUP_TIMEOUT};
 pub use process::stream::{StreamOutcome, StreamWriter};
 pub use process::version::parse_tool_version;
 pub use restore::argv::{
-    create_database_argv, createdb_argv, dropdb_argv, pg_restore_argv, pg_restore_schema_argv,
+    create_database_argv, createdb_argv, dropdb_argv, pg_restore_argv, pg_restore_data_argv, pg_restore_schema_argv,
     pg_restore_script_argv, pg_restore_to_stdout_argv, psql_query_argv, psql_script_argv,
     validate_database_name,
 };
@@ -67,6 +68,7 @@ pub use restore::request::{
     script_creates_public_schema, use_list_for, without_public_schema, RestoreOptions,
     RestoreRequest,
 };
+pub use restore::check::{ArchiveRowsFrom, RestoredRows, RowCheck};
 pub use restore::run::{RestorePlan, RestoreRun, RestoreStep};
 pub use restore::source::{ArchiveSource, StoredObject};
 pub use restore::target::{

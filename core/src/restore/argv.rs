@@ -69,7 +69,11 @@ pub fn pg_restore_argv(
     role: Option<&str>,
     exit_on_error: bool,
 ) -> (PathBuf, Vec<OsString>) {
-    let mut args = vec![arg(format!("--dbname={}", conn.conninfo(target_db)))];
+    // --verbose: its "processing data for table" lines are the restore's progress.
+    let mut args = vec![
+        arg(format!("--dbname={}", conn.conninfo(target_db))),
+        arg("--verbose"),
+    ];
     if exit_on_error {
         args.push(arg("--exit-on-error"));
     }
@@ -139,6 +143,31 @@ fn selection_args(args: &mut Vec<OsString>, req: &RestoreRequest, use_list: Opti
 }
 
 /// The archive's data as SQL on stdout, for counting COPY rows.
+/// `pg_restore --file=- --data-only` with the table selection of a restore (tables, schemas,
+/// `-L` list): the `COPY` blocks of exactly the tables that restore writes, whose rows are the
+/// archive's own count of them.
+pub fn pg_restore_data_argv(
+    bin_dir: &Path,
+    archive: &Path,
+    req: &RestoreRequest,
+    use_list: Option<&Path>,
+) -> (PathBuf, Vec<OsString>) {
+    let o = &req.options;
+    let mut args = vec![arg("--file=-"), arg("--data-only")];
+    for (flag, list) in [
+        ("--table", &o.tables),
+        ("--schema", &o.schemas),
+        ("--exclude-schema", &o.exclude_schemas),
+    ] {
+        args.extend(list.iter().map(|p| arg(format!("{flag}={p}"))));
+    }
+    if let Some(list) = use_list {
+        args.push(with_path("--use-list=", list));
+    }
+    archive_arg(&mut args, archive);
+    (bin_dir.join("pg_restore"), args)
+}
+
 pub fn pg_restore_to_stdout_argv(bin_dir: &Path, archive: &Path) -> (PathBuf, Vec<OsString>) {
     let mut args = vec![arg("--file=-"), arg("--data-only")];
     crate::process::command::archive_arg(&mut args, archive);
