@@ -59,16 +59,16 @@ pub use process::step::{list_archive, run_tool, CLEANUP_TIMEOUT};
 pub use process::stream::{StreamOutcome, StreamWriter};
 pub use process::version::parse_tool_version;
 pub use restore::argv::{
-    create_database_argv, createdb_argv, dropdb_argv, pg_restore_argv, pg_restore_data_argv, pg_restore_schema_argv,
-    pg_restore_script_argv, pg_restore_to_stdout_argv, psql_query_argv, psql_script_argv,
-    validate_database_name,
+    create_database_argv, createdb_argv, dropdb_argv, pg_restore_argv, pg_restore_data_argv,
+    pg_restore_schema_argv, pg_restore_script_argv, pg_restore_to_stdout_argv, psql_query_argv,
+    psql_script_argv, validate_database_name,
 };
+pub use restore::check::{ArchiveRowsFrom, RestoredRows, RowCheck};
 pub use restore::owners::{archive_data_owners, plain_data_owners, script_is_restricted};
 pub use restore::request::{
     script_creates_public_schema, use_list_for, without_public_schema, RestoreOptions,
     RestoreRequest,
 };
-pub use restore::check::{ArchiveRowsFrom, RestoredRows, RowCheck};
 pub use restore::run::{RestorePlan, RestoreRun, RestoreStep};
 pub use restore::source::{ArchiveSource, StoredObject};
 pub use restore::target::{

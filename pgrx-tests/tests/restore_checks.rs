@@ -50,16 +50,32 @@ fn a_restore_says_how_many_rows_it_restored_and_that_they_match() {
         expected,
         "restored 3 tables, 10600 rows; row counts match the archive"
     );
-    for (format, tool) in [("custom", "pg_restore"), ("plain", "psql"), ("directory", "pg_restore")] {
+    for (format, tool) in [
+        ("custom", "pg_restore"),
+        ("plain", "psql"),
+        ("directory", "pg_restore"),
+    ] {
         let b = backup_db(&c, src, &format!(", '{format}'"));
         let target = format!("checks_{format}");
         let job = c.enqueue(&restore_sql(b.backup_id, &target, ""));
-        assert_eq!(c.wait_final(job, SMALL_JOB), "succeeded", "{:?}", job_outcome(&c, job));
+        assert_eq!(
+            c.wait_final(job, SMALL_JOB),
+            "succeeded",
+            "{:?}",
+            job_outcome(&c, job)
+        );
         let (_, error, message) = job_outcome(&c, job);
         assert_eq!(error, None);
-        assert_eq!(message, Some(format!("{tool} finished; {expected}")), "{format}");
+        assert_eq!(
+            message,
+            Some(format!("{tool} finished; {expected}")),
+            "{format}"
+        );
         assert_eq!(tables_of(&c, job), (Some(3), Some(3)), "{format}");
-        assert!(!role_exists(&c, &format!("backup_ext_job_{job}")), "{format}: login left");
+        assert!(
+            !role_exists(&c, &format!("backup_ext_job_{job}")),
+            "{format}: login left"
+        );
     }
 
     // Only the restored tables are compared, and counted in tables_total.
@@ -69,7 +85,12 @@ fn a_restore_says_how_many_rows_it_restored_and_that_they_match() {
         "checks_t2",
         ", options => '{\"tables\": [\"t2\"]}'",
     ));
-    assert_eq!(c.wait_final(job, SMALL_JOB), "succeeded", "{:?}", job_outcome(&c, job));
+    assert_eq!(
+        c.wait_final(job, SMALL_JOB),
+        "succeeded",
+        "{:?}",
+        job_outcome(&c, job)
+    );
     assert_eq!(
         job_outcome(&c, job).2.as_deref(),
         Some("pg_restore finished; restored 1 table, 100 rows; row counts match the archive")
@@ -88,12 +109,20 @@ fn a_restore_says_how_many_rows_it_restored_and_that_they_match() {
         "checks_t2",
         ", create_db => false, options => '{\"clean\": true}'",
     ));
-    assert_eq!(c.wait_final(job, SMALL_JOB), "succeeded", "{:?}", job_outcome(&c, job));
+    assert_eq!(
+        c.wait_final(job, SMALL_JOB),
+        "succeeded",
+        "{:?}",
+        job_outcome(&c, job)
+    );
     assert_eq!(
         job_outcome(&c, job).2,
         Some(format!("pg_restore finished; {expected}"))
     );
-    assert_eq!(c.table_fingerprint("checks_t2", "t2"), c.table_fingerprint(src, "t2"));
+    assert_eq!(
+        c.table_fingerprint("checks_t2", "t2"),
+        c.table_fingerprint(src, "t2")
+    );
 }
 
 #[test]
@@ -102,12 +131,18 @@ fn restore_errors_fail_the_job() {
     let src = "errors_src";
     c.create_sample_db(src);
     for (format, expected) in [
-        ("custom", "pg_restore: error: could not execute query: ERROR:  relation \"t1\" already exists"),
+        (
+            "custom",
+            "pg_restore: error: could not execute query: ERROR:  relation \"t1\" already exists",
+        ),
         ("plain", "ERROR:  relation \"t1\" already exists"),
     ] {
         let b = backup_db(&c, src, &format!(", '{format}'"));
         let target = format!("errors_{format}");
-        run(&mut c.client("postgres"), &format!("CREATE DATABASE {target}"));
+        run(
+            &mut c.client("postgres"),
+            &format!("CREATE DATABASE {target}"),
+        );
         run(&mut c.client(&target), "CREATE TABLE t1 (i int)");
         let job = c.enqueue(&restore_sql(b.backup_id, &target, ", create_db => false"));
         assert_eq!(c.wait_final(job, SMALL_JOB), "failed", "{format}");
@@ -124,11 +159,12 @@ fn restore_errors_fail_the_job() {
 fn rows_the_restoring_role_cannot_see_fail_the_restore_and_drop_its_database() {
     let c = cluster();
     let src = "rls_src";
+    let mut admin = c.client("postgres");
     run(
-        &mut c.client("postgres"),
-        "CREATE ROLE rls_rst LOGIN CREATEDB IN ROLE backup_ext_restorer; \
-         CREATE DATABASE rls_src;",
+        &mut admin,
+        "CREATE ROLE rls_rst LOGIN CREATEDB IN ROLE backup_ext_restorer",
     );
+    run(&mut admin, "CREATE DATABASE rls_src");
     // Forced row security hides three of five rows from the table's owner, and so from the
     // restore's login acting for her; the backup, taken by a superuser, has all five.
     run(
@@ -147,12 +183,21 @@ fn rows_the_restoring_role_cannot_see_fail_the_restore_and_drop_its_database() {
     let mut rst = c.client_as("postgres", "rls_rst");
     let job: i64 = rst
         .query_one(
-            &restore_sql(b.backup_id, "rls_dst", ", options => '{\"no_owner\": true}'"),
+            &restore_sql(
+                b.backup_id,
+                "rls_dst",
+                ", options => '{\"no_owner\": true}'",
+            ),
             &[],
         )
         .unwrap_or_else(|e| panic!("restore_backup as rls_rst: {}", describe(&e)))
         .get(0);
-    assert_eq!(c.wait_final(job, SMALL_JOB), "failed", "{:?}", job_outcome(&c, job));
+    assert_eq!(
+        c.wait_final(job, SMALL_JOB),
+        "failed",
+        "{:?}",
+        job_outcome(&c, job)
+    );
     let (_, error, _) = job_outcome(&c, job);
     assert_eq!(
         error.as_deref(),
@@ -161,17 +206,19 @@ fn rows_the_restoring_role_cannot_see_fail_the_restore_and_drop_its_database() {
              it): table public.secret: 5 rows in the archive, 2 after the restore"
         )
     );
-    assert!(!database_exists(&c, "rls_dst"), "the database is still there");
+    assert!(
+        !database_exists(&c, "rls_dst"),
+        "the database is still there"
+    );
     assert!(!role_exists(&c, &format!("backup_ext_job_{job}")));
 }
 
 #[test]
 fn a_stalled_restore_is_stopped_and_leaves_nothing() {
     let c = Cluster::start_with("restore-stall", &[("backup_ext.stall_timeout", "2s")]);
-    run(
-        &mut c.client("postgres"),
-        "CREATE ROLE stall_reader NOLOGIN; CREATE DATABASE stall_src;",
-    );
+    let mut admin = c.client("postgres");
+    run(&mut admin, "CREATE ROLE stall_reader NOLOGIN");
+    run(&mut admin, "CREATE DATABASE stall_src");
     run(
         &mut c.client("stall_src"),
         "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000);
@@ -180,7 +227,10 @@ fn a_stalled_restore_is_stopped_and_leaves_nothing() {
     let b = backup_db(&c, "stall_src", "");
     // The role is free to drop now; a transaction dropping it holds its lock, so the
     // restore's GRANT to it waits: no bytes read, no table finished.
-    run(&mut c.client("stall_src"), "REVOKE ALL ON t FROM stall_reader");
+    run(
+        &mut c.client("stall_src"),
+        "REVOKE ALL ON t FROM stall_reader",
+    );
     let mut holder = c.client("postgres");
     run(&mut holder, "BEGIN; DROP ROLE stall_reader");
     let start = Instant::now();
@@ -197,7 +247,10 @@ fn a_stalled_restore_is_stopped_and_leaves_nothing() {
     );
     assert!(took >= Duration::from_secs(2), "stopped after {took:?}");
     assert!(took < Duration::from_secs(20), "stopped after {took:?}");
-    assert!(!database_exists(&c, "stall_dst"), "the database is still there");
+    assert!(
+        !database_exists(&c, "stall_dst"),
+        "the database is still there"
+    );
     assert!(!role_exists(&c, &format!("backup_ext_job_{job}")));
     let tools: i64 = c
         .client("postgres")
@@ -213,7 +266,12 @@ fn a_stalled_restore_is_stopped_and_leaves_nothing() {
     // Without the lock the same restore goes through: the setting only stops restores that
     // stall.
     let job = c.enqueue(&restore_sql(b.backup_id, "stall_dst", ""));
-    assert_eq!(c.wait_final(job, SMALL_JOB), "succeeded", "{:?}", job_outcome(&c, job));
+    assert_eq!(
+        c.wait_final(job, SMALL_JOB),
+        "succeeded",
+        "{:?}",
+        job_outcome(&c, job)
+    );
 }
 
 #[test]
@@ -225,7 +283,10 @@ fn a_running_restore_shows_its_tables_in_activity() {
     // The target has the tables, empty; t2 is locked, so the data-only restore finishes t1,
     // then waits on t2.
     let target = "progress_dst";
-    run(&mut c.client("postgres"), &format!("CREATE DATABASE {target}"));
+    run(
+        &mut c.client("postgres"),
+        &format!("CREATE DATABASE {target}"),
+    );
     let schema = c.run_tool("pg_dump", &["--schema-only", "-d", src]);
     check_output("pg_dump --schema-only", &schema);
     run(
@@ -253,7 +314,11 @@ fn a_running_restore_shows_its_tables_in_activity() {
                 &[&job],
             )
             .unwrap()?;
-        Some((row.get::<_, Option<i32>>(0)?, row.get::<_, Option<i32>>(1)?, row.get(2)))
+        Some((
+            row.get::<_, Option<i32>>(0)?,
+            row.get::<_, Option<i32>>(1)?,
+            row.get(2),
+        ))
     };
     c.wait_until("the restore to wait on t2", SMALL_JOB, || {
         matches!(seen(&c), Some((1, 3, _)))
@@ -262,7 +327,12 @@ fn a_running_restore_shows_its_tables_in_activity() {
     assert!(bytes > 0, "no bytes read: {bytes}");
     assert_eq!(c.job(job).status, "running");
     run(&mut holder, "COMMIT");
-    assert_eq!(c.wait_final(job, SMALL_JOB), "succeeded", "{:?}", job_outcome(&c, job));
+    assert_eq!(
+        c.wait_final(job, SMALL_JOB),
+        "succeeded",
+        "{:?}",
+        job_outcome(&c, job)
+    );
     assert_eq!(tables_of(&c, job), (Some(3), Some(3)));
     assert_eq!(
         job_outcome(&c, job).2.as_deref(),
@@ -272,6 +342,10 @@ fn a_running_restore_shows_its_tables_in_activity() {
         )
     );
     for t in ["t1", "t2", "t3"] {
-        assert_eq!(c.table_fingerprint(target, t), c.table_fingerprint(src, t), "{t}");
+        assert_eq!(
+            c.table_fingerprint(target, t),
+            c.table_fingerprint(src, t),
+            "{t}"
+        );
     }
 }

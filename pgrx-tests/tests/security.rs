@@ -1313,6 +1313,46 @@ fn counting_a_test_restore_never_runs_restored_code_as_a_superuser() {
     assert_no_job_roles_remain(&c, "the verifications");
 }
 
+/// Counting a restore's rows runs no restored code as a superuser either: a superuser's
+/// restore counts them with a read-only login of its own.
+#[test]
+fn counting_a_restore_never_runs_restored_code_as_a_superuser() {
+    let c = Cluster::start("security-restore-count");
+    create_role(&c, "ida", &[OPERATOR]);
+    create_owned_db(
+        &c,
+        "idadb",
+        "ida",
+        "CREATE FUNCTION public.grab() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $f$
+         BEGIN
+             IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+                 EXECUTE 'ALTER ROLE ida SUPERUSER';
+             END IF;
+             RETURN true;
+         END $f$;
+         CREATE FUNCTION public.pred() RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $f$
+         BEGIN RETURN public.grab(); END $f$;
+         CREATE TABLE public.t (a integer);
+         INSERT INTO public.t SELECT generate_series(1, 20);
+         CREATE INDEX t_trap ON public.t (a) WHERE public.pred();",
+    );
+    let backup = backup_as(&c, "ida", "idadb", "");
+    let before = role_powers(&c, "ida");
+    let job = enqueue_as(
+        &c,
+        PG_USER,
+        &format!("SELECT backup_ext.restore_backup({backup}, 'ida_restored')"),
+    );
+    assert_succeeds(&c, job, "restore requested by postgres");
+    assert_eq!(
+        job_outcome(&c, job).2.as_deref(),
+        Some("pg_restore finished; restored 1 table, 20 rows; row counts match the archive")
+    );
+    assert!(!is_superuser(&c, "ida"), "restore by postgres");
+    assert_eq!(role_powers(&c, "ida"), before);
+    assert_no_job_roles_remain(&c, "the restore");
+}
+
 /// A role's code that a superuser's session happens to run (a SECURITY DEFINER function the
 /// superuser calls) asks with the rights of that code's owner, not the superuser's.
 #[test]

@@ -354,8 +354,8 @@ impl Worker {
             }
         }
         // The last lines (and the table count, if it has arrived: never waited for).
-        let progress =
-            (job.stderr_path.is_some() || matches!(job.kind, Kind::Restore)).then(|| progress_of(job));
+        let progress = (job.stderr_path.is_some() || matches!(job.kind, Kind::Restore))
+            .then(|| progress_of(job));
         if let (Kind::Verify { backup_id }, backup_core::JobResult::Verify(report)) =
             (&job.kind, &result)
         {

@@ -383,7 +383,10 @@ pg_restore: creating ACL \"public.TABLE t\"
         assert_eq!(done, [0, 0, 0, 0, 1, 2]);
         assert_eq!(t.tables_total(), Some(2));
         let mut t = ProgressTracker::for_restore();
-        feed(&mut t, "pg_restore: processing data for table \"public.t\"\n");
+        feed(
+            &mut t,
+            "pg_restore: processing data for table \"public.t\"\n",
+        );
         assert_eq!(t.tables_done(), 0);
         t.finish();
         assert_eq!(t.tables_done(), 1);
@@ -391,7 +394,9 @@ pg_restore: creating ACL \"public.TABLE t\"
 
     #[test]
     fn restore_in_parallel_counts_finished_items() {
-        let mut t = ProgressTracker::for_restore().with_jobs(Some(2)).with_total(2);
+        let mut t = ProgressTracker::for_restore()
+            .with_jobs(Some(2))
+            .with_total(2);
         let text = "pg_restore: launching item 3370 TABLE DATA t
 pg_restore: processing data for table \"public.t\"
 pg_restore: launching item 3371 TABLE DATA u
@@ -405,10 +410,16 @@ pg_restore: finished item 3370 TABLE DATA t
     #[test]
     fn restore_and_dump_lines_are_told_apart() {
         let mut restore = ProgressTracker::for_restore();
-        feed(&mut restore, "pg_dump: dumping contents of table \"public.t\"\nx\n");
+        feed(
+            &mut restore,
+            "pg_dump: dumping contents of table \"public.t\"\nx\n",
+        );
         assert_eq!(restore.tables_done(), 0);
         let mut dump = ProgressTracker::default();
-        feed(&mut dump, "pg_restore: processing data for table \"public.t\"\nx\n");
+        feed(
+            &mut dump,
+            "pg_restore: processing data for table \"public.t\"\nx\n",
+        );
         assert_eq!(dump.tables_done(), 0);
     }
 

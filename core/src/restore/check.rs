@@ -76,7 +76,7 @@ pub(crate) enum RowsReading {
         handle: Option<JoinHandle<io::Result<RowCounts>>>,
         stop: Arc<AtomicBool>,
     },
-    Tool(Step),
+    Tool(Box<Step>),
 }
 
 impl RowsReading {
@@ -106,7 +106,8 @@ impl RowsReading {
             }
             ArchiveRowsFrom::Tool { command, stdin } => {
                 let feed = stdin.clone().map_or(Feed::Nothing, Feed::Archive);
-                Step::start(command, work_dir, feed, Capture::CopyRows, read).map(RowsReading::Tool)
+                Step::start(command, work_dir, feed, Capture::CopyRows, read)
+                    .map(|step| RowsReading::Tool(Box::new(step)))
             }
         }
     }
@@ -202,9 +203,16 @@ pub(crate) fn judge_counts(
             "{restored_message}; restored {summary}; row counts match the archive"
         ));
     }
-    let mut shown: Vec<String> = mismatches.iter().take(MAX_MISMATCH_LINES).cloned().collect();
+    let mut shown: Vec<String> = mismatches
+        .iter()
+        .take(MAX_MISMATCH_LINES)
+        .cloned()
+        .collect();
     if mismatches.len() > MAX_MISMATCH_LINES {
-        shown.push(format!("and {} more", mismatches.len() - MAX_MISMATCH_LINES));
+        shown.push(format!(
+            "and {} more",
+            mismatches.len() - MAX_MISMATCH_LINES
+        ));
     }
     Err(format!(
         "{restored_message}, but row counts differ from the archive ({summary} in it): {}",
@@ -252,8 +260,10 @@ mod tests {
         let end = count_end("public.t\u{1f}5\npublic.u\u{1f}1\npublic.x\u{1f}7\n");
         assert_eq!(
             judge_counts(&archive, &end, "pg_restore finished"),
-            Ok("pg_restore finished; restored 2 tables, 6 rows; row counts match the archive"
-                .to_string())
+            Ok(
+                "pg_restore finished; restored 2 tables, 6 rows; row counts match the archive"
+                    .to_string()
+            )
         );
         let one = counts(&[("public.t", 1)]);
         let end = count_end("public.t\u{1f}1\n");
@@ -269,9 +279,11 @@ mod tests {
         let end = count_end("public.t\u{1f}2\npublic.u\u{1f}1\n");
         assert_eq!(
             judge_counts(&archive, &end, "pg_restore finished"),
-            Err("pg_restore finished, but row counts differ from the archive (2 tables, 6 rows \
+            Err(
+                "pg_restore finished, but row counts differ from the archive (2 tables, 6 rows \
                  in it): table public.t: 5 rows in the archive, 2 after the restore"
-                .to_string())
+                    .to_string()
+            )
         );
     }
 
@@ -319,7 +331,9 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         };
         assert_eq!(rows, Ok(counts(&[("public.t", 2), ("public.u", 0)])));
-        let size = std::fs::metadata(dir.path().join("dump.sql")).unwrap().len();
+        let size = std::fs::metadata(dir.path().join("dump.sql"))
+            .unwrap()
+            .len();
         assert_eq!(read.load(Ordering::Relaxed), size);
     }
 }

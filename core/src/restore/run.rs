@@ -290,9 +290,11 @@ impl RestoreRun {
     }
 
     fn start_restore(&self) -> io::Result<Step> {
-        self.plan
-            .restore
-            .start(&self.plan.work_dir, self.fed.clone(), self.plan.stdin.as_ref())
+        self.plan.restore.start(
+            &self.plan.work_dir,
+            self.fed.clone(),
+            self.plan.stdin.as_ref(),
+        )
     }
 
     fn failed(message: String) -> JobResult {
@@ -507,7 +509,11 @@ impl JobRun for RestoreRun {
     fn tables(&mut self) -> Option<(u64, Option<u64>)> {
         if let Stage::Restore(step) = &self.stage {
             // Best effort: a missed line only makes the count lag.
-            let _ = scan_new_lines(step.stderr_path(), &mut self.stderr_offset, &mut self.tables);
+            let _ = scan_new_lines(
+                step.stderr_path(),
+                &mut self.stderr_offset,
+                &mut self.tables,
+            );
         }
         let total = self.tables.tables_total();
         let done = match total {

@@ -212,7 +212,6 @@ pub struct RunningJob {
     pub stall: Option<backup_core::StallWatch>,
 }
 
-
 /// How to start a claimed job.
 pub enum Start {
     Dump(RunSpec),

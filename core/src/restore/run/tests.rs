@@ -487,7 +487,8 @@ fn an_unreadable_archive_touches_nothing() {
     let (ok, message) = restore_result(poll_job(&mut run));
     assert!(!ok);
     assert!(
-        message.starts_with("counting the rows in the archive failed, the target was not touched: ")
+        message
+            .starts_with("counting the rows in the archive failed, the target was not touched: ")
             && message.contains("bad archive"),
         "{message}"
     );
@@ -543,5 +544,9 @@ fn progress_follows_the_verbose_lines_while_the_restore_runs() {
     let (ok, _) = restore_result(poll_job(&mut run));
     assert!(ok);
     assert_eq!(run.tables(), Some((2, Some(2))));
-    assert_eq!(run.activity(), None, "nothing is watched once the restore is done");
+    assert_eq!(
+        run.activity(),
+        None,
+        "nothing is watched once the restore is done"
+    );
 }
