@@ -7,7 +7,7 @@ use crate::process::command::ToolCommand;
 use crate::process::step::{Capture, Captured, Feed, Step, StepEnd, Stoppable};
 use crate::process::stream::spawn_signal_free;
 use crate::restore::source::ArchiveSource;
-use crate::verify::rows::{count_copy_rows, parse_counts};
+use crate::verify::rows::{count_copy_rows, parse_counts, quote_mismatches};
 use std::collections::BTreeMap;
 use std::io::{self, BufReader};
 use std::path::Path;
@@ -17,9 +17,6 @@ use std::thread::JoinHandle;
 
 /// Rows per table, as pg_dump names them in `COPY` lines (`schema.name`, quoted where needed).
 pub type RowCounts = BTreeMap<String, u64>;
-
-/// Mismatch lines quoted in a job's error.
-const MAX_MISMATCH_LINES: usize = 20;
 
 /// How a restore's rows are checked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -203,20 +200,9 @@ pub(crate) fn judge_counts(
             "{restored_message}; restored {summary}; row counts match the archive"
         ));
     }
-    let mut shown: Vec<String> = mismatches
-        .iter()
-        .take(MAX_MISMATCH_LINES)
-        .cloned()
-        .collect();
-    if mismatches.len() > MAX_MISMATCH_LINES {
-        shown.push(format!(
-            "and {} more",
-            mismatches.len() - MAX_MISMATCH_LINES
-        ));
-    }
     Err(format!(
         "{restored_message}, but row counts differ from the archive ({summary} in it): {}",
-        shown.join("; ")
+        quote_mismatches(&mismatches)
     ))
 }
 
