@@ -673,3 +673,8 @@ AS 'MODULE_PATHNAME', 'restore_plan_wrapper';
 REVOKE ALL ON FUNCTION backup_ext.restore_plan(bigint, text, boolean, integer, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION backup_ext.restore_plan(bigint, text, boolean, integer, jsonb)
     TO backup_ext_restorer;
+
+-- Restores that cannot lie: row counts checked against the archive, backup_ext.stall_timeout,
+-- and restore progress. No catalog change: restores fill the existing jobs.bytes_written,
+-- jobs.tables_done and jobs.tables_total columns (shown by backup_ext.activity), and the new
+-- setting is registered by the library.

@@ -273,6 +273,7 @@ mod tests {
                  backup_ext.min_size_ratio=sighup,\
                  backup_ext.role=sighup,\
                  backup_ext.s3_allow_http=sighup,backup_ext.s3_credentials_file=sighup,\
+                 backup_ext.stall_timeout=sighup,\
                  backup_ext.verify_age=sighup,backup_ext.warn_age=sighup"
             )
         );

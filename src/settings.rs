@@ -14,6 +14,8 @@ static BIN_DIR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new
 static ROLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 static MAX_PARALLEL: GucSetting<i32> = GucSetting::<i32>::new(2);
 static JOB_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(0);
+/// A restore reading its archive that gets no further for this long is stopped (ms; 0 = off).
+static STALL_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(0);
 static HISTORY_DAYS: GucSetting<i32> = GucSetting::<i32>::new(90);
 static WARN_AGE: GucSetting<i32> = GucSetting::<i32>::new(26 * 3600);
 static CRITICAL_AGE: GucSetting<i32> = GucSetting::<i32>::new(50 * 3600);
@@ -86,6 +88,16 @@ pub fn register() {
         i32::MAX,
         GucContext::Sighup,
         GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"backup_ext.stall_timeout",
+        c"A restore that reads no bytes of its archive and finishes no table for this long is stopped and marked failed; 0 disables the check.",
+        c"",
+        &STALL_TIMEOUT,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
         c"backup_ext.history_days",
@@ -289,6 +301,12 @@ pub fn max_parallel() -> usize {
 pub fn job_timeout() -> Option<std::time::Duration> {
     let secs = JOB_TIMEOUT.get();
     (secs > 0).then(|| std::time::Duration::from_secs(secs as u64))
+}
+
+/// `None` when restores may stall for ever.
+pub fn stall_timeout() -> Option<std::time::Duration> {
+    let ms = STALL_TIMEOUT.get();
+    (ms > 0).then(|| std::time::Duration::from_millis(ms as u64))
 }
 
 pub fn history_days() -> i32 {

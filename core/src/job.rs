@@ -146,6 +146,17 @@ pub trait JobRun: Send {
     /// Stops the job and cleans up after it; may block for a bounded time.
     fn cancel(&mut self);
     fn progress(&self) -> u64;
+    /// Tables done and, once known, how many there are: for jobs that count them as they go
+    /// (restores).
+    fn tables(&mut self) -> Option<(u64, Option<u64>)> {
+        None
+    }
+    /// While the job reads its archive: a number that changes whenever it gets further (bytes
+    /// read, lines the tool printed). What `backup_ext.stall_timeout` watches; None in the
+    /// steps it does not watch.
+    fn activity(&mut self) -> Option<u64> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

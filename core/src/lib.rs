@@ -54,14 +54,17 @@ pub use process::capabilities::{
 };
 pub use process::child::{describe_exit, set_wait_hook, stderr_tail, ChildGuard};
 pub use process::command::ToolCommand;
+pub use process::stall::StallWatch;
 pub use process::step::{list_archive, run_tool, CLEANUP_TIMEOUT};
 pub use process::stream::{StreamOutcome, StreamWriter};
 pub use process::version::parse_tool_version;
 pub use restore::argv::{
-    create_database_argv, createdb_argv, dropdb_argv, pg_restore_argv, pg_restore_schema_argv,
-    pg_restore_script_argv, pg_restore_selected_list_argv, pg_restore_selected_schema_argv,
-    pg_restore_to_stdout_argv, psql_query_argv, psql_script_argv, validate_database_name,
+    create_database_argv, createdb_argv, dropdb_argv, pg_restore_argv, pg_restore_data_argv,
+    pg_restore_schema_argv, pg_restore_script_argv, pg_restore_selected_list_argv,
+    pg_restore_selected_schema_argv, pg_restore_to_stdout_argv, psql_query_argv, psql_script_argv,
+    validate_database_name,
 };
+pub use restore::check::{ArchiveRowsFrom, RestoredRows, RowCheck};
 pub use restore::owners::{archive_data_owners, plain_data_owners, script_is_restricted};
 pub use restore::preflight::{
     build_plan, estimate_restored_size, first_blocking, script_grantees, Blocker, Contents,

@@ -191,6 +191,7 @@ fn verify_and_restore_for_real() {
         drop_on_failure: Some(dropdb_argv(&s.bin, &s.conn, "postgres", target).into()),
         work_dir: s.work.clone(),
         stdin: None,
+        rows: Default::default(),
     })
     .unwrap();
     let result = finish(&mut run);
@@ -215,6 +216,7 @@ fn verify_and_restore_for_real() {
         drop_on_failure: Some(dropdb_argv(&s.bin, &s.conn, "postgres", failing).into()),
         work_dir: s.work.clone(),
         stdin: None,
+        rows: Default::default(),
     })
     .unwrap();
     let result = finish(&mut run);
@@ -251,6 +253,7 @@ fn verify_and_restore_for_real() {
         drop_on_failure: None,
         work_dir: s.work.clone(),
         stdin: None,
+        rows: Default::default(),
     })
     .unwrap();
     let result = finish(&mut run);

@@ -270,3 +270,27 @@ pub fn verify_result(c: &Cluster, backup_id: i64) -> (Option<String>, Option<Str
         .unwrap();
     (row.get(0), row.get(1), row.get(2))
 }
+
+/// The end of the message of a restore of all of `db` whose row counts matched: the ordinary
+/// tables of the source and their rows, counted here in the source itself.
+pub fn rows_matched(c: &Cluster, db: &str) -> String {
+    let row = c
+        .client(db)
+        .query_one(
+            "SELECT count(*), coalesce(sum((xpath('/row/n/text()', query_to_xml(format(
+                        'SELECT count(*) AS n FROM ONLY %I.%I', n.nspname, c.relname),
+                        false, true, '')))[1]::text::bigint), 0)::bigint
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind = 'r' AND c.relpersistence <> 't'
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                AND n.nspname NOT LIKE 'pg\\_toast%'",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("counting the rows of {db}: {}", describe(&e)));
+    let (tables, rows): (i64, i64) = (row.get(0), row.get(1));
+    format!(
+        "restored {tables} table{}, {rows} row{}; row counts match the archive",
+        if tables == 1 { "" } else { "s" },
+        if rows == 1 { "" } else { "s" }
+    )
+}

@@ -173,7 +173,8 @@ fn backups_from_15_restore_on_17_and_18() {
             message,
             Some(format!(
                 "psql finished; this server does not know transaction_timeout (SET by the newer \
-                 {by}), skipped"
+                 {by}), skipped; {}",
+                rows_matched(&old, "app")
             ))
         );
         assert_same_database(

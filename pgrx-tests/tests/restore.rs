@@ -272,7 +272,7 @@ fn every_format_round_trips_schema_data_and_large_objects() {
         };
         assert_eq!(
             job_outcome(&c, *job).2,
-            Some(format!("{tool} finished")),
+            Some(format!("{tool} finished; {}", rows_matched(&c, src))),
             "{name}"
         );
         let restored = snapshot(&c, target);

@@ -1278,6 +1278,30 @@ fn schema_filtered_backups_restore_and_verify_in_every_format() {
     }
 }
 
+/// Database `db` of `owner` with a partial index whose predicate makes `owner` a superuser
+/// when whoever plans a query on the table is one: planning evaluates the predicate.
+fn create_trapped_db(c: &Cluster, db: &str, owner: &str) {
+    create_owned_db(
+        c,
+        db,
+        owner,
+        &format!(
+            "CREATE FUNCTION public.grab() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $f$
+             BEGIN
+                 IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+                     EXECUTE 'ALTER ROLE {owner} SUPERUSER';
+                 END IF;
+                 RETURN true;
+             END $f$;
+             CREATE FUNCTION public.pred() RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $f$
+             BEGIN RETURN public.grab(); END $f$;
+             CREATE TABLE public.t (a integer);
+             INSERT INTO public.t SELECT generate_series(1, 20);
+             CREATE INDEX t_trap ON public.t (a) WHERE public.pred();"
+        ),
+    );
+}
+
 /// Counting a test restore's rows plans a query on every restored table, and planning
 /// evaluates an index predicate's IMMUTABLE function: the count must never run as a
 /// superuser, whoever asked for the verification (a superuser's drill included).
@@ -1285,23 +1309,7 @@ fn schema_filtered_backups_restore_and_verify_in_every_format() {
 fn counting_a_test_restore_never_runs_restored_code_as_a_superuser() {
     let c = Cluster::start("security-count");
     create_role(&c, "ivy", &[OPERATOR]);
-    create_owned_db(
-        &c,
-        "ivydb",
-        "ivy",
-        "CREATE FUNCTION public.grab() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $f$
-         BEGIN
-             IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-                 EXECUTE 'ALTER ROLE ivy SUPERUSER';
-             END IF;
-             RETURN true;
-         END $f$;
-         CREATE FUNCTION public.pred() RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $f$
-         BEGIN RETURN public.grab(); END $f$;
-         CREATE TABLE public.t (a integer);
-         INSERT INTO public.t SELECT generate_series(1, 20);
-         CREATE INDEX t_trap ON public.t (a) WHERE public.pred();",
-    );
+    create_trapped_db(&c, "ivydb", "ivy");
     let backup = backup_as(&c, "ivy", "ivydb", "");
     let before = role_powers(&c, "ivy");
     for who in ["ivy", PG_USER] {
@@ -1311,6 +1319,30 @@ fn counting_a_test_restore_never_runs_restored_code_as_a_superuser() {
     }
     assert_eq!(role_powers(&c, "ivy"), before);
     assert_no_job_roles_remain(&c, "the verifications");
+}
+
+/// Counting a restore's rows runs no restored code as a superuser either: a superuser's
+/// restore counts them with a read-only login of its own.
+#[test]
+fn counting_a_restore_never_runs_restored_code_as_a_superuser() {
+    let c = Cluster::start("security-restore-count");
+    create_role(&c, "ida", &[OPERATOR]);
+    create_trapped_db(&c, "idadb", "ida");
+    let backup = backup_as(&c, "ida", "idadb", "");
+    let before = role_powers(&c, "ida");
+    let job = enqueue_as(
+        &c,
+        PG_USER,
+        &format!("SELECT backup_ext.restore_backup({backup}, 'ida_restored')"),
+    );
+    assert_succeeds(&c, job, "restore requested by postgres");
+    assert_eq!(
+        job_outcome(&c, job).2.as_deref(),
+        Some("pg_restore finished; restored 1 table, 20 rows; row counts match the archive")
+    );
+    assert!(!is_superuser(&c, "ida"), "restore by postgres");
+    assert_eq!(role_powers(&c, "ida"), before);
+    assert_no_job_roles_remain(&c, "the restore");
 }
 
 /// A role's code that a superuser's session happens to run (a SECURITY DEFINER function the

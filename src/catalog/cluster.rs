@@ -115,6 +115,19 @@ pub fn drop_job_role(role: &str) -> SpiResult<Result<(), String>> {
     if !exists {
         return Ok(Ok(()));
     }
+    // CONNECT on a restored database, given to a login that counts its rows: a privilege on
+    // a shared object, which would keep the role.
+    let revokes = texts(
+        "SELECT pg_catalog.format('REVOKE ALL ON DATABASE %I FROM %I', d.datname, $1)
+           FROM pg_catalog.pg_database d, pg_catalog.aclexplode(d.datacl) a
+          WHERE a.grantee OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r
+                 WHERE r.rolname OPERATOR(pg_catalog.=) $1::name)
+          GROUP BY d.datname",
+        &[role.into()],
+    )?;
+    for revoke in revokes {
+        Spi::run(&revoke)?;
+    }
     Spi::run_with_args(
         "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity
           WHERE usename OPERATOR(pg_catalog.=) $1::name",

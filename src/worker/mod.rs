@@ -353,7 +353,8 @@ impl Worker {
             }
         }
         // The last lines (and the table count, if it has arrived: never waited for).
-        let progress = job.stderr_path.is_some().then(|| progress_of(job));
+        let progress = (job.stderr_path.is_some() || matches!(job.kind, Kind::Restore))
+            .then(|| progress_of(job));
         if let (Kind::Verify { backup_id }, backup_core::JobResult::Verify(report)) =
             (&job.kind, &result)
         {
@@ -479,6 +480,19 @@ impl Worker {
                 job_id,
                 Outcome::Failed(format!("timed out after {} s", limit.as_secs())),
             );
+        }
+        // backup_ext.stall_timeout: a restore reading its archive that gets no further.
+        let stalled: Vec<(i64, String)> = self
+            .running
+            .iter_mut()
+            .filter_map(|j| {
+                let activity = j.run.activity();
+                let watch = j.stall.as_mut()?;
+                watch.stalled(activity).then(|| (j.job_id, watch.message()))
+            })
+            .collect();
+        for (job_id, message) in stalled {
+            self.stop(job_id, Outcome::Failed(message));
         }
     }
 
@@ -702,6 +716,10 @@ impl Worker {
                 return;
             }
         }
+        let stall = match plan.kind {
+            Kind::Restore => settings::stall_timeout().map(backup_core::StallWatch::new),
+            _ => None,
+        };
         match kinds::start(plan.start) {
             Ok(run) => self.running.push(RunningJob {
                 job_id,
@@ -720,6 +738,7 @@ impl Worker {
                 staged,
                 recorded_upload: None,
                 pending: None,
+                stall,
             }),
             Err(e) => {
                 if let Some(output) = output {
@@ -835,14 +854,19 @@ fn progress_of(j: &mut RunningJob) -> catalog::Progress {
         // Best effort: a missed line only makes the share of tables lag.
         let _ = backup_core::scan_new_lines(path, &mut j.stderr_offset, &mut j.progress);
     }
+    // A restore counts its tables itself.
+    let (tables_done, tables_total) = match j.run.tables() {
+        Some((done, total)) => (Some(done), total),
+        None => (
+            j.stderr_path.as_ref().map(|_| j.progress.tables_done()),
+            j.progress.tables_total(),
+        ),
+    };
     catalog::Progress {
         job_id: j.job_id,
         bytes: j.run.progress() as i64,
-        tables_done: j
-            .stderr_path
-            .as_ref()
-            .map(|_| j.progress.tables_done() as i32),
-        tables_total: j.progress.tables_total().map(|t| t as i32),
+        tables_done: tables_done.map(|t| t as i32),
+        tables_total: tables_total.map(|t| t as i32),
     }
 }
 

@@ -16,6 +16,11 @@
 //!   `pg_dump: finished item 3376 TABLE DATA t` when it is done (the table
 //!   name there lacks its schema, so the item number identifies it).
 //!
+//! pg_restore --verbose (see [`ProgressTracker::for_restore`]) prints the same shape:
+//! `pg_restore: processing data for table "schema.name"` as it starts a table's data, one
+//! after the other, and with `--jobs` > 1 the leader's `pg_restore: finished item N TABLE
+//! DATA name` when a worker is done with one.
+//!
 //! No verbose line announces how many tables there will be: "reading
 //! user-defined tables" comes without a count. The caller sets the total
 //! with [`ProgressTracker::with_total`], e.g. from the catalog's count of
@@ -30,6 +35,8 @@ use std::path::Path;
 
 const PREFIX: &str = "pg_dump: ";
 const DUMPING: &str = "dumping contents of table \"";
+const RESTORE_PREFIX: &str = "pg_restore: ";
+const RESTORING: &str = "processing data for table \"";
 const FINISHED: &str = "finished item ";
 const TABLE_DATA: &str = "TABLE DATA ";
 
@@ -44,9 +51,19 @@ pub struct ProgressTracker {
     /// Whether the last line fed started a table that is still being dumped.
     last_line_started_table: bool,
     exited: bool,
+    /// Reads pg_restore's lines instead of pg_dump's.
+    restore: bool,
 }
 
 impl ProgressTracker {
+    /// A tracker of pg_restore's `--verbose` lines.
+    pub fn for_restore() -> Self {
+        ProgressTracker {
+            restore: true,
+            ..Default::default()
+        }
+    }
+
     /// The number of tables whose data the dump will contain, which the
     /// verbose output does not tell.
     pub fn with_total(mut self, n: u64) -> Self {
@@ -63,8 +80,13 @@ impl ProgressTracker {
 
     pub fn feed_line(&mut self, line: &str) {
         let line = line.trim_end_matches(['\n', '\r']);
-        let msg = line.strip_prefix(PREFIX).unwrap_or(line);
-        if let Some(rest) = msg.strip_prefix(DUMPING) {
+        let (prefix, starting) = if self.restore {
+            (RESTORE_PREFIX, RESTORING)
+        } else {
+            (PREFIX, DUMPING)
+        };
+        let msg = line.strip_prefix(prefix).unwrap_or(line);
+        if let Some(rest) = msg.strip_prefix(starting) {
             // The name is printed unquoted inside the quotes, so a name
             // containing a double quote still ends at the last one.
             let name = rest.strip_suffix('"').unwrap_or(rest);
@@ -343,6 +365,62 @@ pg_dump: finished item 3383 TABLE DATA we ird
 
         let p = ProgressTracker::default().with_total(0);
         assert_eq!(p.fraction(), None);
+    }
+
+    /// pg_restore 16 --verbose into a new database: tables t and u, then their grants.
+    const RESTORE_SERIAL: &str = "pg_restore: connecting to database for restore
+pg_restore: creating TABLE \"public.t\"
+pg_restore: creating TABLE \"public.u\"
+pg_restore: processing data for table \"public.t\"
+pg_restore: processing data for table \"public.u\"
+pg_restore: creating ACL \"public.TABLE t\"
+";
+
+    #[test]
+    fn restore_counts_a_table_when_the_next_line_arrives() {
+        let mut t = ProgressTracker::for_restore().with_total(2);
+        let done = feed(&mut t, RESTORE_SERIAL);
+        assert_eq!(done, [0, 0, 0, 0, 1, 2]);
+        assert_eq!(t.tables_total(), Some(2));
+        let mut t = ProgressTracker::for_restore();
+        feed(
+            &mut t,
+            "pg_restore: processing data for table \"public.t\"\n",
+        );
+        assert_eq!(t.tables_done(), 0);
+        t.finish();
+        assert_eq!(t.tables_done(), 1);
+    }
+
+    #[test]
+    fn restore_in_parallel_counts_finished_items() {
+        let mut t = ProgressTracker::for_restore()
+            .with_jobs(Some(2))
+            .with_total(2);
+        let text = "pg_restore: launching item 3370 TABLE DATA t
+pg_restore: processing data for table \"public.t\"
+pg_restore: launching item 3371 TABLE DATA u
+pg_restore: processing data for table \"public.u\"
+pg_restore: finished item 3371 TABLE DATA u
+pg_restore: finished item 3370 TABLE DATA t
+";
+        assert_eq!(feed(&mut t, text), [0, 0, 0, 0, 1, 2]);
+    }
+
+    #[test]
+    fn restore_and_dump_lines_are_told_apart() {
+        let mut restore = ProgressTracker::for_restore();
+        feed(
+            &mut restore,
+            "pg_dump: dumping contents of table \"public.t\"\nx\n",
+        );
+        assert_eq!(restore.tables_done(), 0);
+        let mut dump = ProgressTracker::default();
+        feed(
+            &mut dump,
+            "pg_restore: processing data for table \"public.t\"\nx\n",
+        );
+        assert_eq!(dump.tables_done(), 0);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod capabilities;
 pub mod child;
 pub mod command;
+pub mod stall;
 pub mod step;
 pub mod stream;
 pub mod version;

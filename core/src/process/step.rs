@@ -282,6 +282,13 @@ fn read_capped(mut r: impl Read, limit: usize) -> io::Result<Captured> {
     Ok(Captured::Text(String::from_utf8_lossy(&kept).into_owned()))
 }
 
+/// The `rchar` field of a `/proc/<pid>/io` file.
+fn read_chars(io: &str) -> Option<u64> {
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar:"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
 /// How feeding an archive ended, for a reader that exited successfully: one that stopped
 /// reading early (a broken pipe) had what it needed.
 fn fed_archive(fed: io::Result<()>) -> io::Result<()> {
@@ -469,6 +476,20 @@ impl Step {
             output,
             feed,
         }
+    }
+
+    /// Where the child's stderr goes while it runs (removed when the step ends).
+    pub fn stderr_path(&self) -> &Path {
+        &self.stderr_path
+    }
+
+    /// Bytes the child has read so far (files, pipes and sockets: `rchar` in
+    /// `/proc/<pid>/io`); 0 where the kernel does not say.
+    pub fn bytes_read(&self) -> u64 {
+        fs::read_to_string(format!("/proc/{}/io", self.child.id()))
+            .ok()
+            .and_then(|io| read_chars(&io))
+            .unwrap_or(0)
     }
 
     /// Non-blocking: None while the child runs.

@@ -7,7 +7,7 @@
 use crate::conninfo::Connection;
 use crate::error::{quoted, RequestError};
 use crate::process::command::{archive_arg, arg, path_arg};
-use crate::restore::request::RestoreRequest;
+use crate::restore::request::{RestoreOptions, RestoreRequest};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -69,7 +69,11 @@ pub fn pg_restore_argv(
     role: Option<&str>,
     exit_on_error: bool,
 ) -> (PathBuf, Vec<OsString>) {
-    let mut args = vec![arg(format!("--dbname={}", conn.conninfo(target_db)))];
+    // --verbose: its "processing data for table" lines are the restore's progress.
+    let mut args = vec![
+        arg(format!("--dbname={}", conn.conninfo(target_db))),
+        arg("--verbose"),
+    ];
     if exit_on_error {
         args.push(arg("--exit-on-error"));
     }
@@ -138,12 +142,8 @@ pub fn pg_restore_schema_argv(bin_dir: &Path, archive: &Path) -> (PathBuf, Vec<O
 }
 
 /// What is restored: clean, tables, schemas, schema/data only, owners, privileges, `-L`.
-fn selection_args(args: &mut Vec<OsString>, req: &RestoreRequest, use_list: Option<&Path>) {
-    let o = &req.options;
-    if o.clean {
-        args.push(arg("--clean"));
-        args.push(arg("--if-exists"));
-    }
+/// `--table`, `--schema` and `--exclude-schema` of a restore's options.
+fn table_filter_args(args: &mut Vec<OsString>, o: &RestoreOptions) {
     for (flag, list) in [
         ("--table", &o.tables),
         ("--schema", &o.schemas),
@@ -151,6 +151,15 @@ fn selection_args(args: &mut Vec<OsString>, req: &RestoreRequest, use_list: Opti
     ] {
         args.extend(list.iter().map(|p| arg(format!("{flag}={p}"))));
     }
+}
+
+fn selection_args(args: &mut Vec<OsString>, req: &RestoreRequest, use_list: Option<&Path>) {
+    let o = &req.options;
+    if o.clean {
+        args.push(arg("--clean"));
+        args.push(arg("--if-exists"));
+    }
+    table_filter_args(args, o);
     for (flag, on) in [
         ("--schema-only", o.schema_only),
         ("--data-only", o.data_only),
@@ -164,6 +173,24 @@ fn selection_args(args: &mut Vec<OsString>, req: &RestoreRequest, use_list: Opti
     if let Some(list) = use_list {
         args.push(with_path("--use-list=", list));
     }
+}
+
+/// `pg_restore --file=- --data-only` with the table selection of a restore (tables, schemas,
+/// `-L` list): the `COPY` blocks of exactly the tables that restore writes, whose rows are the
+/// archive's own count of them.
+pub fn pg_restore_data_argv(
+    bin_dir: &Path,
+    archive: &Path,
+    req: &RestoreRequest,
+    use_list: Option<&Path>,
+) -> (PathBuf, Vec<OsString>) {
+    let mut args = vec![arg("--file=-"), arg("--data-only")];
+    table_filter_args(&mut args, &req.options);
+    if let Some(list) = use_list {
+        args.push(with_path("--use-list=", list));
+    }
+    archive_arg(&mut args, archive);
+    (bin_dir.join("pg_restore"), args)
 }
 
 /// The archive's data as SQL on stdout, for counting COPY rows.

@@ -2,6 +2,7 @@
 //! about the archive and the target database.
 
 pub mod argv;
+pub mod check;
 pub mod login;
 pub mod owners;
 pub mod preflight;

@@ -1,11 +1,15 @@
-//! A restore as a non-blocking sequence of steps: create the target
-//! database (optional), restore into it, and drop it again if the restore
-//! failed, so that a failed restore leaves nothing half-filled behind.
+//! A restore as a non-blocking sequence of steps: count the archive's rows, create the target
+//! database (optional), restore into it, count the restored rows and compare, and drop the
+//! database again if the restore failed or the counts differ, so that a failed restore leaves
+//! nothing half-filled behind.
 
+use crate::dump::progress::{scan_new_lines, ProgressTracker};
 use crate::job::{JobResult, JobRun};
 use crate::process::command::ToolCommand;
 use crate::process::step::{Capture, Feed, Step, StepEnd, CLEANUP_TIMEOUT};
+use crate::restore::check::{judge_counts, RestoredRows, RowCheck, RowCounts, RowsReading};
 use crate::restore::source::ArchiveSource;
+use crate::verify::run::MAX_COUNT_OUTPUT_BYTES;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -219,11 +223,17 @@ pub struct RestorePlan {
     /// The archive streamed into the restoring tool's stdin, when it reads no file (a backup
     /// in a storage target).
     pub stdin: Option<ArchiveSource>,
+    /// How the restored rows are checked against the archive's.
+    pub rows: RowCheck,
 }
 
 enum Stage {
+    /// Counting the archive's rows, before anything touches the target.
+    ArchiveRows(RowsReading),
     Create(Step),
     Restore(Step),
+    /// Counting the restored rows; the restoring tool's message is kept.
+    Count(Step, String),
     /// Dropping the database after a failure whose message is kept.
     Drop(Step, String),
     Done,
@@ -233,26 +243,58 @@ pub struct RestoreRun {
     plan: RestorePlan,
     stage: Stage,
     fed: Arc<AtomicU64>,
+    archive_rows: Option<RowCounts>,
+    /// Tables of the restoring tool, from its `--verbose` lines.
+    tables: ProgressTracker,
+    /// How far the restoring tool's stderr has been read.
+    stderr_offset: u64,
+    /// The restoring tool exited successfully: every table it was to restore is done.
+    restored: bool,
 }
 
 impl RestoreRun {
     pub fn start(plan: RestorePlan) -> io::Result<RestoreRun> {
         let fed = Arc::new(AtomicU64::new(0));
-        let stage = match &plan.create {
+        let mut run = RestoreRun {
+            stage: Stage::Done,
+            fed,
+            archive_rows: None,
+            tables: ProgressTracker::for_restore(),
+            stderr_offset: 0,
+            restored: false,
+            plan,
+        };
+        run.stage = match &run.plan.rows.archive {
+            Some(from) => Stage::ArchiveRows(RowsReading::start(
+                from,
+                &run.plan.work_dir,
+                run.fed.clone(),
+            )?),
+            None => run.first_target_step()?,
+        };
+        Ok(run)
+    }
+
+    /// createdb, or the restore itself when the database exists.
+    fn first_target_step(&self) -> io::Result<Stage> {
+        Ok(match &self.plan.create {
             Some(create) => Stage::Create(Step::start(
                 create,
-                &plan.work_dir,
+                &self.plan.work_dir,
                 Feed::Nothing,
                 Capture::Discard,
                 Arc::default(),
             )?),
-            None => Stage::Restore(plan.restore.start(
-                &plan.work_dir,
-                fed.clone(),
-                plan.stdin.as_ref(),
-            )?),
-        };
-        Ok(RestoreRun { plan, stage, fed })
+            None => Stage::Restore(self.start_restore()?),
+        })
+    }
+
+    fn start_restore(&self) -> io::Result<Step> {
+        self.plan.restore.start(
+            &self.plan.work_dir,
+            self.fed.clone(),
+            self.plan.stdin.as_ref(),
+        )
     }
 
     fn failed(message: String) -> JobResult {
@@ -284,6 +326,79 @@ impl RestoreRun {
             }
         }
     }
+
+    fn after_archive_rows(&mut self, rows: Result<RowCounts, String>) -> Option<JobResult> {
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                // Nothing was touched yet.
+                self.stage = Stage::Done;
+                return Some(Self::failed(format!(
+                    "counting the rows in the archive failed, the target was not touched: {e}"
+                )));
+            }
+        };
+        self.tables = ProgressTracker::for_restore().with_total(rows.len() as u64);
+        self.archive_rows = Some(rows);
+        // From here on the bytes are those the restore reads.
+        self.fed.store(0, Ordering::Relaxed);
+        match self.first_target_step() {
+            Ok(stage) => {
+                self.stage = stage;
+                None
+            }
+            Err(e) => {
+                self.stage = Stage::Done;
+                Some(Self::failed(format!("could not start the restore: {e}")))
+            }
+        }
+    }
+
+    fn after_restore(&mut self, end: StepEnd) -> Option<JobResult> {
+        // The last lines, which the step removed with its stderr file.
+        for line in end.stderr.lines() {
+            self.tables.feed_line(line);
+        }
+        let message = match self.plan.restore.outcome(&end) {
+            Ok(message) => message,
+            Err(message) => return self.fail(message),
+        };
+        self.tables.finish();
+        self.restored = true;
+        let count = match (&self.plan.rows.restored, &self.archive_rows) {
+            (RestoredRows::Count(count), Some(_)) => count.clone(),
+            (RestoredRows::NotCompared(why), _) => {
+                self.stage = Stage::Done;
+                return Some(JobResult::Restore {
+                    ok: true,
+                    message: format!("{message}; row counts not compared: {why}"),
+                });
+            }
+            _ => {
+                self.stage = Stage::Done;
+                return Some(JobResult::Restore { ok: true, message });
+            }
+        };
+        let started = Step::start(
+            &count,
+            &self.plan.work_dir,
+            Feed::Nothing,
+            Capture::Text {
+                limit: MAX_COUNT_OUTPUT_BYTES,
+            },
+            Arc::default(),
+        );
+        match started {
+            Ok(step) => {
+                self.stage = Stage::Count(step, message);
+                None
+            }
+            Err(e) => self.fail(format!(
+                "{message}, but the restored rows could not be counted: {}",
+                StepEnd::not_started(&count, e).failure()
+            )),
+        }
+    }
 }
 
 fn with_drop_failure(message: String, drop: &StepEnd) -> String {
@@ -301,17 +416,17 @@ impl JobRun for RestoreRun {
     fn poll(&mut self) -> Option<JobResult> {
         match &mut self.stage {
             Stage::Done => None,
+            Stage::ArchiveRows(reading) => {
+                let rows = reading.poll()?;
+                self.after_archive_rows(rows)
+            }
             Stage::Create(step) => {
                 let end = step.poll()?;
                 if !end.ok() {
                     self.stage = Stage::Done;
                     return Some(Self::failed(end.failure()));
                 }
-                match self.plan.restore.start(
-                    &self.plan.work_dir,
-                    self.fed.clone(),
-                    self.plan.stdin.as_ref(),
-                ) {
+                match self.start_restore() {
                     Ok(step) => {
                         self.stage = Stage::Restore(step);
                         None
@@ -324,7 +439,12 @@ impl JobRun for RestoreRun {
             }
             Stage::Restore(step) => {
                 let end = step.poll()?;
-                match self.plan.restore.outcome(&end) {
+                self.after_restore(end)
+            }
+            Stage::Count(step, restored) => {
+                let end = step.poll()?;
+                let archive = self.archive_rows.clone().unwrap_or_default();
+                match judge_counts(&archive, &end, restored) {
                     Ok(message) => {
                         self.stage = Stage::Done;
                         Some(JobResult::Restore { ok: true, message })
@@ -348,7 +468,11 @@ impl JobRun for RestoreRun {
     fn cancel(&mut self) {
         let needs_drop = match std::mem::replace(&mut self.stage, Stage::Done) {
             Stage::Done => false,
-            Stage::Create(mut step) | Stage::Restore(mut step) => {
+            Stage::ArchiveRows(mut reading) => {
+                reading.stop();
+                false
+            }
+            Stage::Create(mut step) | Stage::Restore(mut step) | Stage::Count(mut step, _) => {
                 step.stop();
                 true
             }
@@ -364,10 +488,47 @@ impl JobRun for RestoreRun {
         }
     }
 
-    /// Bytes of the input file streamed to psql so far (0 for the other
-    /// kinds of restore, where the tool reads the archive itself).
+    /// Bytes of the archive read so far by the step running now: those streamed to the tool
+    /// when the worker feeds it, else what the tool itself has read.
     fn progress(&self) -> u64 {
-        self.fed.load(Ordering::Relaxed)
+        let fed = self.fed.load(Ordering::Relaxed);
+        let own = match &self.stage {
+            Stage::ArchiveRows(reading) => reading.bytes_read(),
+            Stage::Restore(step) => step.bytes_read(),
+            _ => 0,
+        };
+        if fed > 0 {
+            fed
+        } else {
+            own
+        }
+    }
+
+    /// Tables restored so far, of those the archive count found. A restore through psql says
+    /// nothing per table: its tables are all done when it exits successfully.
+    fn tables(&mut self) -> Option<(u64, Option<u64>)> {
+        if let Stage::Restore(step) = &self.stage {
+            // Best effort: a missed line only makes the count lag.
+            let _ = scan_new_lines(
+                step.stderr_path(),
+                &mut self.stderr_offset,
+                &mut self.tables,
+            );
+        }
+        let total = self.tables.tables_total();
+        let done = match total {
+            Some(total) if self.restored => total,
+            _ => self.tables.tables_done(),
+        };
+        Some((done, total))
+    }
+
+    /// Watched while the archive is read: by the row count before the restore, and by the
+    /// restoring tool.
+    fn activity(&mut self) -> Option<u64> {
+        let (done, _) = self.tables()?;
+        matches!(self.stage, Stage::ArchiveRows(_) | Stage::Restore(_))
+            .then(|| self.progress() + self.stderr_offset + done)
     }
 }
 

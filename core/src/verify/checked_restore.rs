@@ -71,6 +71,19 @@ impl JobRun for CheckedRestore {
             _ => 0,
         }
     }
+
+    fn tables(&mut self) -> Option<(u64, Option<u64>)> {
+        self.restore.as_mut()?.tables()
+    }
+
+    /// The checksum reads the archive too: its bytes hashed are its activity.
+    fn activity(&mut self) -> Option<u64> {
+        match (&self.check, &mut self.restore) {
+            (Some(check), _) => Some(check.progress()),
+            (None, Some(restore)) => restore.activity(),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +118,7 @@ mod tests {
             drop_on_failure: None,
             work_dir: work,
             stdin: None,
+            rows: Default::default(),
         };
         (check, plan)
     }

@@ -180,5 +180,23 @@ pub fn compare_counts(
     out
 }
 
+/// Mismatch lines quoted in a message.
+const MAX_MISMATCH_LINES: usize = 20;
+
+/// The first [`MAX_MISMATCH_LINES`] of `mismatches` joined by `; `, and how many more there are.
+pub fn quote_mismatches(mismatches: &[String]) -> String {
+    let mut shown: Vec<&str> = mismatches
+        .iter()
+        .take(MAX_MISMATCH_LINES)
+        .map(String::as_str)
+        .collect();
+    let more = mismatches.len().saturating_sub(MAX_MISMATCH_LINES);
+    let and_more = format!("and {more} more");
+    if more > 0 {
+        shown.push(&and_more);
+    }
+    shown.join("; ")
+}
+
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,7 @@ use crate::process::stream::spawn_signal_free;
 use crate::restore::run::RestoreStep;
 use crate::restore::source::ArchiveSource;
 use crate::restore::toc::parse_toc;
-use crate::verify::rows::{compare_counts, count_copy_rows, parse_counts};
+use crate::verify::rows::{compare_counts, count_copy_rows, parse_counts, quote_mismatches};
 use std::collections::BTreeMap;
 use std::io::{self, BufReader};
 use std::path::PathBuf;
@@ -25,8 +25,6 @@ use std::thread::JoinHandle;
 pub const MAX_LISTING_BYTES: usize = 64 << 20;
 /// Largest row count output accepted.
 pub const MAX_COUNT_OUTPUT_BYTES: usize = 64 << 20;
-/// Mismatch lines quoted in a report.
-const MAX_MISMATCH_LINES: usize = 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArchiveRows {
@@ -356,21 +354,10 @@ impl VerifyRun {
         if mismatches.is_empty() {
             self.notes.push(format!("{summary}, counts match"));
         } else {
-            let mut shown: Vec<String> = mismatches
-                .iter()
-                .take(MAX_MISMATCH_LINES)
-                .cloned()
-                .collect();
-            if mismatches.len() > MAX_MISMATCH_LINES {
-                shown.push(format!(
-                    "and {} more",
-                    mismatches.len() - MAX_MISMATCH_LINES
-                ));
-            }
             self.failure = Some(format!(
                 "{summary}, {} count mismatches: {}",
                 mismatches.len(),
-                shown.join("; ")
+                quote_mismatches(&mismatches)
             ));
         }
         self.start_drop()

@@ -208,6 +208,8 @@ pub struct RunningJob {
     pub recorded_upload: Option<String>,
     /// A directory-format backup's dump result, kept while its files are uploaded.
     pub pending: Option<JobResult>,
+    /// `backup_ext.stall_timeout`, for a restore.
+    pub stall: Option<backup_core::StallWatch>,
 }
 
 /// How to start a claimed job.

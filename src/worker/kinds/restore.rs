@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use backup_core::{
     access_sql, create_database_argv, create_database_sql, dropdb_argv, header_settings,
-    list_archive, login, pg_restore_argv, pg_restore_list_argv, pg_restore_schema_argv,
-    pg_restore_script_argv, plain_dump_reader, psql_script_argv, quote_ident,
-    script_creates_public_schema, script_is_restricted, set_role_sql, use_list_to_write,
-    without_server_attribute_option, ArchiveSource, ArchiveVersion, Connection, Format,
-    ProgressTracker, RestorePlan, RestoreRequest, RestoreStep, SourceAccess, ToolCommand,
+    list_archive, login, pg_restore_argv, pg_restore_data_argv, pg_restore_list_argv,
+    pg_restore_schema_argv, pg_restore_script_argv, plain_dump_reader, psql_query_argv,
+    psql_script_argv, quote_ident, row_count_query, script_creates_public_schema,
+    script_is_restricted, set_role_sql, use_list_to_write, without_server_attribute_option,
+    ArchiveRowsFrom, ArchiveSource, ArchiveVersion, Connection, Format, ProgressTracker,
+    RestorePlan, RestoreRequest, RestoreStep, RestoredRows, RowCheck, SourceAccess, ToolCommand,
     SERVER_ATTRIBUTE_OPTION,
 };
 
@@ -325,12 +326,19 @@ pub(super) fn prepare_restore(
 ) -> Result<Plan, String> {
     let request = RestoreRequest::from_stored(&claimed.request)
         .map_err(|e| format!("stored request cannot be read: {e}"))?;
-    let sandbox = Sandbox::for_requester(claimed)?;
     // Globals are replayed through the catalog database; they belong to the cluster.
     let target = claimed
         .database
         .clone()
         .unwrap_or_else(|| ctx.catalog_database.clone());
+    let compared = compare_rows(backup, &request);
+    // The restored rows are counted by the job's own login, never by a superuser: the one
+    // acting for the requester, or a read-only one for a superuser's restore.
+    let sandbox = match Sandbox::for_requester(claimed)? {
+        Some(acting) => Some(acting),
+        None if compared.is_ok() => Some(Sandbox::new(claimed.job_id, SandboxGrant::ReadsAll)?),
+        None => None,
+    };
     let list_file = work_dir.join(format!("job-{}.list", claimed.job_id));
     let step = restore_step(
         backup,
@@ -358,6 +366,16 @@ pub(super) fn prepare_restore(
     } else {
         None
     };
+    // restore_step wrote the list when the restore uses one.
+    let use_list = list_file.exists().then_some(list_file.as_path());
+    let rows = row_check(
+        backup,
+        &request,
+        ctx,
+        compared.map(|()| (sandbox.as_ref(), target.as_str())),
+        use_list,
+        stdin.clone(),
+    )?;
     let plan = RestorePlan {
         create,
         restore: step,
@@ -372,6 +390,7 @@ pub(super) fn prepare_restore(
         }),
         work_dir: work_dir.clone(),
         stdin,
+        rows,
     };
     let start = if !remote && backup.size_bytes.unwrap_or(i64::MAX) > HASHED_AT_CALL_TIME_BYTES {
         Start::CheckedRestore(Box::new(checksum_plan(backup, work_dir)?), plan)
@@ -391,5 +410,71 @@ pub(super) fn prepare_restore(
         stderr_path: None,
         progress: ProgressTracker::default(),
         table_count: None,
+    })
+}
+
+/// Whether the restored rows can be held against the archive's: only when the restored tables
+/// hold nothing but what the restore wrote, i.e. it created the database or cleaned the
+/// tables first. Else, why not.
+fn compare_rows(backup: &BackupRecord, request: &RestoreRequest) -> Result<(), String> {
+    if backup.kind == Ok(JobKind::Globals) {
+        return Err("a globals backup holds no table data".into());
+    }
+    if request.options.schema_only {
+        return Err("only the schema was restored".into());
+    }
+    if !request.create_db && !request.options.clean {
+        return Err(
+            "the restore went into an existing database without clean, whose tables may have \
+             had rows before"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// How the job checks its rows: the archive's `COPY` rows of the tables it restores (also
+/// the restore's tables_total), and, when `compared` gives the login and database to count
+/// in, the restored rows of those tables.
+fn row_check(
+    backup: &BackupRecord,
+    request: &RestoreRequest,
+    ctx: &Context,
+    compared: Result<(Option<&Sandbox>, &str), String>,
+    use_list: Option<&Path>,
+    stdin: Option<ArchiveSource>,
+) -> Result<RowCheck, String> {
+    if backup.kind == Ok(JobKind::Globals) || request.options.schema_only {
+        return Ok(RowCheck::not_compared(compared.err().unwrap_or_default()));
+    }
+    let (source, format) = source(backup)?;
+    let archive = if format == Format::Plain {
+        ArchiveRowsFrom::Script {
+            source,
+            compressed: backup.gzipped(),
+        }
+    } else {
+        let path = source.path().unwrap_or(Path::new("")).to_path_buf();
+        ArchiveRowsFrom::Tool {
+            command: pg_restore_data_argv(&ctx.bin_dir, &path, request, use_list).into(),
+            stdin,
+        }
+    };
+    let restored = match compared {
+        Ok((Some(login), target)) => RestoredRows::Count(
+            ToolCommand::from(psql_query_argv(
+                &ctx.bin_dir,
+                &login.connection(ctx),
+                target,
+                row_count_query(),
+            ))
+            .with_env(login.env()),
+        ),
+        Ok((None, _)) => return Err("no login to count the restored rows with".into()),
+        Err(why) => RestoredRows::NotCompared(why),
+    };
+    Ok(RowCheck {
+        archive: Some(archive),
+        restored,
     })
 }

@@ -183,3 +183,41 @@ fn dump_run_as_job() {
     run.cancel();
     assert!(final_path.exists());
 }
+
+#[test]
+fn read_chars_is_the_rchar_line() {
+    let io = "rchar: 1234\nwchar: 99\nsyscr: 3\nread_bytes: 4096\n";
+    assert_eq!(read_chars(io), Some(1234));
+    assert_eq!(read_chars("wchar: 1\n"), None);
+}
+
+#[test]
+fn bytes_read_grows_as_the_child_reads() {
+    let dir = TempDir::new("step-bytes-read");
+    let input = dir.path().join("in");
+    fs::write(&input, b"xxxxxxxxx\n".repeat(30_000)).unwrap();
+    // The shell reads the file itself: a child's reads would not count.
+    let tool = fake_tool(
+        &dir,
+        "reader",
+        &format!(
+            "while read -r l; do :; done < '{}'; sleep 5",
+            input.display()
+        ),
+    );
+    let mut step = Step::start(
+        &tool,
+        dir.path(),
+        Feed::Nothing,
+        Capture::Discard,
+        Arc::default(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // The shell's own reads count too, so the file's size is a lower bound.
+    while step.bytes_read() < 300_000 {
+        assert!(Instant::now() < deadline, "read {}", step.bytes_read());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    step.stop();
+}

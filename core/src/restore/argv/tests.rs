@@ -45,6 +45,7 @@ fn pg_restore_minimal_and_full() {
         strs(&args),
         vec![
             format!("--dbname={}", dbname("new db")),
+            "--verbose".into(),
             "--exit-on-error".into(),
             "/b/x.dump".to_string(),
         ]
@@ -54,6 +55,7 @@ fn pg_restore_minimal_and_full() {
         strs(&minimal(false).1),
         vec![
             format!("--dbname={}", dbname("new db")),
+            "--verbose".into(),
             "/b/x.dump".to_string(),
         ]
     );
@@ -84,6 +86,7 @@ fn pg_restore_minimal_and_full() {
         strs(&args),
         vec![
             format!("--dbname={}", dbname("app")),
+            "--verbose".into(),
             "--exit-on-error".into(),
             "--role=mal lory".into(),
             "--jobs=1".into(),
@@ -100,6 +103,43 @@ fn pg_restore_minimal_and_full() {
             "./-rel.dir".to_string(),
         ]
     );
+}
+
+#[test]
+fn pg_restore_data_keeps_only_the_table_selection() {
+    let req = RestoreRequest::validate(
+        Format::Custom,
+        false,
+        false,
+        None,
+        &json!({
+            "tables": ["t one"], "schemas": ["-s"], "exclude_schemas": ["x"],
+            "no_owner": true, "single_transaction": true, "clean": true,
+        }),
+    )
+    .unwrap();
+    let (prog, args) = pg_restore_data_argv(
+        Path::new("/pg/bin"),
+        Path::new("-a.dump"),
+        &req,
+        Some(Path::new("/w/list 1")),
+    );
+    assert_eq!(prog, PathBuf::from("/pg/bin/pg_restore"));
+    assert_eq!(
+        strs(&args),
+        vec![
+            "--file=-",
+            "--data-only",
+            "--table=t one",
+            "--schema=-s",
+            "--exclude-schema=x",
+            "--use-list=/w/list 1",
+            "./-a.dump",
+        ]
+    );
+    let plain = RestoreRequest::validate(Format::Custom, false, true, None, &json!({})).unwrap();
+    let (_, args) = pg_restore_data_argv(Path::new("/b"), Path::new(""), &plain, None);
+    assert_eq!(strs(&args), vec!["--file=-", "--data-only"]);
 }
 
 #[test]

@@ -36,6 +36,7 @@ impl Tools {
             drop_on_failure: Some(self.touching("dropdb", "dropped", "")),
             work_dir: self.work.clone(),
             stdin: None,
+            rows: Default::default(),
         }
     }
 
@@ -405,4 +406,147 @@ fn cancelling_a_script_restore_stops_both_tools() {
     assert!(started.elapsed() < Duration::from_secs(15));
     let left = running();
     assert!(left.is_empty(), "left running: {left:?}");
+}
+
+/// Stand-ins for `pg_restore --file=- --data-only` (two tables, 3 rows) and for psql
+/// counting the target's rows (`counted` is what it prints).
+fn row_check(t: &Tools, counted: &str) -> crate::restore::check::RowCheck {
+    use crate::restore::check::{ArchiveRowsFrom, RestoredRows, RowCheck};
+    let archive = fake_tool(
+        &t.dir,
+        "pg_restore_data",
+        "printf 'COPY public.t (id) FROM stdin;\\n1\\n2\\n\\\\.\\nCOPY public.u (id) FROM stdin;\\n3\\n\\\\.\\n'",
+    );
+    // `|` stands for the field separator (chr 31).
+    let count = fake_tool(
+        &t.dir,
+        "psql_count",
+        &format!("printf '{counted}' | tr '|' '\\037'"),
+    );
+    RowCheck {
+        archive: Some(ArchiveRowsFrom::Tool {
+            command: archive,
+            stdin: None,
+        }),
+        restored: RestoredRows::Count(count),
+    }
+}
+
+#[test]
+fn matching_row_counts_are_the_message() {
+    let t = Tools::new();
+    let restore = RestoreStep::PgRestore(fake_tool(
+        &t.dir,
+        "pg_restore",
+        "echo 'pg_restore: processing data for table \"public.t\"' >&2\n\
+         echo 'pg_restore: processing data for table \"public.u\"' >&2",
+    ));
+    let mut plan = t.plan(true, restore);
+    plan.rows = row_check(&t, "public.t|2\\npublic.u|1\\npublic.other|9\\n");
+    let mut run = RestoreRun::start(plan).unwrap();
+    let (ok, message) = restore_result(poll_job(&mut run));
+    assert_eq!(
+        (ok, message.as_str()),
+        (
+            true,
+            "pg_restore finished; restored 2 tables, 3 rows; row counts match the archive"
+        )
+    );
+    assert_eq!(run.tables(), Some((2, Some(2))));
+    assert!(!t.marker("dropped").exists());
+    assert!(t.work_is_empty());
+}
+
+#[test]
+fn differing_row_counts_fail_and_drop_the_new_database() {
+    let t = Tools::new();
+    let restore = RestoreStep::PgRestore(t.touching("pg_restore", "restored", ""));
+    let mut plan = t.plan(true, restore);
+    plan.rows = row_check(&t, "public.t|0\\npublic.u|1\\n");
+    let mut run = RestoreRun::start(plan).unwrap();
+    let (ok, message) = restore_result(poll_job(&mut run));
+    assert!(!ok);
+    assert_eq!(
+        message,
+        "pg_restore finished, but row counts differ from the archive (2 tables, 3 rows in it): \
+         table public.t: 2 rows in the archive, 0 after the restore"
+    );
+    assert!(t.marker("restored").exists() && t.marker("dropped").exists());
+}
+
+#[test]
+fn an_unreadable_archive_touches_nothing() {
+    let t = Tools::new();
+    let restore = RestoreStep::PgRestore(t.touching("pg_restore", "restored", ""));
+    let mut plan = t.plan(true, restore);
+    plan.rows.archive = Some(crate::restore::check::ArchiveRowsFrom::Tool {
+        command: fake_tool(&t.dir, "pg_restore_data", "echo 'bad archive' >&2; exit 1"),
+        stdin: None,
+    });
+    let mut run = RestoreRun::start(plan).unwrap();
+    let (ok, message) = restore_result(poll_job(&mut run));
+    assert!(!ok);
+    assert!(
+        message
+            .starts_with("counting the rows in the archive failed, the target was not touched: ")
+            && message.contains("bad archive"),
+        "{message}"
+    );
+    for step in ["created", "restored", "dropped"] {
+        assert!(!t.marker(step).exists(), "{step}");
+    }
+}
+
+#[test]
+fn counts_not_compared_say_why() {
+    let t = Tools::new();
+    let restore = RestoreStep::PgRestore(t.touching("pg_restore", "restored", ""));
+    let mut plan = t.plan(false, restore);
+    plan.rows = row_check(&t, "");
+    plan.rows.restored =
+        crate::restore::check::RestoredRows::NotCompared("the target existed".into());
+    let mut run = RestoreRun::start(plan).unwrap();
+    let (ok, message) = restore_result(poll_job(&mut run));
+    assert!(ok);
+    assert_eq!(
+        message,
+        "pg_restore finished; row counts not compared: the target existed"
+    );
+    assert_eq!(run.tables(), Some((2, Some(2))));
+}
+
+#[test]
+fn progress_follows_the_verbose_lines_while_the_restore_runs() {
+    let t = Tools::new();
+    let go = t.marker("go");
+    let restore = RestoreStep::PgRestore(fake_tool(
+        &t.dir,
+        "pg_restore",
+        &format!(
+            "echo 'pg_restore: processing data for table \"public.t\"' >&2\n\
+             echo 'pg_restore: processing data for table \"public.u\"' >&2\n\
+             while [ ! -e '{}' ]; do sleep 0.05; done",
+            go.display()
+        ),
+    ));
+    let mut plan = t.plan(false, restore);
+    plan.rows = row_check(&t, "public.t|2\\npublic.u|1\\n");
+    let mut run = RestoreRun::start(plan).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while run.tables() != Some((1, Some(2))) {
+        assert!(run.poll().is_none());
+        assert!(Instant::now() < deadline, "{:?}", run.tables());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let before = run.activity();
+    assert!(before.is_some());
+    fs::write(&go, b"").unwrap();
+    let (ok, _) = restore_result(poll_job(&mut run));
+    assert!(ok);
+    assert_eq!(run.tables(), Some((2, Some(2))));
+    assert_eq!(
+        run.activity(),
+        None,
+        "nothing is watched once the restore is done"
+    );
 }

@@ -177,3 +177,13 @@ fn opens_plain_and_gzipped_dumps() {
         .is_err());
     assert!(open_plain_dump(&dir.path().join("none"), false).is_err());
 }
+
+#[test]
+fn mismatches_are_quoted_up_to_twenty() {
+    let lines: Vec<String> = (1..=22).map(|i| format!("m{i}")).collect();
+    assert_eq!(quote_mismatches(&lines[..2]), "m1; m2");
+    let quoted = quote_mismatches(&lines);
+    assert!(quoted.starts_with("m1; m2; "), "{quoted}");
+    assert!(quoted.ends_with("; m20; and 2 more"), "{quoted}");
+    assert_eq!(quote_mismatches(&[]), "");
+}
