@@ -646,3 +646,78 @@ AS 'MODULE_PATHNAME', 'set_encryption_wrapper';
 REVOKE ALL ON FUNCTION backup_ext.set_encryption(text[], text) FROM PUBLIC;
 -- Superusers only, like every table and view (no grant).
 REVOKE ALL ON backup_ext.encryption_policy, backup_ext.encryption FROM PUBLIC;
+
+--------------------------------------------------------------------------------------------------
+-- Disaster recovery: import_backups() takes the backups a storage target holds (read from their
+-- sidecars) into the catalog, marked origin = 'imported' with what the sidecar said of them
+-- where they were made; check_encryption() says whether backup_ext.identity_file reads what
+-- the policies and the live backups are encrypted to. Superusers only (no grant).
+ALTER TABLE backup_ext.artifacts ADD COLUMN origin text NOT NULL DEFAULT 'local'
+    CHECK (origin IN ('local', 'imported'));
+ALTER TABLE backup_ext.artifacts ADD COLUMN imported_from jsonb;
+CREATE OR REPLACE VIEW backup_ext.backups WITH (security_invoker = true) AS
+SELECT a.backup_id,
+       a.job_id,
+       a.kind,
+       a.database,
+       a.format,
+       CASE WHEN a.expired_at IS NOT NULL THEN 'expired' ELSE j.status END AS status,
+       j.label,
+       a.path,
+       a.size_bytes,
+       a.sha256,
+       j.requested_by,
+       j.requested_at,
+       j.started_at,
+       j.finished_at,
+       j.finished_at - j.started_at AS duration,
+       a.server_version,
+       a.tool_version,
+       j.error,
+       a.compress,
+       j.bytes_written,
+       j.set_id,
+       a.pinned,
+       a.expired_at,
+       a.verified_at,
+       a.verify_status,
+       a.verify_message,
+       a.storage,
+       a.key,
+       (SELECT pg_catalog.jsonb_object_agg(c.storage, c.status ORDER BY c.storage)
+          FROM backup_ext.backup_copies c WHERE c.backup_id = a.backup_id) AS copies,
+       a.anomaly
+  FROM backup_ext.artifacts a
+  JOIN backup_ext.jobs j ON j.job_id = a.job_id;
+
+CREATE FUNCTION backup_ext."import_backups"(
+	"storage" TEXT DEFAULT 'local', /* Option < String > */
+	"all_clusters" bool DEFAULT false /* Option < bool > */
+) RETURNS TABLE (
+	"backup_id" bigint,  /* Option < i64 > */
+	"database" TEXT,  /* Option < String > */
+	"kind" TEXT,  /* Option < String > */
+	"finished_at" timestamp with time zone,  /* Option < pgrx::datum::TimestampWithTimeZone > */
+	"key" TEXT,  /* String */
+	"action" TEXT  /* String */
+)
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'import_backups_wrapper';
+REVOKE ALL ON FUNCTION backup_ext.import_backups(text, boolean) FROM PUBLIC;
+
+CREATE FUNCTION backup_ext."check_encryption"() RETURNS TABLE (
+	"source" TEXT,  /* String */
+	"database" TEXT,  /* Option < String > */
+	"recipient" TEXT,  /* Option < String > */
+	"fingerprint" TEXT,  /* String */
+	"ok" bool,  /* bool */
+	"detail" TEXT  /* String */
+)
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'check_encryption_wrapper';
+REVOKE ALL ON FUNCTION backup_ext.check_encryption() FROM PUBLIC;
+-- End of the disaster recovery section.

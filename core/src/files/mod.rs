@@ -1,6 +1,7 @@
 //! Backup files on disk: where they go, what they hold.
 
 pub mod free_space;
+pub mod import;
 pub mod manifest;
 pub mod paths;
 pub mod plain;
