@@ -697,7 +697,7 @@ CREATE FUNCTION backup_ext."import_backups"(
 	"backup_id" bigint,  /* Option < i64 > */
 	"database" TEXT,  /* Option < String > */
 	"kind" TEXT,  /* Option < String > */
-	"finished_at" timestamp with time zone,  /* Option < pgrx::datum::TimestampWithTimeZone > */
+	"finished_at" timestamp with time zone,  /* Option < TimestampWithTimeZone > */
 	"key" TEXT,  /* String */
 	"action" TEXT  /* String */
 )
@@ -715,7 +715,7 @@ CREATE FUNCTION backup_ext."check_encryption"() RETURNS TABLE (
 	"ok" bool,  /* bool */
 	"detail" TEXT  /* String */
 )
-VOLATILE PARALLEL UNSAFE
+STRICT VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'check_encryption_wrapper';

@@ -39,12 +39,11 @@ fn add_file_target(client: &mut postgres::Client, dir: &Path) {
 /// A database with awkward names, several types, a sequence, a view and a function, owned
 /// in part by a role that only a globals restore brings back.
 fn fill_app(c: &Cluster) {
+    let mut client = c.client("postgres");
+    exec(&mut client, "CREATE ROLE \"Ré Owner\" LOGIN");
     exec(
-        &mut c.client("postgres"),
-        &format!(
-            "CREATE ROLE \"Ré Owner\" LOGIN; CREATE DATABASE {}",
-            quote_ident(APP)
-        ),
+        &mut client,
+        &format!("CREATE DATABASE {}", quote_ident(APP)),
     );
     c.client(APP)
         .batch_execute(
@@ -76,6 +75,22 @@ fn fill_app(c: &Cluster) {
                    AS $$ SELECT sum(amount) * p FROM "Ünï Schema"."Order Items" $$;"#,
         )
         .unwrap_or_else(|e| panic!("filling the app database: {}", describe(&e)));
+}
+
+/// Copies the files under `from` into `to` (created), owned by the server's user.
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    chown_postgres(to);
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &dest);
+        } else {
+            fs::copy(entry.path(), &dest).unwrap();
+            chown_postgres(&dest);
+        }
+    }
 }
 
 /// Import rows as `key -> (backup_id, database, kind, action)`.
@@ -497,6 +512,17 @@ fn a_lost_server_is_rebuilt_from_its_bucket() {
     );
     restore_ok(&b, &restore_sql(from_nfs, "app_from_nfs", ""));
     assert_same(&app_before, &snapshot(&b, "app_from_nfs"), "app from nfs");
+    // The same backup carried into backup_ext.directory by hand is the one already imported.
+    let carried = b.backups.join("carried");
+    copy_tree(&nfs, &carried);
+    let rows = import(
+        &mut client,
+        "SELECT * FROM backup_ext.import_backups(all_clusters => true)",
+    );
+    let (key, row) = rows.iter().next().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(key.starts_with(&format!("carried/{sysid_a}/")), "{key}");
+    assert_eq!((row.0, row.3.as_str()), (Some(from_nfs), "already known"));
 
     // Imported backups are purged like any other: their objects go with them.
     let plain_key = one_text(
@@ -514,20 +540,18 @@ fn a_lost_server_is_rebuilt_from_its_bucket() {
         &b,
         "SELECT backup_ext.backup_database('plain_db', options => '{\"storage\": \"offsite\"}')",
     );
-    exec(&mut client, "SELECT * FROM backup_ext.purge()");
-    assert_eq!(
-        one_text(
-            &mut client,
-            &format!(
-                "SELECT string_agg(backup_id || ':' || status, ',' ORDER BY backup_id)
-                   FROM backup_ext.backups WHERE database = 'plain_db'"
-            )
-        ),
-        format!(
-            "{}:expired,{}:succeeded",
-            imported["plain_db"], newer.backup_id
-        )
+    // The worker applies the policy after the new backup succeeded.
+    let wanted = format!(
+        "{}:expired,{}:succeeded",
+        imported["plain_db"], newer.backup_id
     );
+    b.wait_until("the imported backup expires", DEADLINE, || {
+        one_text(
+            &mut b.client("postgres"),
+            "SELECT string_agg(backup_id || ':' || status, ',' ORDER BY backup_id)
+               FROM backup_ext.backups WHERE database = 'plain_db'",
+        ) == wanted
+    });
     let left: Vec<String> = s3
         .objects(&format!("fleet/{plain_key}"))
         .into_iter()
