@@ -686,7 +686,10 @@ SELECT a.backup_id,
        a.key,
        (SELECT pg_catalog.jsonb_object_agg(c.storage, c.status ORDER BY c.storage)
           FROM backup_ext.backup_copies c WHERE c.backup_id = a.backup_id) AS copies,
-       a.anomaly
+       a.anomaly,
+       a.encrypted,
+       a.recipients,
+       a.origin
   FROM backup_ext.artifacts a
   JOIN backup_ext.jobs j ON j.job_id = a.job_id;
 
