@@ -93,11 +93,10 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// Import rows as `key -> (backup_id, database, kind, action)`.
-fn import(
-    client: &mut postgres::Client,
-    sql: &str,
-) -> BTreeMap<String, (Option<i64>, Option<String>, Option<String>, String)> {
+/// Rows of import_backups() by key: (backup_id, database, kind, action).
+type Imports = BTreeMap<String, (Option<i64>, Option<String>, Option<String>, String)>;
+
+fn import(client: &mut postgres::Client, sql: &str) -> Imports {
     client
         .query(sql, &[])
         .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)))
@@ -111,9 +110,7 @@ fn import(
         .collect()
 }
 
-fn actions(
-    rows: &BTreeMap<String, (Option<i64>, Option<String>, Option<String>, String)>,
-) -> Vec<String> {
+fn actions(rows: &Imports) -> Vec<String> {
     rows.values().map(|r| r.3.clone()).collect()
 }
 
@@ -411,6 +408,16 @@ fn a_lost_server_is_rebuilt_from_its_bucket() {
         assert_eq!(row.get::<_, Option<i64>>(6), None);
         assert!(*id > own.backup_id, "{db}: {id}");
     }
+    // list_remote() knows them now; of the hostile sidecars it lists (evil1, 2 and 5: an
+    // object beside them), none is in the catalog.
+    assert_eq!(
+        one_text(
+            &mut client,
+            "SELECT count(*) FILTER (WHERE in_catalog) || ' ' || count(*)
+               FROM backup_ext.list_remote('offsite', all_clusters => true)"
+        ),
+        format!("{} {}", lost.len() + 1, lost.len() + 4)
+    );
     // Running it again adds nothing.
     let count = "SELECT count(*) FROM backup_ext.artifacts";
     let before = one_i64(&mut client, count);

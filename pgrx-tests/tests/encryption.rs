@@ -4,12 +4,11 @@
 //! touched, key rotation, and the identity never stored or logged.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use backup_ext_e2e::*;
-use sha2::{Digest, Sha256};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 const AGE_HEADER: &[u8] = b"age-encryption.org/v1\n";

@@ -2,6 +2,9 @@ use super::*;
 use crate::files::sidecar::SIDECAR_VERSION;
 use serde_json::json;
 
+/// A change that makes a sidecar unacceptable.
+type Change = fn(&mut Sidecar);
+
 const KEY: &str = "7400000000000000001/app/20261129T100001Z-job000000000042.dump";
 
 fn sidecar() -> Sidecar {
@@ -140,7 +143,7 @@ fn wrong_types_huge_numbers_and_odd_values_are_refused() {
         reason(&s, &[(KEY, u64::MAX)]),
         format!("size_bytes {} is out of range", u64::MAX)
     );
-    let cases: [(fn(&mut Sidecar), &str); 13] = [
+    let cases: [(Change, &str); 13] = [
         (|s| s.backup_id = -1, "backup_id -1 is not a backup id"),
         (
             |s| s.kind = "restore".into(),
