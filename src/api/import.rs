@@ -114,6 +114,7 @@ fn import_backups(
             Err(reason) => rows.push(skipped(key, reason)),
         }
     }
+    catalog::lock_imports().or_report();
     // Oldest first, so new backup ids follow the order the backups were made in.
     candidates.sort_by(|a, b| (a.finished_at, &a.key).cmp(&(b.finished_at, &b.key)));
     let directory = settings::directory();

@@ -18,6 +18,14 @@ pub struct ImportPlace<'a> {
     pub path: Option<&'a str>,
 }
 
+/// Makes concurrent imports take turns until the end of the transaction, so that two of them
+/// never both add the same backup (each statement afterwards sees what the other committed).
+pub fn lock_imports() -> SpiResult<()> {
+    Spi::run(
+        "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('backup_ext.import_backups'))",
+    )
+}
+
 /// The backup id this catalog already has for a backup: the same object (as the backup or
 /// one of its copies), or the same backup of the same cluster (this cluster's own, or one
 /// imported before, from this or another target).
