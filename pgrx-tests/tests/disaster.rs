@@ -344,6 +344,18 @@ fn a_lost_server_is_rebuilt_from_its_bucket() {
     ] {
         expect_sqlstate(&mut op, sql, "42501");
     }
+    // An unknown target or a NULL: refused, nothing read.
+    let msg = expect_sqlstate(
+        &mut client,
+        "SELECT * FROM backup_ext.import_backups('offsite')",
+        "42704",
+    );
+    assert!(msg.contains("offsite"), "{msg}");
+    expect_sqlstate(
+        &mut client,
+        "SELECT * FROM backup_ext.import_backups(NULL)",
+        "22023",
+    );
     add_s3(&mut client, &s3, &url);
     add_file_target(&mut client, &nfs);
     // B's own backup in the bucket: the only one an import without all_clusters sees.
