@@ -678,3 +678,109 @@ GRANT EXECUTE ON FUNCTION backup_ext.restore_plan(bigint, text, boolean, integer
 -- and restore progress. No catalog change: restores fill the existing jobs.bytes_written,
 -- jobs.tables_done and jobs.tables_total columns (shown by backup_ext.activity), and the new
 -- setting is registered by the library.
+
+--------------------------------------------------------------------------------------------------
+-- Disaster recovery: import_backups() takes the backups a storage target holds (read from their
+-- sidecars) into the catalog, marked origin = 'imported' with what the sidecar said of them
+-- where they were made; check_encryption() says whether backup_ext.identity_file reads what
+-- the policies and the live backups are encrypted to. Superusers only (no grant).
+ALTER TABLE backup_ext.artifacts ADD COLUMN origin text NOT NULL DEFAULT 'local'
+    CHECK (origin IN ('local', 'imported'));
+ALTER TABLE backup_ext.artifacts ADD COLUMN imported_from jsonb;
+CREATE OR REPLACE VIEW backup_ext.backups WITH (security_invoker = true) AS
+SELECT a.backup_id,
+       a.job_id,
+       a.kind,
+       a.database,
+       a.format,
+       CASE WHEN a.expired_at IS NOT NULL THEN 'expired' ELSE j.status END AS status,
+       j.label,
+       a.path,
+       a.size_bytes,
+       a.sha256,
+       j.requested_by,
+       j.requested_at,
+       j.started_at,
+       j.finished_at,
+       j.finished_at - j.started_at AS duration,
+       a.server_version,
+       a.tool_version,
+       j.error,
+       a.compress,
+       j.bytes_written,
+       j.set_id,
+       a.pinned,
+       a.expired_at,
+       a.verified_at,
+       a.verify_status,
+       a.verify_message,
+       a.storage,
+       a.key,
+       (SELECT pg_catalog.jsonb_object_agg(c.storage, c.status ORDER BY c.storage)
+          FROM backup_ext.backup_copies c WHERE c.backup_id = a.backup_id) AS copies,
+       a.anomaly,
+       a.encrypted,
+       a.recipients,
+       a.origin
+  FROM backup_ext.artifacts a
+  JOIN backup_ext.jobs j ON j.job_id = a.job_id;
+
+CREATE FUNCTION backup_ext."import_backups"(
+	"storage" TEXT DEFAULT 'local', /* Option < String > */
+	"all_clusters" bool DEFAULT false /* Option < bool > */
+) RETURNS TABLE (
+	"backup_id" bigint,  /* Option < i64 > */
+	"database" TEXT,  /* Option < String > */
+	"kind" TEXT,  /* Option < String > */
+	"finished_at" timestamp with time zone,  /* Option < TimestampWithTimeZone > */
+	"key" TEXT,  /* String */
+	"action" TEXT  /* String */
+)
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'import_backups_wrapper';
+REVOKE ALL ON FUNCTION backup_ext.import_backups(text, boolean) FROM PUBLIC;
+
+CREATE FUNCTION backup_ext."check_encryption"() RETURNS TABLE (
+	"source" TEXT,  /* String */
+	"database" TEXT,  /* Option < String > */
+	"recipient" TEXT,  /* Option < String > */
+	"fingerprint" TEXT,  /* String */
+	"ok" bool,  /* bool */
+	"detail" TEXT  /* String */
+)
+STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'check_encryption_wrapper';
+REVOKE ALL ON FUNCTION backup_ext.check_encryption() FROM PUBLIC;
+-- list_remote(): in_catalog also for backups imported from the cluster that wrote them.
+CREATE OR REPLACE FUNCTION backup_ext.list_remote(storage text, all_clusters boolean DEFAULT false)
+RETURNS TABLE (backup_id bigint, database text, kind text, finished_at timestamptz,
+               size_bytes bigint, sha256 text, system_identifier text, key text,
+               in_catalog boolean)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+SELECT r.backup_id, r.database, r.kind, r.finished_at::timestamptz, r.size_bytes, r.sha256,
+       r.system_identifier, r.key,
+       EXISTS (SELECT 1 FROM backup_ext.artifacts a
+                WHERE CASE WHEN a.origin = 'imported'
+                           THEN a.imported_from->>'system_identifier' = r.system_identifier
+                                AND a.imported_from->>'backup_id' = r.backup_id::text
+                           ELSE a.backup_id = r.backup_id
+                                AND r.system_identifier = (SELECT s.system_identifier::text
+                                                             FROM pg_control_system() s)
+                      END
+                  AND ((a.expired_at IS NULL
+                        AND ((a.storage = $1 AND a.key = r.key)
+                             OR (a.storage = 'local' AND $1 = 'local'
+                                 AND right(a.path, length(r.key) + 1) = '/' || r.key)))
+                       OR EXISTS (SELECT 1 FROM backup_ext.backup_copies c
+                                   WHERE c.backup_id = a.backup_id AND c.storage = $1
+                                     AND c.key = r.key AND c.status = 'succeeded')))
+  FROM backup_ext.remote_sidecars($1, $2) r
+ ORDER BY r.finished_at, r.key;
+$fn$;
+-- End of the disaster recovery section.

@@ -65,7 +65,7 @@ fn delete_backup(c: &Candidate, reason: String, dry_run: bool) -> SpiResult<Purg
         }
         return Ok(line);
     };
-    if !created_by_us(&path, c.backup_id) {
+    if !created_by_us(&path, c.named_id) {
         line.reason = format!(
             "kept: {} is not a file backup_ext named for this backup",
             path.display()

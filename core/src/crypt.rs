@@ -159,10 +159,10 @@ impl DecryptFailure {
     }
 }
 
-/// The identities in `identity_file`.
-pub fn read_identities(
+/// The parsed identity file named by `identity_file`.
+fn read_identity_file(
     identity_file: Option<&Path>,
-) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>, DecryptFailure> {
+) -> Result<age::IdentityFile<age::NoCallbacks>, DecryptFailure> {
     let path = identity_file
         .filter(|p| !p.as_os_str().is_empty())
         .ok_or(DecryptFailure::NoIdentity)?;
@@ -170,8 +170,19 @@ pub fn read_identities(
     let bytes = std::fs::read(path).map_err(|e| {
         DecryptFailure::IdentityUnreadable(format!("{}: {}", path.display(), e.kind()))
     })?;
-    let file =
-        age::IdentityFile::from_buffer(&bytes[..]).map_err(|_| DecryptFailure::NoIdentityInFile)?;
+    age::IdentityFile::from_buffer(&bytes[..]).map_err(|_| DecryptFailure::NoIdentityInFile)
+}
+
+/// The identities in `identity_file`.
+pub fn read_identities(
+    identity_file: Option<&Path>,
+) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>, DecryptFailure> {
+    identities_of(read_identity_file(identity_file)?)
+}
+
+fn identities_of(
+    file: age::IdentityFile<age::NoCallbacks>,
+) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>, DecryptFailure> {
     let ids = file
         .into_identities()
         .map_err(|_| DecryptFailure::NoIdentityInFile)?;
@@ -247,6 +258,8 @@ pub fn directory_refused() -> RequestError {
          turn encryption off for this database with backup_ext.set_encryption(NULL, dbname => …).",
     )
 }
+
+pub mod check;
 
 #[cfg(test)]
 mod tests;

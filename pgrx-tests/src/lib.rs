@@ -15,6 +15,7 @@
 //! Set `BACKUP_EXT_KEEP=1` to keep the scratch directory (and its server
 //! log) after the tests; the servers are stopped either way.
 
+mod age_keys;
 mod cluster;
 mod files;
 mod jobs;
@@ -31,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+pub use age_keys::*;
 pub use cluster::*;
 pub use files::*;
 pub use jobs::*;

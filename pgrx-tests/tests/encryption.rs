@@ -4,37 +4,14 @@
 //! touched, key rotation, and the identity never stored or logged.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use backup_ext_e2e::*;
-use sha2::{Digest, Sha256};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 const AGE_HEADER: &[u8] = b"age-encryption.org/v1\n";
-
-/// A fresh age key in `dir/name` (readable by the server only), and its recipient.
-fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
-    let path = dir.join(name);
-    let out = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&path)
-        .output()
-        .expect("age-keygen (Debian package age)");
-    check_output("age-keygen", &out);
-    let out = Command::new("age-keygen")
-        .arg("-y")
-        .arg(&path)
-        .output()
-        .unwrap();
-    check_output("age-keygen -y", &out);
-    chown_postgres(&path);
-    (
-        path,
-        String::from_utf8(out.stdout).unwrap().trim().to_string(),
-    )
-}
 
 fn secret_of(identity: &Path) -> String {
     fs::read_to_string(identity)
@@ -43,10 +20,6 @@ fn secret_of(identity: &Path) -> String {
         .find(|l| l.starts_with("AGE-SECRET-KEY-"))
         .unwrap()
         .to_string()
-}
-
-fn fingerprint(recipient: &str) -> String {
-    hex::encode(Sha256::digest(recipient.as_bytes()))[..16].to_string()
 }
 
 fn set_encryption(client: &mut postgres::Client, recipients: &[&str], db: Option<&str>) {

@@ -3,6 +3,7 @@
 mod alerts;
 pub mod backup;
 mod encryption;
+mod import;
 mod jobs;
 mod restore;
 mod restore_plan;

@@ -13,7 +13,7 @@ use crate::enqueue::timeout_seconds;
 use crate::error::{BackupError, OrReport};
 use crate::tools;
 
-fn to_timestamptz(t: DateTime<Utc>) -> Option<TimestampWithTimeZone> {
+pub(crate) fn to_timestamptz(t: DateTime<Utc>) -> Option<TimestampWithTimeZone> {
     Spi::get_one_with_args::<TimestampWithTimeZone>(
         "SELECT $1::timestamptz",
         &[t.to_rfc3339().into()],

@@ -35,3 +35,48 @@ pub fn encryption_recipients(database: Option<&str>) -> SpiResult<Vec<String>> {
     )?
     .unwrap_or_default())
 }
+
+/// Every policy: its database (None: the default) and recipients, default first.
+pub fn encryption_policies() -> SpiResult<Vec<(Option<String>, Vec<String>)>> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(
+            "SELECT p.database, p.recipients FROM backup_ext.encryption_policy p
+              ORDER BY p.database NULLS FIRST",
+            None,
+            &[],
+        )? {
+            out.push((
+                row.get::<String>(1)?,
+                row.get::<Vec<String>>(2)?.unwrap_or_default(),
+            ));
+        }
+        Ok(out)
+    })
+}
+
+/// The recipient fingerprints of live encrypted backups: each with how many backups list it
+/// and the newest of them.
+pub fn backup_fingerprints() -> SpiResult<Vec<(String, i64, i64)>> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(
+            "SELECT r.fingerprint, count(*), max(a.backup_id)
+               FROM backup_ext.artifacts a
+               JOIN backup_ext.jobs j ON j.job_id = a.job_id
+              CROSS JOIN LATERAL pg_catalog.unnest(a.recipients) AS r(fingerprint)
+              WHERE a.encrypted AND a.expired_at IS NULL AND j.status = 'succeeded'
+              GROUP BY r.fingerprint
+              ORDER BY r.fingerprint",
+            None,
+            &[],
+        )? {
+            out.push((
+                row.get::<String>(1)?.unwrap_or_default(),
+                row.get::<i64>(2)?.unwrap_or_default(),
+                row.get::<i64>(3)?.unwrap_or_default(),
+            ));
+        }
+        Ok(out)
+    })
+}

@@ -21,6 +21,9 @@ pub struct Candidate {
     pub key: Option<String>,
     /// Its last verification passed.
     pub verified: bool,
+    /// The job id its file is named after: its own, or for an imported backup the one it had
+    /// where it was made.
+    pub named_id: i64,
 }
 
 pub fn policies() -> SpiResult<BTreeMap<Option<String>, RetentionPolicy>> {
@@ -57,8 +60,11 @@ pub fn candidates(kind: Option<&str>, database: Option<&str>) -> SpiResult<Vec<C
         let rows = client.select(
             &format!(
                 "SELECT backup_id, kind, database, to_char(finished_at AT TIME ZONE 'UTC', '{UTC_TEXT}'),
-                        pinned, path, storage, key, verify_status = 'passed'
-                   FROM backup_ext.backups
+                        pinned, path, storage, key, verify_status = 'passed',
+                        coalesce((SELECT (a.imported_from->>'backup_id')::bigint
+                                    FROM backup_ext.artifacts a
+                                   WHERE a.backup_id = b.backup_id), backup_id)
+                   FROM backup_ext.backups b
                   WHERE status = 'succeeded'
                     AND ($1::text IS NULL OR kind = $1)
                     AND ($2::text IS NULL OR database = $2)
@@ -80,6 +86,7 @@ pub fn candidates(kind: Option<&str>, database: Option<&str>) -> SpiResult<Vec<C
                 storage: row.get(7)?.unwrap_or_default(),
                 key: row.get(8)?,
                 verified: row.get(9)?.unwrap_or(false),
+                named_id: row.get(10)?.unwrap_or_default(),
             });
         }
         Ok(out)

@@ -103,7 +103,12 @@ CREATE TABLE backup_ext.artifacts (
     recipients     text[],
     -- pg_database_size() of the source database when the backup was requested, for the
     -- space estimate of restore_plan() and restore_backup(); NULL for globals
-    source_size_bytes bigint
+    source_size_bytes bigint,
+    -- 'local': made by this catalog's worker; 'imported': taken in from a storage target's
+    -- sidecar by import_backups(), with what the sidecar said of it where it was made (system
+    -- identifier, backup and set id, storage, key, times) in imported_from
+    origin         text NOT NULL DEFAULT 'local' CHECK (origin IN ('local', 'imported')),
+    imported_from  jsonb
 );
 CREATE INDEX artifacts_database_idx ON backup_ext.artifacts (database, backup_id DESC);
 -- Live backups (size_bytes is only ever set on success) per database, for status().
@@ -275,7 +280,8 @@ SELECT a.backup_id,
           FROM backup_ext.backup_copies c WHERE c.backup_id = a.backup_id) AS copies,
        a.anomaly,
        a.encrypted,
-       a.recipients
+       a.recipients,
+       a.origin
   FROM backup_ext.artifacts a
   JOIN backup_ext.jobs j ON j.job_id = a.job_id;
 

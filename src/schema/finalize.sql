@@ -198,7 +198,8 @@ SELECT string_agg(format(E'# HELP %s %s\n# TYPE %s %s\n', m.metric, m.help, m.me
 $fn$;
 
 -- What a storage target holds, read from the sidecars there; in_catalog says whether this
--- catalog knows the backup at that place (as written, or as a copy).
+-- catalog knows the backup at that place (as written, or as a copy): this cluster's backup of
+-- that id, or one imported (import_backups()) from that cluster's backup of that id.
 CREATE FUNCTION backup_ext.list_remote(storage text, all_clusters boolean DEFAULT false)
 RETURNS TABLE (backup_id bigint, database text, kind text, finished_at timestamptz,
                size_bytes bigint, sha256 text, system_identifier text, key text,
@@ -208,15 +209,21 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 SELECT r.backup_id, r.database, r.kind, r.finished_at::timestamptz, r.size_bytes, r.sha256,
        r.system_identifier, r.key,
-       r.system_identifier = (SELECT s.system_identifier::text FROM pg_control_system() s)
-       AND (EXISTS (SELECT 1 FROM backup_ext.artifacts a
-                     WHERE a.backup_id = r.backup_id AND a.expired_at IS NULL
-                       AND ((a.storage = $1 AND a.key = r.key)
-                            OR (a.storage = 'local' AND $1 = 'local'
-                                AND right(a.path, length(r.key) + 1) = '/' || r.key)))
-            OR EXISTS (SELECT 1 FROM backup_ext.backup_copies c
-                        WHERE c.backup_id = r.backup_id AND c.storage = $1 AND c.key = r.key
-                          AND c.status = 'succeeded'))
+       EXISTS (SELECT 1 FROM backup_ext.artifacts a
+                WHERE CASE WHEN a.origin = 'imported'
+                           THEN a.imported_from->>'system_identifier' = r.system_identifier
+                                AND a.imported_from->>'backup_id' = r.backup_id::text
+                           ELSE a.backup_id = r.backup_id
+                                AND r.system_identifier = (SELECT s.system_identifier::text
+                                                             FROM pg_control_system() s)
+                      END
+                  AND ((a.expired_at IS NULL
+                        AND ((a.storage = $1 AND a.key = r.key)
+                             OR (a.storage = 'local' AND $1 = 'local'
+                                 AND right(a.path, length(r.key) + 1) = '/' || r.key)))
+                       OR EXISTS (SELECT 1 FROM backup_ext.backup_copies c
+                                   WHERE c.backup_id = a.backup_id AND c.storage = $1
+                                     AND c.key = r.key AND c.status = 'succeeded')))
   FROM backup_ext.remote_sidecars($1, $2) r
  ORDER BY r.finished_at, r.key;
 $fn$;

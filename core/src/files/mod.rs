@@ -2,6 +2,7 @@
 
 pub mod dir_hasher;
 pub mod free_space;
+pub mod import;
 pub mod manifest;
 pub mod paths;
 pub mod plain;

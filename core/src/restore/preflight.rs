@@ -529,14 +529,13 @@ fn missing_role_rows(entries: &[TocEntry], facts: &PlanFacts) -> Vec<PlanRow> {
     let mut owners: BTreeMap<&str, (usize, &TocEntry)> = BTreeMap::new();
     for e in entries {
         if let Some(owner) = e.owner.as_deref() {
-            owners.entry(owner).or_insert((0, e)).0 += 1;
+            if !owner_is_a_role(e, owner, &facts.server.roles) {
+                owners.entry(owner).or_insert((0, e)).0 += 1;
+            }
         }
     }
     let mut rows = Vec::new();
     for (role, (count, first)) in owners {
-        if facts.server.roles.contains(role) {
-            continue;
-        }
         let what = format!(
             "role \"{role}\" owns {count} object(s) in the archive (first: {}) and does not exist on this server",
             qualified(first)
@@ -571,6 +570,24 @@ fn missing_role_rows(entries: &[TocEntry], facts: &PlanFacts) -> Vec<PlanRow> {
         });
     }
     rows
+}
+
+/// Whether the owner of `e` is a role of this server. `pg_restore --list` does not quote names,
+/// so the owner is read as the last word of the line: a role whose name has spaces in it
+/// (`Ré Owner`) arrives as its last word (`Owner`) with the others at the end of the object's
+/// name. Any such split that names an existing role counts as that role.
+fn owner_is_a_role(e: &TocEntry, owner: &str, roles: &BTreeSet<String>) -> bool {
+    if roles.contains(owner) {
+        return true;
+    }
+    let mut candidate = owner.to_string();
+    for word in e.name.rsplit(' ') {
+        candidate = format!("{word} {candidate}");
+        if roles.contains(&candidate) {
+            return true;
+        }
+    }
+    false
 }
 
 fn missing_extension_rows(entries: &[TocEntry], server: &ServerFacts) -> Vec<PlanRow> {

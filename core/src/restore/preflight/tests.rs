@@ -417,3 +417,38 @@ fn use_list_matches_the_worker() {
     );
     assert!(use_list_to_write(listing, &[7], true).is_err());
 }
+
+#[test]
+fn an_owner_whose_name_has_spaces_is_found_among_the_roles() {
+    let listing = "\
+;
+; Selected TOC Entries:
+;
+5; 2615 16390 SCHEMA - Ünï Schema Ré Owner
+6; 1259 16391 TABLE public t Ré Owner
+7; 1259 16392 TABLE public u Nobody Here
+";
+    let entries = crate::restore::toc::parse_toc(listing).unwrap();
+    let srv = server(&["postgres", "Ré Owner"], &["plpgsql"]);
+    let grantees = BTreeSet::new();
+    let options = RestoreOptions::default();
+    let target = new_db();
+    let tool = tools();
+    let rows = build_plan(&PlanFacts {
+        contents: Contents::Archive(&entries),
+        options: &options,
+        target: Some(&target),
+        requester: "postgres",
+        server: &srv,
+        grantees: &grantees,
+        tools: &tool,
+        space: None,
+    });
+    let missing: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.action == "missing role")
+        .map(|r| r.name.as_deref().unwrap())
+        .collect();
+    // "Ré Owner" exists: neither the schema nor t reports it; "Nobody Here" does not.
+    assert_eq!(missing, ["Here"]);
+}

@@ -1,0 +1,35 @@
+//! age keys for tests, made by the stock `age-keygen` (Debian package `age`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use crate::process::{check_output, chown_postgres};
+
+/// A fresh age key in `dir/name` (readable by the server only), and its recipient.
+pub fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .expect("age-keygen (Debian package age)");
+    check_output("age-keygen", &out);
+    let out = Command::new("age-keygen")
+        .arg("-y")
+        .arg(&path)
+        .output()
+        .unwrap();
+    check_output("age-keygen -y", &out);
+    chown_postgres(&path);
+    (
+        path,
+        String::from_utf8(out.stdout).unwrap().trim().to_string(),
+    )
+}
+
+/// A recipient's fingerprint as the catalog records it: 16 hex digits of its SHA-256.
+pub fn fingerprint(recipient: &str) -> String {
+    hex::encode(Sha256::digest(recipient.as_bytes()))[..16].to_string()
+}
