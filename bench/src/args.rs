@@ -21,6 +21,8 @@ pub(crate) enum Part {
     S3,
     /// The catalog reads (list_backups(), status(), metrics()) over fabricated history only.
     Catalog,
+    /// Encrypted against plain backups and restores only.
+    Crypt,
 }
 
 impl Part {
@@ -38,6 +40,10 @@ impl Part {
 
     pub(crate) fn catalog_only(self) -> bool {
         matches!(self, Part::Catalog)
+    }
+
+    pub(crate) fn crypt(self) -> bool {
+        matches!(self, Part::Crypt)
     }
 }
 
@@ -66,7 +72,9 @@ usage: backup_ext_bench [options]
                        <date>-compression.md; s3: backups into a SeaweedFS started
                        for the purpose, written to <date>-s3.md; catalog: the
                        catalog reads alone (part of comparison), written to
-                       <date>-catalog.md                      [the first three, in that order]
+                       <date>-catalog.md; crypt: encrypted against plain backups
+                       and restores (age), written to <date>-crypt.md
+                                                              [the first three, in that order]
   --compression-bin DIR
                        pg_dump / pg_restore 16 or later for the compression table
                                                               [/opt/backup_ext-pg/17/bin]
@@ -185,12 +193,11 @@ pub(crate) fn parse_args() -> Res<Args> {
                     "compression" => Part::Compression,
                     "s3" => Part::S3,
                     "catalog" => Part::Catalog,
-                    other => {
-                        return Err(format!(
-                            "--only takes comparison, compression, s3 or catalog, not {other:?}"
-                        )
-                        .into())
-                    }
+                    "crypt" => Part::Crypt,
+                    other => return Err(format!(
+                        "--only takes comparison, compression, s3, catalog or crypt, not {other:?}"
+                    )
+                    .into()),
                 }
             }
             "--compression-bin" => a.compression_bin = PathBuf::from(value()?),

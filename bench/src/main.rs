@@ -12,6 +12,7 @@ mod cases;
 mod chart;
 mod cluster;
 mod compression;
+mod crypt;
 mod probes;
 mod report;
 mod s3;
@@ -106,6 +107,11 @@ fn real_main() -> Res<()> {
         Some(tools) => Some(b.s3(tools)?),
         None => None,
     };
+    let crypt = if b.a.only.crypt() {
+        Some(b.crypt()?)
+    } else {
+        None
+    };
 
     let report = Report {
         m: &machine,
@@ -114,6 +120,7 @@ fn real_main() -> Res<()> {
         catalog: catalog.as_ref(),
         compression: compression.as_ref(),
         s3: s3.as_ref(),
+        crypt: crypt.as_ref(),
         total_secs: started.elapsed().as_secs_f64(),
     };
     let (md, missed) = render(&report);
@@ -124,6 +131,7 @@ fn real_main() -> Res<()> {
         Part::Compression => format!("{}-compression", machine.date),
         Part::S3 => format!("{}-s3", machine.date),
         Part::Catalog => format!("{}-catalog", machine.date),
+        Part::Crypt => format!("{}-crypt", machine.date),
         Part::All | Part::Comparison => machine.date.clone(),
     };
     let md_path = b.a.out.join(format!("{stem}.md"));

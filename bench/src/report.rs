@@ -48,6 +48,7 @@ pub(crate) struct Report<'a> {
     pub(crate) catalog: Option<&'a (i64, Vec<CatalogTiming>)>,
     pub(crate) compression: Option<&'a Compression>,
     pub(crate) s3: Option<&'a S3>,
+    pub(crate) crypt: Option<&'a crate::crypt::Crypt>,
     pub(crate) total_secs: f64,
 }
 
@@ -68,7 +69,10 @@ pub(crate) fn render(r: &Report) -> (String, Vec<String>) {
     if let Some(s) = r.s3 {
         crate::s3::render(&mut md, r.a, s, &mut missed);
     }
-    if r.comparison.is_some() || r.s3.is_some() || r.catalog.is_some() {
+    if let Some(c) = r.crypt {
+        crate::crypt::render(&mut md, r.a, c, &mut missed);
+    }
+    if r.comparison.is_some() || r.s3.is_some() || r.catalog.is_some() || r.crypt.is_some() {
         let _ = writeln!(md, "\n## Missed targets\n");
         if missed.is_empty() {
             let _ = writeln!(md, "none");
