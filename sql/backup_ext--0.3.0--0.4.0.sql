@@ -784,3 +784,25 @@ SELECT r.backup_id, r.database, r.kind, r.finished_at::timestamptz, r.size_bytes
  ORDER BY r.finished_at, r.key;
 $fn$;
 -- End of the disaster recovery section.
+
+-- restore_table(): one table of a backup restored beside the live one, as a new table (or
+-- into an existing empty one with data_only). Restorers may call it, with the same rights
+-- model as restore_backup().
+CREATE FUNCTION backup_ext."restore_table"(
+	"backup_id" bigint, /* i64 */
+	"table_name" TEXT, /* String */
+	"schema_name" TEXT DEFAULT 'public', /* Option < String > */
+	"into_db" TEXT DEFAULT NULL, /* Option < String > */
+	"into_schema" TEXT DEFAULT NULL, /* Option < String > */
+	"into_name" TEXT DEFAULT NULL, /* Option < String > */
+	"options" jsonb DEFAULT '{}' /* Option < JsonB > */
+) RETURNS bigint /* i64 */
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'restore_table_wrapper';
+REVOKE ALL ON FUNCTION backup_ext.restore_table(bigint, text, text, text, text, text, jsonb)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    backup_ext.restore_table(bigint, text, text, text, text, text, jsonb)
+TO backup_ext_restorer;

@@ -93,6 +93,11 @@ impl BackupError {
                     ErrorKind::ExternalFailure => ERRCODE_SYSTEM_ERROR,
                     ErrorKind::FileMissing => ERRCODE_UNDEFINED_FILE,
                     ErrorKind::DataCorrupted => ERRCODE_DATA_CORRUPTED,
+                    ErrorKind::UndefinedTable => ERRCODE_UNDEFINED_TABLE,
+                    ErrorKind::DuplicateTable => ERRCODE_DUPLICATE_TABLE,
+                    ErrorKind::InvalidSchemaName => ERRCODE_INVALID_SCHEMA_NAME,
+                    ErrorKind::NameTooLong => ERRCODE_NAME_TOO_LONG,
+                    ErrorKind::NotInPrerequisiteState => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 };
                 (code, e.message.clone(), e.hint.clone())
             }

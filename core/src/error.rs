@@ -31,6 +31,17 @@ pub enum ErrorKind {
     FileMissing,
     /// Reported as SQLSTATE XX001 (data_corrupted): stored bytes that do not match what was sent.
     DataCorrupted,
+    /// Reported as SQLSTATE 42P01 (undefined_table): a table the backup does not hold.
+    UndefinedTable,
+    /// Reported as SQLSTATE 42P07 (duplicate_table): a relation that exists already.
+    DuplicateTable,
+    /// Reported as SQLSTATE 3F000 (invalid_schema_name): a schema that does not exist.
+    InvalidSchemaName,
+    /// Reported as SQLSTATE 42622 (name_too_long): a name longer than 63 bytes.
+    NameTooLong,
+    /// Reported as SQLSTATE 55000 (object_not_in_prerequisite_state): e.g. a table that must
+    /// be empty and is not.
+    NotInPrerequisiteState,
 }
 
 impl ErrorKind {
@@ -46,6 +57,11 @@ impl ErrorKind {
             ErrorKind::ExternalFailure => "58000",
             ErrorKind::FileMissing => "58P01",
             ErrorKind::DataCorrupted => "XX001",
+            ErrorKind::UndefinedTable => "42P01",
+            ErrorKind::DuplicateTable => "42P07",
+            ErrorKind::InvalidSchemaName => "3F000",
+            ErrorKind::NameTooLong => "42622",
+            ErrorKind::NotInPrerequisiteState => "55000",
         }
     }
 }

@@ -60,9 +60,9 @@ pub use process::stream::{StreamOutcome, StreamWriter};
 pub use process::version::parse_tool_version;
 pub use restore::argv::{
     create_database_argv, createdb_argv, dropdb_argv, pg_restore_argv, pg_restore_data_argv,
-    pg_restore_schema_argv, pg_restore_script_argv, pg_restore_selected_list_argv,
-    pg_restore_selected_schema_argv, pg_restore_to_stdout_argv, psql_query_argv, psql_script_argv,
-    validate_database_name,
+    pg_restore_entries_argv, pg_restore_schema_argv, pg_restore_script_argv,
+    pg_restore_selected_list_argv, pg_restore_selected_schema_argv, pg_restore_to_stdout_argv,
+    psql_query_argv, psql_script_argv, psql_table_argv, validate_database_name,
 };
 pub use restore::check::{ArchiveRowsFrom, RestoredRows, RowCheck};
 pub use restore::owners::{archive_data_owners, plain_data_owners, script_is_restricted};
@@ -76,6 +76,11 @@ pub use restore::request::{
 };
 pub use restore::run::{RestorePlan, RestoreRun, RestoreStep};
 pub use restore::source::{ArchiveSource, StoredObject};
+pub use restore::table::{
+    data_only_check_sql, default_into_name, qualified, relation_facts_query, restored_suffix,
+    table_definition, table_entries, validate_relation_name, CopyInto, TableDefinition,
+    TableEntries, TableTarget,
+};
 pub use restore::target::{
     access_sql, create_database_sql, quote_ident, set_role_sql, DatabaseGrant, SourceAccess,
 };

@@ -7,6 +7,7 @@ mod import;
 mod jobs;
 mod restore;
 mod restore_plan;
+mod restore_table;
 mod retention;
 pub mod schedules;
 mod status;

@@ -28,7 +28,7 @@ const HASH_AT_CALL_TIME_BYTES: u64 = 256 * 1024 * 1024;
 
 /// A backup the caller may use for `what` (CONNECT on its database; globals: superuser) and
 /// that succeeded.
-fn succeeded_backup(backup_id: i64, caller: &Caller, what: &str) -> BackupRecord {
+pub(super) fn succeeded_backup(backup_id: i64, caller: &Caller, what: &str) -> BackupRecord {
     let Some(rec) = catalog::backup_record(backup_id).or_report() else {
         BackupError::NoSuchBackup(backup_id).report()
     };
@@ -129,7 +129,10 @@ fn normalise(etag: &str) -> &str {
 /// The copy of a backup a call reads: the one in `storage` when named, else the primary, or,
 /// when the primary cannot be read, the first copy that can (with a NOTICE). Returns the
 /// record as read from there and its source.
-fn choose_copy(rec: &BackupRecord, storage: Option<&str>) -> (BackupRecord, ArchiveSource) {
+pub(super) fn choose_copy(
+    rec: &BackupRecord,
+    storage: Option<&str>,
+) -> (BackupRecord, ArchiveSource) {
     if let Some(storage) = storage {
         let Some(copy) = rec.at_copy(storage).or_report() else {
             let copies = catalog::copies_of(rec.backup_id).or_report();
@@ -176,7 +179,7 @@ fn choose_copy(rec: &BackupRecord, storage: Option<&str>) -> (BackupRecord, Arch
 /// An encrypted backup read through decryption, after checking that the configured identity
 /// opens its header: a missing or wrong identity is refused here, before any job touches a
 /// database.
-fn decrypting(rec: &BackupRecord, stored: &ArchiveSource) -> ArchiveSource {
+pub(super) fn decrypting(rec: &BackupRecord, stored: &ArchiveSource) -> ArchiveSource {
     let source = stored
         .clone()
         .decrypted_if(rec.encrypted, settings::identity_file());
@@ -205,7 +208,7 @@ pub(super) fn archive_format(rec: &BackupRecord) -> Format {
 /// The configured pg_restore must read the archive's format version: an archive written by a
 /// newer pg_dump is refused here, naming the tools that read it, rather than failing in the
 /// worker. A header that cannot be read is left to the integrity checks.
-fn check_readable(rec: &BackupRecord, source: &ArchiveSource) {
+pub(super) fn check_readable(rec: &BackupRecord, source: &ArchiveSource) {
     let Ok(Some(version)) = source.archive_version(archive_format(rec)) else {
         return;
     };
@@ -233,7 +236,7 @@ fn check_readable(rec: &BackupRecord, source: &ArchiveSource) {
 /// Size always; SHA-256 too when the backup is small enough to hash within the call. An object
 /// in a storage target had its size checked when it was located; the job checks its SHA-256
 /// as it reads it, before the target is touched.
-fn check_integrity(rec: &BackupRecord, source: &ArchiveSource) {
+pub(super) fn check_integrity(rec: &BackupRecord, source: &ArchiveSource) {
     let Some(path) = source.path() else {
         return;
     };
@@ -452,7 +455,7 @@ pub(super) fn check_data_owners(
     }
 }
 
-fn check_target(name: &str, create_db: bool, caller: &Caller) {
+pub(super) fn check_target(name: &str, create_db: bool, caller: &Caller) {
     validate_database_name(name)
         .map_err(|e| BackupError::InvalidName(e.message))
         .or_report();

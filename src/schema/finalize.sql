@@ -265,7 +265,8 @@ GRANT EXECUTE ON FUNCTION
 TO backup_ext_operator;
 GRANT EXECUTE ON FUNCTION
     backup_ext.restore_backup(bigint, text, boolean, integer, jsonb),
-    backup_ext.restore_plan(bigint, text, boolean, integer, jsonb)
+    backup_ext.restore_plan(bigint, text, boolean, integer, jsonb),
+    backup_ext.restore_table(bigint, text, text, text, text, text, jsonb)
 TO backup_ext_restorer;
 -- Retention and schedules decide what gets deleted and when, and globals and whole-cluster
 -- backups carry every role's password hash: superusers only (no grant here).

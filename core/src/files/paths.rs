@@ -104,7 +104,13 @@ pub fn work_file_owner(name: &str) -> Option<WorkFileOwner> {
         .strip_prefix("job-")
         .and_then(|rest| rest.split_once('.'))
     {
-        if digits(id) && matches!(ext, "stderr" | "list" | "fetch") {
+        // restore_table() writes `job-<id>.{definition,data}.list` and
+        // `job-<id>.{definition,indexes}.sql`.
+        let table_file = matches!(
+            ext,
+            "definition.list" | "data.list" | "definition.sql" | "indexes.sql"
+        );
+        if digits(id) && (matches!(ext, "stderr" | "list" | "fetch") || table_file) {
             return id.parse().ok().map(WorkFileOwner::Job);
         }
     }
@@ -461,6 +467,9 @@ mod tests {
         use WorkFileOwner::{Job, Process};
         assert_eq!(work_file_owner("job-42.stderr"), Some(Job(42)));
         assert_eq!(work_file_owner("job-7.list"), Some(Job(7)));
+        assert_eq!(work_file_owner("job-7.indexes.sql"), Some(Job(7)));
+        assert_eq!(work_file_owner("job-7.data.list"), Some(Job(7)));
+        assert_eq!(work_file_owner("job-7.other.sql"), None);
         assert_eq!(
             work_file_owner("pg_restore-1234-0.stderr"),
             Some(Process(1234))

@@ -4,6 +4,8 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
+use crate::restore::table::{copy_line_into, CopyInto};
+
 /// A plain dump for reading, gunzipped on the fly when `compressed`
 /// (concatenated gzip members are read as one stream).
 pub fn open_plain_dump(path: &Path, compressed: bool) -> io::Result<Box<dyn Read + Send>> {
@@ -107,6 +109,7 @@ pub struct ScriptFilter<R> {
     in_copy: bool,
     pending: Vec<u8>,
     offset: usize,
+    copy_into: Option<CopyInto>,
 }
 
 impl<R: Read> ScriptFilter<R> {
@@ -118,7 +121,15 @@ impl<R: Read> ScriptFilter<R> {
             in_copy: false,
             pending: Vec::new(),
             offset: 0,
+            copy_into: None,
         }
+    }
+
+    /// Loads the rows of the script's COPY into another table (see [`CopyInto`]); a COPY of
+    /// any other table stops the stream with an error.
+    pub fn copying_into(mut self, copy_into: Option<CopyInto>) -> ScriptFilter<R> {
+        self.copy_into = copy_into;
+        self
     }
 
     /// Reads the next line into `pending`, replaced or emptied as the filter says; false at the
@@ -149,6 +160,16 @@ impl<R: Read> ScriptFilter<R> {
         }
         if line.starts_with("COPY ") && line.trim_end().ends_with(" FROM stdin;") {
             self.in_copy = true;
+            if let Some(c) = &self.copy_into {
+                let renamed =
+                    copy_line_into(line, &c.schema, &c.name, &c.into).ok_or_else(|| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("unexpected COPY in the archive's data: {}", line.trim_end()),
+                        )
+                    })?;
+                self.pending = renamed.into_bytes();
+            }
         } else if let Some(replaced) = without_server_attribute_option(line) {
             self.pending = replaced.into_bytes();
         }

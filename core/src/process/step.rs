@@ -11,6 +11,7 @@ use crate::process::child::{describe_exit, stderr_tail, without_progress_lines, 
 use crate::process::command::ToolCommand;
 use crate::process::stream::spawn_signal_free;
 use crate::restore::source::ArchiveSource;
+use crate::restore::table::CopyInto;
 use crate::verify::rows::count_copy_rows;
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
@@ -68,6 +69,7 @@ pub(crate) enum Feed {
         command: ToolCommand,
         input: Option<ArchiveSource>,
         skip: Vec<String>,
+        copy_into: Option<CopyInto>,
     },
 }
 
@@ -418,7 +420,12 @@ impl Step {
                     io::copy(&mut script, &mut stdin).map(|_| ())
                 })?);
             }
-            (Feed::Tool { skip, .. }, Some(mut stdin)) => {
+            (
+                Feed::Tool {
+                    skip, copy_into, ..
+                },
+                Some(mut stdin),
+            ) => {
                 let inner = upstream_out
                     .ok_or_else(|| io::Error::other("the feeding tool has no stdout"))?;
                 let stop = stop.clone();
@@ -428,7 +435,8 @@ impl Step {
                         stop,
                         count: fed,
                     };
-                    io::copy(&mut ScriptFilter::new(raw, skip), &mut stdin).map(|_| ())
+                    let mut script = ScriptFilter::new(raw, skip).copying_into(copy_into);
+                    io::copy(&mut script, &mut stdin).map(|_| ())
                 })?);
             }
             _ => {}

@@ -193,6 +193,50 @@ pub fn pg_restore_data_argv(
     (bin_dir.join("pg_restore"), args)
 }
 
+/// The entries of `use_list` as a SQL script on stdout, for `restore_table()`: the
+/// definitions without owners, privileges or tablespaces, or (`data`) the rows only.
+pub fn pg_restore_entries_argv(
+    bin_dir: &Path,
+    archive: &Path,
+    use_list: &Path,
+    data: bool,
+) -> (PathBuf, Vec<OsString>) {
+    let mut args = vec![arg("--file=-")];
+    if data {
+        args.push(arg("--data-only"));
+    } else {
+        args.extend(["--no-owner", "--no-privileges", "--no-tablespaces"].map(arg));
+    }
+    args.push(with_path("--use-list=", use_list));
+    archive_arg(&mut args, archive);
+    (bin_dir.join("pg_restore"), args)
+}
+
+/// psql restoring one table in a single transaction, stopping at the first error: the
+/// `before` statements (a `SET ROLE`), the `definition` script, the rows on stdin, then the
+/// `indexes` script.
+pub fn psql_table_argv(
+    bin_dir: &Path,
+    conn: &Connection,
+    db: &str,
+    before: &[String],
+    definition: &Path,
+    indexes: &Path,
+) -> (PathBuf, Vec<OsString>) {
+    let mut args = vec![
+        arg("--no-psqlrc"),
+        arg("--quiet"),
+        arg("--variable=ON_ERROR_STOP=1"),
+        arg("--single-transaction"),
+        arg(format!("--dbname={}", conn.conninfo(db))),
+    ];
+    args.extend(before.iter().map(|sql| arg(format!("--command={sql}"))));
+    args.push(with_path("--file=", Path::new(&path_arg(definition))));
+    args.push(arg("--file=-"));
+    args.push(with_path("--file=", Path::new(&path_arg(indexes))));
+    (bin_dir.join("psql"), args)
+}
+
 /// The archive's data as SQL on stdout, for counting COPY rows.
 pub fn pg_restore_to_stdout_argv(bin_dir: &Path, archive: &Path) -> (PathBuf, Vec<OsString>) {
     let mut args = vec![arg("--file=-"), arg("--data-only")];

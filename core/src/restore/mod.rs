@@ -9,5 +9,6 @@ pub mod preflight;
 pub mod request;
 pub mod run;
 pub mod source;
+pub mod table;
 pub mod target;
 pub mod toc;

@@ -8,6 +8,7 @@ use crate::dump::options::{boolean, json_type, text_list};
 use crate::dump::request::MAX_JOBS;
 use crate::error::{quoted, RequestError};
 use crate::format::Format;
+use crate::restore::table::TableTarget;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
@@ -134,6 +135,9 @@ pub struct RestoreRequest {
     /// written (a copy); chosen at call time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<String>,
+    /// Set for `restore_table()`: the one table restored, and where to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableTarget>,
 }
 
 impl RestoreRequest {
@@ -209,6 +213,7 @@ impl RestoreRequest {
             jobs,
             options,
             storage: None,
+            table: None,
         })
     }
 
@@ -231,9 +236,15 @@ impl RestoreRequest {
             jobs,
             &serde_json::to_value(&stored.options)?,
         )
-        .map(|request| RestoreRequest {
-            storage: stored.storage,
-            ..request
+        .and_then(|request| {
+            if let Some(table) = &stored.table {
+                table.validate()?;
+            }
+            Ok(RestoreRequest {
+                storage: stored.storage,
+                table: stored.table,
+                ..request
+            })
         })
         .map_err(crate::dump::request::stored_error)
     }

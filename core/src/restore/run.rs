@@ -9,6 +9,7 @@ use crate::process::command::ToolCommand;
 use crate::process::step::{Capture, Feed, Step, StepEnd, CLEANUP_TIMEOUT};
 use crate::restore::check::{judge_counts, RestoredRows, RowCheck, RowCounts, RowsReading};
 use crate::restore::source::ArchiveSource;
+use crate::restore::table::CopyInto;
 use crate::verify::run::MAX_COUNT_OUTPUT_BYTES;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,8 @@ pub enum RestoreStep {
         command: ToolCommand,
         source: ToolCommand,
         skip_settings: Vec<String>,
+        /// Set when one table's rows are loaded into another table (`restore_table()`).
+        copy_into: Option<CopyInto>,
     },
     /// A globals script, run by psql without ON_ERROR_STOP: roles that
     /// already exist are reported, not fatal.
@@ -82,12 +85,14 @@ impl RestoreStep {
                 command,
                 source,
                 skip_settings,
+                copy_into,
             } => (
                 command,
                 Feed::Tool {
                     command: source.clone(),
                     input: stdin.cloned(),
                     skip: skip_settings.clone(),
+                    copy_into: copy_into.clone(),
                 },
             ),
         };

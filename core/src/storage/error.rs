@@ -73,7 +73,13 @@ impl From<StorageError> for RequestError {
 impl From<RequestError> for StorageError {
     fn from(e: RequestError) -> StorageError {
         let failure = match e.kind {
-            ErrorKind::InvalidParameter | ErrorKind::FeatureNotSupported => Failure::Invalid,
+            ErrorKind::InvalidParameter
+            | ErrorKind::FeatureNotSupported
+            | ErrorKind::UndefinedTable
+            | ErrorKind::DuplicateTable
+            | ErrorKind::InvalidSchemaName
+            | ErrorKind::NameTooLong
+            | ErrorKind::NotInPrerequisiteState => Failure::Invalid,
             ErrorKind::UndefinedObject => Failure::NoBucket,
             ErrorKind::InvalidAuthorization | ErrorKind::ConfigFile => Failure::Unauthorized,
             ErrorKind::ConnectionFailure => Failure::Unreachable,

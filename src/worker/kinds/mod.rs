@@ -23,6 +23,7 @@ use crate::catalog::{ArtifactFacts, BackupRecord, ClaimedJob, Outcome};
 mod backup;
 mod copy;
 mod restore;
+mod table;
 mod verify;
 
 /// Restores of files up to this size were hashed when they were requested; bigger ones are

@@ -239,6 +239,7 @@ pub(super) fn restore_step(
             command: psql_reading_stdin(request.options.single_transaction, &before),
             source: pg_restore_script_argv(&ctx.bin_dir, &path, request, use_list).into(),
             skip_settings,
+            copy_into: None,
         });
     }
     // Newer tools set parameters an older server does not know; pg_restore must then go on
@@ -340,17 +341,31 @@ pub(super) fn prepare_restore(
         None => None,
     };
     let list_file = work_dir.join(format!("job-{}.list", claimed.job_id));
-    let step = restore_step(
-        backup,
-        &RestoreTarget {
-            name: &target,
-            fresh: request.create_db,
-            sandbox: sandbox.as_ref(),
-        },
-        &request,
-        ctx,
-        &list_file,
-    )?;
+    let step = if let Some(table) = &request.table {
+        super::table::table_step(
+            backup,
+            &RestoreTarget {
+                name: &target,
+                fresh: false,
+                sandbox: sandbox.as_ref(),
+            },
+            table,
+            ctx,
+            &work_dir.join(format!("job-{}", claimed.job_id)),
+        )?
+    } else {
+        restore_step(
+            backup,
+            &RestoreTarget {
+                name: &target,
+                fresh: request.create_db,
+                sandbox: sandbox.as_ref(),
+            },
+            &request,
+            ctx,
+            &list_file,
+        )?
+    };
     let create = if request.create_db {
         let access = catalog::source_access(backup.database.as_deref())
             .map_err(|e| format!("cannot read the source database's access list: {e}"))?;
@@ -366,8 +381,14 @@ pub(super) fn prepare_restore(
     } else {
         None
     };
-    // restore_step wrote the list when the restore uses one.
-    let use_list = list_file.exists().then_some(list_file.as_path());
+    // restore_step wrote the list when the restore uses one; a table restore counts the
+    // archive's rows of its one table (table_step's data list).
+    let table_list = work_dir.join(format!("job-{}.data.list", claimed.job_id));
+    let use_list = if request.table.is_some() {
+        table_list.exists().then_some(table_list.as_path())
+    } else {
+        list_file.exists().then_some(list_file.as_path())
+    };
     let rows = row_check(
         backup,
         &request,
@@ -419,6 +440,13 @@ pub(super) fn prepare_restore(
 fn compare_rows(backup: &BackupRecord, request: &RestoreRequest) -> Result<(), String> {
     if backup.kind == Ok(JobKind::Globals) {
         return Err("a globals backup holds no table data".into());
+    }
+    if request.table.is_some() {
+        return Err(
+            "restore_table() loads one table into a database whose other tables hold rows of \
+             their own"
+                .into(),
+        );
     }
     if request.options.schema_only {
         return Err("only the schema was restored".into());

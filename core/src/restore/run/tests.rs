@@ -330,6 +330,7 @@ fn an_archive_restored_as_a_filtered_script() {
         command: psql,
         source,
         skip_settings: vec!["transaction_timeout".into()],
+        copy_into: None,
     };
     assert_eq!(
         succeeded(&t, restore),
@@ -341,6 +342,64 @@ fn an_archive_restored_as_a_filtered_script() {
         "CREATE TABLE t (x int);\n"
     );
     assert!(t.work_is_empty());
+}
+
+#[test]
+fn one_tables_rows_are_loaded_into_another_table() {
+    let t = Tools::new();
+    let got = t.marker("got");
+    let source = fake_tool(
+        &t.dir,
+        "pg_restore",
+        "printf 'SET client_encoding = UTF8;\nCOPY public.orders (id, note) FROM stdin;\n         1\tCOPY public.orders (x) FROM stdin;\n\\.\n'",
+    );
+    let psql = fake_tool(&t.dir, "psql", &format!("cat > '{}'", got.display()));
+    let restore = RestoreStep::PsqlFromTool {
+        command: psql,
+        source,
+        skip_settings: Vec::new(),
+        copy_into: Some(crate::restore::table::CopyInto {
+            schema: "public".into(),
+            name: "orders".into(),
+            into: "\"s\".\"o\"".into(),
+        }),
+    };
+    assert_eq!(succeeded(&t, restore), "psql finished");
+    assert_eq!(
+        fs::read_to_string(&got).unwrap(),
+        "SET client_encoding = UTF8;\nCOPY \"s\".\"o\" (id, note) FROM stdin;\n         1\tCOPY public.orders (x) FROM stdin;\n\\.\n"
+    );
+}
+
+#[test]
+fn a_copy_of_another_table_stops_a_table_restore() {
+    let t = Tools::new();
+    let source = fake_tool(
+        &t.dir,
+        "pg_restore",
+        "printf 'COPY public.customers (id) FROM stdin;\n1\n\\.\n'",
+    );
+    let psql = fake_tool(&t.dir, "psql", "cat > /dev/null");
+    let restore = RestoreStep::PsqlFromTool {
+        command: psql,
+        source,
+        skip_settings: Vec::new(),
+        copy_into: Some(crate::restore::table::CopyInto {
+            schema: "public".into(),
+            name: "orders".into(),
+            into: "\"s\".\"o\"".into(),
+        }),
+    };
+    let plan = t.plan(false, restore);
+    let mut run = retry_busy(|| RestoreRun::start(plan.clone()));
+    let (ok, message) = restore_result(poll_job(&mut run));
+    assert!(!ok);
+    assert!(
+        message.contains(
+            "unexpected COPY in the archive's data: COPY public.customers (id) FROM stdin;"
+        ),
+        "{message}"
+    );
 }
 
 #[test]
@@ -356,6 +415,7 @@ fn a_failing_script_source_fails_the_restore_though_psql_succeeded() {
         command: psql,
         source,
         skip_settings: Vec::new(),
+        copy_into: None,
     };
     let plan = t.plan(true, restore);
     let mut run = retry_busy(|| RestoreRun::start(plan.clone()));
@@ -379,6 +439,7 @@ fn cancelling_a_script_restore_stops_both_tools() {
         command: psql,
         source,
         skip_settings: Vec::new(),
+        copy_into: None,
     };
     let plan = t.plan(false, restore);
     let mut run = retry_busy(|| RestoreRun::start(plan.clone()));
