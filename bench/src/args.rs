@@ -194,10 +194,12 @@ pub(crate) fn parse_args() -> Res<Args> {
                     "s3" => Part::S3,
                     "catalog" => Part::Catalog,
                     "crypt" => Part::Crypt,
-                    other => return Err(format!(
+                    other => {
+                        return Err(format!(
                         "--only takes comparison, compression, s3, catalog or crypt, not {other:?}"
                     )
-                    .into()),
+                        .into())
+                    }
                 }
             }
             "--compression-bin" => a.compression_bin = PathBuf::from(value()?),
