@@ -424,25 +424,8 @@ fn encrypted_backups_stream_into_a_file_target_and_back() {
 fn encrypted_backups_stream_into_s3_and_tampering_is_caught_before_a_restore() {
     let s3 = Seaweed::start("encryption");
     let c = Cluster::start("encryption_s3");
-    let keys = c.root.join("keys");
-    fs::create_dir(&keys).unwrap();
-    chown_postgres(&keys);
-    let (key, r) = keygen(&keys, "key.txt");
-    c.set_and_reload(
-        "backup_ext.s3_credentials_file",
-        &s3.credentials_file.to_string_lossy(),
-    );
-    c.set_and_reload("backup_ext.identity_file", &key.to_string_lossy());
+    let (_, r) = encrypted_offsite(&c, &s3);
     let mut client = c.client("postgres");
-    exec(
-        &mut client,
-        &format!(
-            "SELECT backup_ext.add_storage('offsite', {}, jsonb_build_object('endpoint', {}, \
-             'path_style', true, 'allow_http', true))",
-            quote_literal(&format!("s3://{}", s3.bucket)),
-            quote_literal(&s3.endpoint)
-        ),
-    );
     set_encryption(&mut client, &[&r], Some("app"));
     c.create_sample_db("app");
     let before = c.table_fingerprint("app", "t1");

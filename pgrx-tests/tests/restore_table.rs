@@ -625,25 +625,8 @@ fn hostile_names_work_or_are_refused_cleanly() {
 fn one_table_of_an_encrypted_backup_in_s3_comes_back() {
     let s3 = Seaweed::start("restore_table");
     let c = Cluster::start("restore_table_s3");
-    let keys = c.root.join("keys");
-    std::fs::create_dir(&keys).unwrap();
-    chown_postgres(&keys);
-    let (key, recipient) = keygen(&keys, "key.txt");
-    c.set_and_reload(
-        "backup_ext.s3_credentials_file",
-        &s3.credentials_file.to_string_lossy(),
-    );
-    c.set_and_reload("backup_ext.identity_file", &key.to_string_lossy());
+    let (_, recipient) = encrypted_offsite(&c, &s3);
     let mut client = c.client("postgres");
-    exec(
-        &mut client,
-        &format!(
-            "SELECT backup_ext.add_storage('offsite', {}, jsonb_build_object('endpoint', {}, \
-             'path_style', true, 'allow_http', true))",
-            quote_literal(&format!("s3://{}", s3.bucket)),
-            quote_literal(&s3.endpoint)
-        ),
-    );
     exec(
         &mut client,
         &format!(
