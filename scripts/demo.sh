@@ -105,6 +105,29 @@ else
     echo "row counts DIFFER" >&2
     exit 1
 fi
+echo "the restore job's own check: $(psql_ postgres -At -c "SELECT message FROM backup_ext.jobs WHERE job_id = $RESTORE_JOB")"
+
+echo
+echo "== before restoring over the live database: backup_ext.restore_plan()"
+psql_ shop -q -c "DELETE FROM orders WHERE id <= 100; UPDATE orders SET total = 0 WHERE id <= 200"
+psql_ postgres -c "SELECT step, action, kind, schema, name, left(detail, 70) AS detail
+                     FROM backup_ext.restore_plan($DUMP_JOB, 'shop', create_db => false)
+                    WHERE action <> 'create' ORDER BY step LIMIT 8"
+echo "restore_backup() with the same arguments is refused with the plan's first blocking row:"
+psql_ postgres -At -c "SELECT backup_ext.restore_backup($DUMP_JOB, 'shop', create_db => false)" 2>&1 \
+    | sed 's/^/  /' || true
+
+echo
+echo "== yesterday's orders beside today's: restore_table($DUMP_JOB, 'orders')"
+TABLE_JOB=$(psql_ postgres -At -c "SELECT backup_ext.restore_table($DUMP_JOB, 'orders')")
+psql_ postgres -At -c "SELECT 'job $TABLE_JOB: ' || backup_ext.wait_for($TABLE_JOB, '10 min')"
+psql_ shop -c "SELECT 'orders (live)' AS table, count(*), sum(total) FROM orders
+               UNION ALL
+               SELECT 'orders_restored_$DUMP_JOB', count(*), sum(total) FROM orders_restored_$DUMP_JOB"
+live=$(psql_ shop -At -c "SELECT count(*) FROM orders")
+back=$(psql_ shop -At -c "SELECT count(*) FROM orders_restored_$DUMP_JOB")
+[ "$live" = 49900 ] && [ "$back" = 50000 ] || {
+    echo "demo: expected 49900 live and 50000 restored orders, got $live and $back" >&2; exit 1; }
 
 echo
 echo "== least privilege: a restorer restores her own data, as herself, and nothing else"
