@@ -75,6 +75,7 @@ pub use restore::request::{
     RestoreOptions, RestoreRequest,
 };
 pub use restore::run::{RestorePlan, RestoreRun, RestoreStep};
+pub use restore::script_entries::{read_script_entries, ScriptEntries};
 pub use restore::source::{ArchiveSource, StoredObject};
 pub use restore::table::{
     data_only_check_sql, default_into_name, qualified, relation_facts_query, restored_suffix,

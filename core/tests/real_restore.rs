@@ -150,6 +150,7 @@ fn verify_and_restore_for_real() {
             input: gz.clone().into(),
             compressed: true,
             skip_settings: Vec::new(),
+            rows_of: None,
         };
         t.archive_rows = ArchiveRows::FromPlainFile { compressed: true };
     }

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use backup_core::{
-    default_into_name, list_archive, psql_query_argv, relation_facts_query, restored_suffix,
-    table_entries, validate_relation_name, ErrorKind, Format, JobKind, RequestError,
-    RestoreRequest, TableTarget,
+    default_into_name, list_archive, plain_dump_reader, psql_query_argv, read_script_entries,
+    relation_facts_query, restored_suffix, table_entries, validate_relation_name, ArchiveSource,
+    ErrorKind, Format, JobKind, RequestError, RestoreRequest, TableTarget, TocEntry,
 };
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -18,7 +18,7 @@ use super::restore::{
     archive_format, check_integrity, check_readable, check_target, choose_copy, decrypting,
     read_contents, succeeded_backup,
 };
-use crate::catalog::{self, NewJob};
+use crate::catalog::{self, BackupRecord, NewJob};
 use crate::enqueue::timeout_seconds;
 use crate::error::{BackupError, OrReport};
 use crate::privileges::{self, Caller};
@@ -143,6 +143,19 @@ fn check_target_table(db: &str, t: &TableTarget) {
     }
 }
 
+/// The entries of a plain script, from its header comments; the whole script is read through
+/// (its rows are skipped, not kept).
+fn script_entries(rec: &BackupRecord, source: &ArchiveSource) -> Vec<TocEntry> {
+    let compressed = rec.gzipped();
+    source
+        .open()
+        .map(|raw| plain_dump_reader(raw, compressed))
+        .and_then(read_script_entries)
+        .map(|s| s.entries)
+        .map_err(|e| BackupError::ToolFailed(format!("cannot read {}: {e}", source.describe())))
+        .or_report()
+}
+
 /// Only the table's owner matters for a table restore: a role that is not a superuser may
 /// restore a table that belongs to it (or to a role it is a member of).
 fn check_table_owner(owner: Option<&str>, caller: &Caller, backup_id: i64, table: &str) {
@@ -186,14 +199,6 @@ fn restore_table(
             "Pass the id of a database backup (see backup_ext.backups).",
         );
     }
-    if archive_format(&rec) == Format::Plain {
-        request_error(
-            ErrorKind::FeatureNotSupported,
-            format!("backup {backup_id} is a plain SQL script"),
-            "restore_table() needs a custom, directory or tar backup; restore a plain backup \
-             whole with restore_backup() into a new database and copy the table from there.",
-        );
-    }
     let options = options.map(|o| o.0).unwrap_or_else(|| json!({}));
     let (data_only, storage, timeout_seconds) = parse_options(&options);
     let schema = schema_name.unwrap_or_else(|| "public".into());
@@ -219,7 +224,11 @@ fn restore_table(
     check_integrity(&rec, &source);
     let source = decrypting(&read_from, &source);
     check_readable(&rec, &source);
-    let (_, entries) = read_contents(&rec, &source);
+    let entries = if archive_format(&rec) == Format::Plain {
+        script_entries(&rec, &source)
+    } else {
+        read_contents(&rec, &source).1
+    };
     let qualified = backup_core::qualified(&target.schema, &target.name);
     let Some(found) = table_entries(&entries, &target.schema, &target.name) else {
         request_error(

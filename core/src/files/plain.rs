@@ -110,6 +110,11 @@ pub struct ScriptFilter<R> {
     pending: Vec<u8>,
     offset: usize,
     copy_into: Option<CopyInto>,
+    /// Set by [`ScriptFilter::only_rows_of`]: everything but the header block and the rows of
+    /// the one table is left out.
+    only_rows: bool,
+    /// Whether the COPY block being read is passed on.
+    keep_copy: bool,
 }
 
 impl<R: Read> ScriptFilter<R> {
@@ -122,7 +127,18 @@ impl<R: Read> ScriptFilter<R> {
             pending: Vec::new(),
             offset: 0,
             copy_into: None,
+            only_rows: false,
+            keep_copy: true,
         }
+    }
+
+    /// Passes on only the header block and the rows of one table's COPY, loaded into another
+    /// table (see [`CopyInto`]): a whole plain script in, one table's rows out. Statements,
+    /// psql commands and other tables' rows are left out.
+    pub fn only_rows_of(mut self, copy_into: CopyInto) -> ScriptFilter<R> {
+        self.copy_into = Some(copy_into);
+        self.only_rows = true;
+        self
     }
 
     /// Loads the rows of the script's COPY into another table (see [`CopyInto`]); a COPY of
@@ -144,6 +160,9 @@ impl<R: Read> ScriptFilter<R> {
             if self.pending == b"\\.\n" || self.pending == b"\\." {
                 self.in_copy = false;
             }
+            if !self.keep_copy {
+                self.pending.clear();
+            }
             return Ok(true);
         }
         let Ok(line) = std::str::from_utf8(&self.pending) else {
@@ -160,16 +179,24 @@ impl<R: Read> ScriptFilter<R> {
         }
         if line.starts_with("COPY ") && line.trim_end().ends_with(" FROM stdin;") {
             self.in_copy = true;
+            self.keep_copy = true;
             if let Some(c) = &self.copy_into {
-                let renamed =
-                    copy_line_into(line, &c.schema, &c.name, &c.into).ok_or_else(|| {
-                        io::Error::new(
+                match copy_line_into(line, &c.schema, &c.name, &c.into) {
+                    Some(renamed) => self.pending = renamed.into_bytes(),
+                    None if self.only_rows => {
+                        self.keep_copy = false;
+                        self.pending.clear();
+                    }
+                    None => {
+                        return Err(io::Error::new(
                             io::ErrorKind::InvalidData,
                             format!("unexpected COPY in the archive's data: {}", line.trim_end()),
-                        )
-                    })?;
-                self.pending = renamed.into_bytes();
+                        ))
+                    }
+                }
             }
+        } else if self.only_rows {
+            self.pending.clear();
         } else if let Some(replaced) = without_server_attribute_option(line) {
             self.pending = replaced.into_bytes();
         }
@@ -260,6 +287,32 @@ mod tests {
              COPY public.t (x, y) FROM stdin;\n\
              1\tALTER TABLE ONLY public.t ALTER COLUMN x SET (pg_attver=35277352);\n\
              \\.\n"
+        );
+    }
+
+    #[test]
+    fn only_one_tables_rows_pass_into_the_new_table() {
+        let script = "--\n-- PostgreSQL database dump\n--\n\n\\restrict abc\n\n\
+             SET client_encoding = 'UTF8';\nSET lock_timeout = 0;\n\n\
+             CREATE TABLE public.t (x int);\n\
+             COPY public.other (x) FROM stdin;\n1\n\\.\n\
+             \\! echo never\n\
+             COPY public.t (x) FROM stdin;\n7\n\\! not a command: a row\n\\.\n\
+             \\! echo never either\nDROP TABLE public.t;\n\\unrestrict abc\n";
+        let mut out = String::new();
+        ScriptFilter::new(script.as_bytes(), vec!["lock_timeout".into()])
+            .only_rows_of(CopyInto {
+                schema: "public".into(),
+                name: "t".into(),
+                into: "public.t_restored_9".into(),
+            })
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(
+            out,
+            "--\n-- PostgreSQL database dump\n--\n\n\\restrict abc\n\n\
+             SET client_encoding = 'UTF8';\n\n\
+             COPY public.t_restored_9 (x) FROM stdin;\n7\n\\! not a command: a row\n\\.\n"
         );
     }
 

@@ -56,11 +56,12 @@ pub(crate) enum Feed {
     /// has what it needs (`pg_restore --list`); if it then exits successfully, so does the step.
     Archive(ArchiveSource),
     /// A plain script, gunzipped when `compressed`, without the header's `SET` lines for the
-    /// parameters in `skip` (see [`ScriptFilter`]).
+    /// parameters in `skip` (see [`ScriptFilter`]); with `rows_of`, only that table's rows.
     File {
         source: ArchiveSource,
         compressed: bool,
         skip: Vec<String>,
+        rows_of: Option<CopyInto>,
     },
     /// The stdout of another tool (`pg_restore --file=-`), through the same filter. That tool
     /// runs beside the step's child, reading `input` on its stdin when given; a failure of it
@@ -405,6 +406,7 @@ impl Step {
                     source,
                     compressed,
                     skip,
+                    rows_of,
                 },
                 Some(mut stdin),
             ) => {
@@ -416,8 +418,12 @@ impl Step {
                         stop,
                         count: fed,
                     };
-                    let mut script = ScriptFilter::new(plain_dump_reader(raw, compressed), skip);
-                    io::copy(&mut script, &mut stdin).map(|_| ())
+                    let script = ScriptFilter::new(plain_dump_reader(raw, compressed), skip);
+                    match rows_of {
+                        Some(table) => io::copy(&mut script.only_rows_of(table), &mut stdin),
+                        None => io::copy(&mut { script }, &mut stdin),
+                    }
+                    .map(|_| ())
                 })?);
             }
             (

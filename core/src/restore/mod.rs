@@ -8,6 +8,7 @@ pub mod owners;
 pub mod preflight;
 pub mod request;
 pub mod run;
+pub mod script_entries;
 pub mod source;
 pub mod table;
 pub mod target;

@@ -35,6 +35,9 @@ pub enum RestoreStep {
         input: ArchiveSource,
         compressed: bool,
         skip_settings: Vec<String>,
+        /// Set for one table of the script (`restore_table()`): only its rows are fed, into
+        /// the new table.
+        rows_of: Option<CopyInto>,
     },
     /// An archive restored as a script: `source` (`pg_restore --file=-`) streams into psql
     /// through the same filter as [`RestoreStep::PsqlStdin`]. Used when the archive holds what
@@ -73,12 +76,14 @@ impl RestoreStep {
                 input,
                 compressed,
                 skip_settings,
+                rows_of,
             } => (
                 command,
                 Feed::File {
                     source: input.clone(),
                     compressed: *compressed,
                     skip: skip_settings.clone(),
+                    rows_of: rows_of.clone(),
                 },
             ),
             RestoreStep::PsqlFromTool {

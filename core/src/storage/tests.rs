@@ -456,7 +456,9 @@ fn s3_a_server_dying_mid_upload_fails_it_and_names_the_upload_left() {
     let holder = Arc::new(Mutex::new(Some(server)));
     let reader = KillingReader {
         bytes: io::Cursor::new(data((PART * 6) as usize, 6)),
-        after: PART * 2,
+        // Past what an upload holds before any request has to succeed (3 parts in flight and
+        // 1 being filled): the upload was started by then, so the server dies under a part.
+        after: PART * 4 + 1,
         server: holder.clone(),
     };
     let e = store

@@ -39,6 +39,7 @@ fn feeds_gunzipped_file_and_captures_text() {
         source: gz.clone().into(),
         compressed: true,
         skip: Vec::new(),
+        rows_of: None,
     };
     let mut step = Step::start(
         &tool,
@@ -149,6 +150,7 @@ fn feed_errors_fail_the_step() {
         source: bad.into(),
         compressed: true,
         skip: Vec::new(),
+        rows_of: None,
     };
     let mut step = Step::start(&tool, dir.path(), feed, Capture::Discard, Arc::default()).unwrap();
     let end = until_done(&mut step);

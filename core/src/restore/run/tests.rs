@@ -156,6 +156,7 @@ fn psql_stdin_streams_gunzipped_input() {
         input: input.clone().into(),
         compressed: true,
         skip_settings: Vec::new(),
+        rows_of: None,
     };
     let mut run = RestoreRun::start(t.plan(false, restore)).unwrap();
     assert!(restore_result(poll_job(&mut run)).0);
@@ -303,6 +304,7 @@ fn psql_stdin_leaves_out_settings_the_server_does_not_know() {
         input: input.into(),
         compressed: false,
         skip_settings: vec!["transaction_timeout".into()],
+        rows_of: None,
     };
     assert_eq!(
         succeeded(&t, restore),

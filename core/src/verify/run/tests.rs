@@ -229,6 +229,7 @@ fn plain_file_rows_and_drop_failure() {
         input: env.file.clone().into(),
         compressed: false,
         skip_settings: Vec::new(),
+        rows_of: None,
     };
     t.archive_rows = ArchiveRows::FromPlainFile { compressed: false };
     t.drop = fake_tool(&env.dir, "dropdb", "echo gone wrong >&2; exit 1");
