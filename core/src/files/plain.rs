@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
+use crate::restore::script_entries::{advance, Lex};
 use crate::restore::table::{copy_line_into, CopyInto};
 
 /// A plain dump for reading, gunzipped on the fly when `compressed`
@@ -115,6 +116,9 @@ pub struct ScriptFilter<R> {
     only_rows: bool,
     /// Whether the COPY block being read is passed on.
     keep_copy: bool,
+    /// With `only_rows`: where the statements read so far leave SQL's quoting, so that a
+    /// `COPY` line inside a function body or a string is not taken for the table's rows.
+    lex: Lex,
 }
 
 impl<R: Read> ScriptFilter<R> {
@@ -129,6 +133,7 @@ impl<R: Read> ScriptFilter<R> {
             copy_into: None,
             only_rows: false,
             keep_copy: true,
+            lex: Lex::Neutral,
         }
     }
 
@@ -177,7 +182,8 @@ impl<R: Read> ScriptFilter<R> {
             }
             return Ok(true);
         }
-        if line.starts_with("COPY ") && line.trim_end().ends_with(" FROM stdin;") {
+        let at_start = !self.only_rows || self.lex == Lex::Neutral;
+        if at_start && line.starts_with("COPY ") && line.trim_end().ends_with(" FROM stdin;") {
             self.in_copy = true;
             self.keep_copy = true;
             if let Some(c) = &self.copy_into {
@@ -196,6 +202,7 @@ impl<R: Read> ScriptFilter<R> {
                 }
             }
         } else if self.only_rows {
+            self.lex = advance(std::mem::take(&mut self.lex), line);
             self.pending.clear();
         } else if let Some(replaced) = without_server_attribute_option(line) {
             self.pending = replaced.into_bytes();
@@ -295,6 +302,8 @@ mod tests {
         let script = "--\n-- PostgreSQL database dump\n--\n\n\\restrict abc\n\n\
              SET client_encoding = 'UTF8';\nSET lock_timeout = 0;\n\n\
              CREATE TABLE public.t (x int);\n\
+             CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS $$\n\
+             COPY public.t (x) FROM stdin;\n666\n\\.\nSELECT 1 $$;\n\
              COPY public.other (x) FROM stdin;\n1\n\\.\n\
              \\! echo never\n\
              COPY public.t (x) FROM stdin;\n7\n\\! not a command: a row\n\\.\n\

@@ -6,11 +6,113 @@
 //! would) and the text of each, with the rows of its `COPY` blocks left out: what
 //! [`crate::restore::table::table_definition`] needs from a plain backup, in memory the size of
 //! the schema, not of the data.
+//!
+//! A header comment or a `COPY` counts only where a statement may begin: the lines are followed
+//! through SQL's quoting (strings, quoted names, dollar quotes, block comments), so text inside a
+//! function body or a string (which whoever wrote the object chose) can never pose as an entry.
 
 use std::io::{self, BufRead, BufReader, Read};
 
 use crate::files::plain::without_server_attribute_option;
+use crate::restore::table::{dollar_tag, is_ident_char};
 use crate::restore::toc::TocEntry;
+
+/// Where a line of SQL leaves the lexer: outside any quoting, or inside one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum Lex {
+    #[default]
+    Neutral,
+    /// In a string literal; `E'...'` strings take backslash escapes.
+    Quote { backslashes: bool },
+    /// In a quoted name.
+    Name,
+    /// In a dollar-quoted string with this `$tag$`.
+    Dollar(String),
+    /// In a block comment, nested this deep.
+    Comment(usize),
+}
+
+/// The lexer's state after `line`, from `state` before it.
+pub(crate) fn advance(mut state: Lex, line: &str) -> Lex {
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let rest = &b[i..];
+        match &mut state {
+            Lex::Neutral => {
+                if rest.starts_with(b"--") {
+                    return Lex::Neutral;
+                } else if rest.starts_with(b"/*") {
+                    state = Lex::Comment(1);
+                    i += 2;
+                } else if rest[0] == b'\'' {
+                    state = Lex::Quote { backslashes: false };
+                    i += 1;
+                } else if (rest[0] == b'E' || rest[0] == b'e') && rest.get(1) == Some(&b'\'') {
+                    state = Lex::Quote { backslashes: true };
+                    i += 2;
+                } else if rest[0] == b'"' {
+                    state = Lex::Name;
+                    i += 1;
+                } else if rest[0] == b'$' {
+                    match dollar_tag(line, i) {
+                        Some(tag) => {
+                            i += tag.len();
+                            state = Lex::Dollar(tag.to_string());
+                        }
+                        None => i += 1,
+                    }
+                } else if rest[0].is_ascii_alphabetic() || rest[0] == b'_' || rest[0] >= 0x80 {
+                    // A name or keyword, `$` included (`a$b$` is not a dollar quote).
+                    while i < b.len() && (b[i] >= 0x80 || is_ident_char(b[i] as char)) {
+                        i += 1;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            Lex::Quote { backslashes } => match rest[0] {
+                b'\\' if *backslashes => i += 2,
+                b'\'' if rest.get(1) == Some(&b'\'') => i += 2,
+                b'\'' => {
+                    state = Lex::Neutral;
+                    i += 1;
+                }
+                _ => i += 1,
+            },
+            Lex::Name => match rest[0] {
+                b'"' if rest.get(1) == Some(&b'"') => i += 2,
+                b'"' => {
+                    state = Lex::Neutral;
+                    i += 1;
+                }
+                _ => i += 1,
+            },
+            Lex::Dollar(tag) => match line[i..].find(tag.as_str()) {
+                Some(n) => {
+                    i += n + tag.len();
+                    state = Lex::Neutral;
+                }
+                None => return state,
+            },
+            Lex::Comment(depth) => {
+                if rest.starts_with(b"/*") {
+                    *depth += 1;
+                    i += 2;
+                } else if rest.starts_with(b"*/") {
+                    *depth -= 1;
+                    i += 2;
+                    if *depth == 0 {
+                        state = Lex::Neutral;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    }
+    state
+}
 
 /// A plain script's entries and their statements (see the module's comment).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,6 +149,7 @@ pub fn read_script_entries(script: impl Read) -> io::Result<ScriptEntries> {
     let mut reader = BufReader::new(script);
     let mut raw = Vec::new();
     let mut in_copy = false;
+    let mut lex = Lex::Neutral;
     loop {
         raw.clear();
         if reader.read_until(b'\n', &mut raw)? == 0 {
@@ -57,11 +160,13 @@ pub fn read_script_entries(script: impl Read) -> io::Result<ScriptEntries> {
             continue;
         }
         let line = String::from_utf8_lossy(&raw);
-        if line.starts_with("COPY ") && line.trim_end().ends_with(" FROM stdin;") {
+        let at_start = lex == Lex::Neutral;
+        if at_start && line.starts_with("COPY ") && line.trim_end().ends_with(" FROM stdin;") {
             in_copy = true;
             continue;
         }
-        if let Some((name, kind, schema, owner)) = header_entry(line.trim_end()) {
+        let header = at_start.then(|| header_entry(line.trim_end())).flatten();
+        if let Some((name, kind, schema, owner)) = header {
             out.entries.push(TocEntry {
                 toc_id: out.entries.len() as i64 + 1,
                 kind,
@@ -72,6 +177,7 @@ pub fn read_script_entries(script: impl Read) -> io::Result<ScriptEntries> {
             out.texts.push(String::new());
             continue;
         }
+        lex = advance(lex, &line);
         let line = without_server_attribute_option(&line).unwrap_or_else(|| line.into_owned());
         match out.texts.last_mut() {
             Some(text) => text.push_str(&line),
@@ -198,6 +304,37 @@ SELECT pg_catalog.set_config('search_path', '', false);\n\n--\n\
         assert!(!script.contains("OWNER TO"));
         assert!(!script.contains("FOREIGN KEY"));
         assert!(!script.contains('\\'));
+    }
+
+    #[test]
+    fn text_inside_quotes_never_poses_as_an_entry_or_rows() {
+        let forged = "\
+--\n-- Name: sales; Type: SCHEMA; Schema: -; Owner: app\n--\n\nCREATE SCHEMA sales;\n\n\
+--\n-- Name: f(); Type: FUNCTION; Schema: sales; Owner: eve\n--\n\n\
+CREATE FUNCTION sales.f() RETURNS text LANGUAGE sql AS $b$\n\
+--\n-- Name: orders id; Type: DEFAULT; Schema: sales; Owner: app\n--\n\
+SELECT pg_catalog.set_config('a', 'b', false), sales.evil();\n\
+COPY sales.x FROM stdin;\n$b$;\n\n\
+COMMENT ON FUNCTION sales.f() IS 'it''s\n-- Name: orders c; Type: CONSTRAINT; Schema: sales; Owner: app\n\
+ALTER TABLE sales.orders ADD CONSTRAINT c CHECK (sales.evil());';\n\
+COMMENT ON SCHEMA sales IS E'\\'\n-- Name: orders i; Type: INDEX; Schema: sales; Owner: app\n';\n\
+CREATE TABLE sales.\"x\n-- Name: y; Type: INDEX; Schema: sales; Owner: app\" (/* a\n\
+-- Name: z; Type: INDEX; Schema: sales; Owner: app\n*/ i int);\n\
+SELECT a$b$c;\n\
+--\n-- Name: orders; Type: TABLE; Schema: sales; Owner: app\n--\n\n\
+CREATE TABLE sales.orders (id integer);\n";
+        let s = read_script_entries(forged.as_bytes()).unwrap();
+        let kinds: Vec<&str> = s.entries.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["SCHEMA", "FUNCTION", "TABLE"]);
+        let found = table_entries(&s.entries, "sales", "orders").unwrap();
+        assert_eq!((found.table, found.data), (3, None));
+        assert_eq!(found.definitions, [3]);
+        let script = s.script_of(&found.definitions);
+        assert!(!script.contains("evil"), "{script}");
+        assert!(
+            script.ends_with("CREATE TABLE sales.orders (id integer);\n"),
+            "{script}"
+        );
     }
 
     #[test]

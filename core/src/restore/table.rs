@@ -191,11 +191,11 @@ struct Token {
     end: usize,
 }
 
-fn is_ident_start(c: char) -> bool {
+pub(crate) fn is_ident_start(c: char) -> bool {
     c.is_ascii_alphabetic() || c == '_' || !c.is_ascii()
 }
 
-fn is_ident_char(c: char) -> bool {
+pub(crate) fn is_ident_char(c: char) -> bool {
     is_ident_start(c) || c.is_ascii_digit() || c == '$'
 }
 
@@ -309,7 +309,7 @@ fn string_end(sql: &str, mut i: usize, backslashes: bool) -> Result<usize, Strin
 }
 
 /// `$tag$` starting at `i`, if there is one.
-fn dollar_tag(sql: &str, i: usize) -> Option<&str> {
+pub(crate) fn dollar_tag(sql: &str, i: usize) -> Option<&str> {
     let rest = &sql[i + 1..];
     let n = rest.find('$')?;
     let tag = &rest[..n];
