@@ -315,6 +315,21 @@ pub(super) fn read_contents(rec: &BackupRecord, source: &ArchiveSource) -> (Stri
     (listing, entries)
 }
 
+/// What one fixed query prints when psql runs it in database `db` (a backend sees only its own
+/// database); `what` names what is read, in errors. Bounded, and cancellable like any query.
+pub(super) fn query_in_database(db: &str, sql: &str, what: &str) -> String {
+    let conn = crate::tools::tool_connection()
+        .map_err(BackupError::ToolFailed)
+        .or_report();
+    let argv = backup_core::psql_query_argv(&settings::bin_dir(), &conn, db, sql);
+    let out = list_archive(&argv.into(), None, &call_work_dir(), LIST_TIMEOUT);
+    pg_sys::check_for_interrupts!();
+    out.map_err(|e| {
+        BackupError::ToolFailed(format!("cannot read {what} of database \"{db}\": {e}"))
+    })
+    .or_report()
+}
+
 /// The directory the tools a call runs work in (their stderr, fetched table of contents).
 pub(super) fn call_work_dir() -> std::path::PathBuf {
     backup_core::set_wait_hook(interrupt_pending);

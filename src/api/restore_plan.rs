@@ -6,17 +6,16 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use backup_core::{
-    build_plan, estimate_restored_size, free_space, list_archive, parse_toc,
-    pg_restore_selected_list_argv, pg_restore_selected_schema_argv, psql_query_argv,
-    script_grantees, use_list_for, use_list_to_write, Contents, Format, JobKind, PlanFacts,
-    PlanRow, ServerFacts, SpaceFacts, TargetFacts, TocEntry, ToolFacts,
+    build_plan, estimate_restored_size, free_space, parse_toc, pg_restore_selected_list_argv,
+    pg_restore_selected_schema_argv, script_grantees, use_list_for, use_list_to_write, Contents,
+    Format, JobKind, PlanFacts, PlanRow, ServerFacts, SpaceFacts, TargetFacts, TocEntry, ToolFacts,
 };
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use super::restore::{
-    archive_format, call_work_dir, check_data_owners, check_restore_call, read_archive,
-    read_contents, RestoreCall, LIST_TIMEOUT,
+    archive_format, call_work_dir, check_data_owners, check_restore_call, query_in_database,
+    read_archive, read_contents, RestoreCall,
 };
 use crate::catalog;
 use crate::error::{BackupError, OrReport};
@@ -218,24 +217,7 @@ fn target_facts(call: &RestoreCall, name: &str, entries: &[TocEntry]) -> TargetF
 
 /// What exists in database `name`, read by psql (a backend sees only its own database).
 fn existing_objects(name: &str) -> BTreeSet<(String, Option<String>, String)> {
-    let conn = crate::tools::tool_connection()
-        .map_err(BackupError::ToolFailed)
-        .or_report();
-    let argv = psql_query_argv(
-        &settings::bin_dir(),
-        &conn,
-        name,
-        catalog::TARGET_OBJECTS_QUERY,
-    );
-    let out = list_archive(&argv.into(), None, &call_work_dir(), LIST_TIMEOUT);
-    pg_sys::check_for_interrupts!();
-    let out = out
-        .map_err(|e| {
-            BackupError::ToolFailed(format!(
-                "cannot read the objects of database \"{name}\": {e}"
-            ))
-        })
-        .or_report();
+    let out = query_in_database(name, catalog::TARGET_OBJECTS_QUERY, "the objects");
     serde_json::from_str::<Vec<(String, Option<String>, String)>>(out.trim())
         .map_err(|e| {
             BackupError::ToolFailed(format!(

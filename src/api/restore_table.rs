@@ -3,12 +3,10 @@
 //! first (rights, locating and checking the archive, the identity of an encrypted one), then
 //! those of the table: it is in the backup, the new name is free, the schema exists.
 
-use std::time::Duration;
-
 use backup_core::{
-    default_into_name, list_archive, plain_dump_reader, psql_query_argv, read_script_entries,
-    relation_facts_query, restored_suffix, table_entries, validate_relation_name, ArchiveSource,
-    ErrorKind, Format, JobKind, RequestError, RestoreRequest, TableTarget, TocEntry,
+    default_into_name, plain_dump_reader, read_script_entries, relation_facts_query,
+    restored_suffix, table_entries, validate_relation_name, ArchiveSource, ErrorKind, Format,
+    JobKind, RequestError, RestoreRequest, TableTarget, TocEntry,
 };
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -16,19 +14,16 @@ use serde_json::{json, Value};
 
 use super::restore::{
     archive_format, check_integrity, check_readable, check_target, choose_copy, decrypting,
-    read_contents, succeeded_backup,
+    query_in_database, read_contents, succeeded_backup,
 };
 use crate::catalog::{self, BackupRecord, NewJob};
 use crate::enqueue::timeout_seconds;
 use crate::error::{BackupError, OrReport};
 use crate::privileges::{self, Caller};
-use crate::{settings, wake};
+use crate::wake;
 
 const OPTIONS_HINT: &str = "restore_table() takes {\"data_only\": true|false, \"timeout\": \
      \"<interval>\", \"storage\": \"<storage target>\"}.";
-
-/// How long the look-up in the target database may take.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn request_error(kind: ErrorKind, message: String, hint: &str) -> ! {
     BackupError::Request(RequestError::new(kind, message, hint)).report()
@@ -67,22 +62,8 @@ fn parse_options(options: &Value) -> (bool, Option<String>, Option<i32>) {
 
 /// One query's rows in database `db`, fields split.
 fn query(db: &str, sql: &str) -> Vec<Vec<String>> {
-    let work_dir = settings::directory().join(".work");
-    backup_core::create_private_dir(&work_dir)
-        .map_err(|e| BackupError::ToolFailed(format!("cannot create {}: {e}", work_dir.display())))
-        .or_report();
-    let argv = psql_query_argv(
-        &settings::bin_dir(),
-        &crate::tools::tool_connection()
-            .map_err(BackupError::ToolFailed)
-            .or_report(),
-        db,
-        sql,
-    );
-    let out = list_archive(&argv.into(), None, &work_dir, QUERY_TIMEOUT)
-        .map_err(|e| BackupError::ToolFailed(format!("cannot look into database \"{db}\": {e}")))
-        .or_report();
-    out.lines()
+    query_in_database(db, sql, "the target table")
+        .lines()
         .map(|l| {
             l.split(backup_core::restore::argv::FIELD_SEPARATOR)
                 .map(String::from)
