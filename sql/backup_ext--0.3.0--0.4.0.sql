@@ -187,15 +187,17 @@ CREATE POLICY readable_databases ON backup_ext.job_totals FOR SELECT
 
 -- Recomputes one summary row from the history, each figure an index lookup. The row is locked
 -- first: a concurrent refresh of the same database waits, and its figures, read by the next
--- statement (a new snapshot), include what this one committed.
+-- statement (a new snapshot), include what this one committed. PL/pgSQL rather than SQL: a
+-- session (the worker's) plans these statements once, not at every call.
 CREATE FUNCTION backup_ext.refresh_database_summary(target_kind text, target_database text)
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+BEGIN
 INSERT INTO backup_ext.database_summary (kind, database) VALUES ($1, $2)
 ON CONFLICT (kind, database) DO NOTHING;
-SELECT 1 FROM backup_ext.database_summary d WHERE d.kind = $1 AND d.database = $2 FOR UPDATE;
+PERFORM FROM backup_ext.database_summary d WHERE d.kind = $1 AND d.database = $2 FOR UPDATE;
 INSERT INTO backup_ext.database_summary AS d
        (kind, database, last_backup_id, last_success_at, last_started_at, last_size_bytes,
         last_path, last_anomaly, last_failure_at, last_error, last_verified_at,
@@ -234,6 +236,7 @@ ON CONFLICT (kind, database) DO UPDATE
        last_verified_backup_id = EXCLUDED.last_verified_backup_id,
        backups_kept = EXCLUDED.backups_kept, bytes_kept = EXCLUDED.bytes_kept,
        updated_at = EXCLUDED.updated_at;
+END
 $fn$;
 
 -- Statement triggers with transition tables: one refresh per database a statement touched,
@@ -267,6 +270,9 @@ BEGIN
            FROM (SELECT n.kind, coalesce(n.database, '') AS database
                    FROM new_rows n JOIN old_rows o ON o.job_id = n.job_id
                   WHERE n.kind IN ('database', 'globals')
+                    -- only finished jobs are summarised: claiming a job or its progress
+                    -- changes no figure
+                    AND (n.status IN ('succeeded', 'failed') OR o.status IN ('succeeded', 'failed'))
                     AND (n.status, n.started_at, n.finished_at, n.error, n.kind, n.database)
                         IS DISTINCT FROM (o.status, o.started_at, o.finished_at, o.error, o.kind, o.database)
                  UNION
@@ -300,6 +306,8 @@ BEGIN
            FROM (SELECT n.kind, coalesce(n.database, '') AS database
                    FROM new_rows n JOIN old_rows o ON o.backup_id = n.backup_id
                   WHERE n.kind IN ('database', 'globals')
+                    -- a backup counts once its size is recorded: not while its job runs
+                    AND (n.size_bytes IS NOT NULL OR o.size_bytes IS NOT NULL)
                     AND (n.size_bytes, n.expired_at, n.path, n.verified_at, n.verify_status,
                          n.anomaly, n.kind, n.database)
                         IS DISTINCT FROM (o.size_bytes, o.expired_at, o.path, o.verified_at,

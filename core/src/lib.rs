@@ -78,9 +78,9 @@ pub use restore::run::{RestorePlan, RestoreRun, RestoreStep};
 pub use restore::script_entries::{read_script_entries, ScriptEntries};
 pub use restore::source::{ArchiveSource, StoredObject};
 pub use restore::table::{
-    data_only_check_sql, default_into_name, qualified, relation_facts_query, restored_suffix,
-    table_definition, table_entries, validate_relation_name, CopyInto, TableDefinition,
-    TableEntries, TableTarget,
+    act_as_owner_sql, data_only_check_sql, default_into_name, qualified, relation_facts_query,
+    restored_suffix, table_definition, table_entries, validate_relation_name, CopyInto,
+    TableDefinition, TableEntries, TableTarget,
 };
 pub use restore::target::{
     access_sql, create_database_sql, quote_ident, set_role_sql, DatabaseGrant, SourceAccess,

@@ -677,3 +677,83 @@ fn one_table_of_an_encrypted_backup_in_s3_comes_back() {
     );
     assert_eq!(c.table_fingerprint("rt_app", "t1"), after);
 }
+
+/// A table whose CHECK constraint and index call a function its (non-superuser) owner wrote,
+/// which refuses to run as a superuser: a superuser's restore_table() gives the new table to
+/// that owner (a role whose name has a space) and loads its rows and builds its index as the
+/// owner. Into a schema the owner may not use, the job fails with 42501 and leaves nothing.
+#[test]
+fn a_superusers_restore_runs_the_tables_own_code_as_its_owner() {
+    let c = cluster();
+    c.client("postgres")
+        .batch_execute("CREATE ROLE \"rt Code Owner\" LOGIN")
+        .unwrap();
+    c.client("postgres")
+        .batch_execute("CREATE DATABASE rt_code")
+        .unwrap();
+    c.client("rt_code")
+        .batch_execute(
+            "CREATE SCHEMA app AUTHORIZATION \"rt Code Owner\";
+             CREATE SCHEMA vault;",
+        )
+        .unwrap();
+    c.client_as("rt_code", "rt Code Owner")
+        .batch_execute(
+            "CREATE FUNCTION app.not_as_superuser(v int) RETURNS int LANGUAGE plpgsql IMMUTABLE
+               AS $$BEGIN
+                   IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+                       RAISE EXCEPTION 'ran as superuser %', current_user;
+                   END IF;
+                   RETURN v;
+               END$$;
+             CREATE TABLE app.ledger (
+                 id int PRIMARY KEY,
+                 v int NOT NULL CHECK (app.not_as_superuser(v) >= 0));
+             CREATE INDEX ledger_v_idx ON app.ledger (app.not_as_superuser(v));
+             INSERT INTO app.ledger SELECT i, i FROM generate_series(1, 40) AS i;",
+        )
+        .unwrap();
+    let live = c.table_fingerprint("rt_code", "app.ledger");
+    let id = backup_db(&c, "rt_code", "").backup_id;
+
+    let job = restore_table_job(
+        &c,
+        &format!("SELECT backup_ext.restore_table({id}, 'ledger', schema_name => 'app')"),
+    );
+    let restored = format!("app.ledger_restored_{id}");
+    assert_eq!(c.table_fingerprint("rt_code", &restored), live);
+    assert_eq!(
+        texts(
+            &c,
+            "rt_code",
+            &format!(
+                "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = '{restored}'::regclass
+                 UNION ALL
+                 SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = '{restored}'::regclass
+                    AND NOT indisprimary"
+            )
+        ),
+        ["rt Code Owner", &format!("app.ledger_v_idx_restored_{id}")]
+    );
+    assert_eq!(c.job(job).requested_by.as_deref(), Some("postgres"));
+
+    let job = c.enqueue(&format!(
+        "SELECT backup_ext.restore_table({id}, 'ledger', schema_name => 'app', into_schema => 'vault')"
+    ));
+    assert_eq!(c.wait_final(job, SMALL_JOB), "failed");
+    let (_, error, _) = job_outcome(&c, job);
+    let error = error.unwrap_or_default();
+    assert!(
+        error.contains("role \"rt Code Owner\", the owner of vault.ledger")
+            && error.contains("may not use schema vault"),
+        "{error}"
+    );
+    assert_eq!(
+        texts(
+            &c,
+            "rt_code",
+            "SELECT count(*)::text FROM pg_class WHERE relnamespace = 'vault'::regnamespace"
+        ),
+        ["0"]
+    );
+}

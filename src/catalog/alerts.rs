@@ -14,8 +14,9 @@ use super::SpiResult;
 /// Whether the alert tables exist: not while the library is newer than the installed schema
 /// (before `ALTER EXTENSION backup_ext UPDATE`), when outcomes must still be recorded.
 pub fn outbox_exists() -> SpiResult<bool> {
-    Ok(Spi::get_one::<bool>(
+    Ok(super::one_kept::<bool>(
         "SELECT pg_catalog.to_regclass('backup_ext.alert_deliveries') IS NOT NULL",
+        &[],
     )?
     .unwrap_or(false))
 }
@@ -80,8 +81,9 @@ pub fn alert(name: &str) -> SpiResult<Option<(String, String, Value)>> {
 
 /// An event with the cluster's identity and the time filled in.
 pub fn new_event(event: Event, database: Option<&str>, message: &str) -> SpiResult<AlertEvent> {
-    let cluster = Spi::get_one::<String>("SELECT pg_catalog.current_setting('cluster_name')")?
-        .unwrap_or_default();
+    let cluster =
+        super::one_kept::<String>("SELECT pg_catalog.current_setting('cluster_name')", &[])?
+            .unwrap_or_default();
     Ok(AlertEvent {
         event: event.as_str().to_string(),
         message: message.to_string(),
@@ -99,12 +101,12 @@ pub fn new_event(event: Event, database: Option<&str>, message: &str) -> SpiResu
 
 /// Fills in what the catalog knows of a job.
 fn add_job_facts(e: &mut AlertEvent, job_id: i64) -> SpiResult<()> {
-    Spi::connect(|client| {
-        let rows = client.select(
+    Spi::connect_mut(|client| {
+        let rows = super::kept(
+            client,
             "SELECT j.kind, j.status, j.database, coalesce(a.backup_id, j.backup_id), coalesce(j.error, '')
                FROM backup_ext.jobs j LEFT JOIN backup_ext.artifacts a ON a.job_id = j.job_id
               WHERE j.job_id = $1",
-            None,
             &[job_id.into()],
         )?;
         for row in rows {
@@ -147,7 +149,7 @@ fn queue(e: &AlertEvent, any: &[&str], none: &[&str]) -> SpiResult<i64> {
     let payload = serde_json::to_value(e).unwrap_or(Value::Null);
     let any: Vec<String> = any.iter().map(|s| s.to_string()).collect();
     let none: Vec<String> = none.iter().map(|s| s.to_string()).collect();
-    Ok(Spi::get_one_with_args::<i64>(
+    Ok(super::one_kept::<i64>(
         "WITH q AS (
              INSERT INTO backup_ext.alert_deliveries (alert, event, payload)
              SELECT a.name, $1, $2 FROM backup_ext.alert_targets a

@@ -203,7 +203,8 @@ pub fn flag_size_anomaly(backup_id: i64, ratio: f64) -> SpiResult<Option<(String
         return Ok(None);
     }
     Spi::connect_mut(|client| {
-        let rows = client.update(
+        let rows = super::kept(
+            client,
             "WITH cur AS (
                  SELECT a.backup_id, a.database, a.format, a.size_bytes, j.request
                    FROM backup_ext.artifacts a JOIN backup_ext.jobs j ON j.job_id = a.job_id
@@ -223,7 +224,6 @@ pub fn flag_size_anomaly(backup_id: i64, ratio: f64) -> SpiResult<Option<(String
                FROM cur, prev
               WHERE a.backup_id = cur.backup_id AND cur.size_bytes < prev.size_bytes * $2::float8
           RETURNING a.database, a.anomaly",
-            None,
             &[backup_id.into(), ratio.into()],
         )?;
         for row in rows {

@@ -35,8 +35,9 @@ pub fn database_allows_connections(name: &str) -> SpiResult<Option<bool>> {
 }
 
 pub fn extension_installed() -> SpiResult<bool> {
-    Ok(Spi::get_one::<bool>(
+    Ok(super::one_kept::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'backup_ext')",
+        &[],
     )?
     .unwrap_or(false))
 }

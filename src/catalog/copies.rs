@@ -8,7 +8,7 @@ use super::SpiResult;
 /// After a backup succeeded (in the transaction recording it): one `copy` job per target of
 /// its database's policy (or the default policy) other than the backup's own target.
 pub fn enqueue_copies(backup_id: i64) -> SpiResult<()> {
-    Spi::run_with_args(
+    super::run_kept(
         "WITH b AS (
              SELECT a.backup_id, a.database, a.kind, a.storage, j.run_as, j.requested_by
                FROM backup_ext.artifacts a JOIN backup_ext.jobs j USING (job_id)
@@ -67,7 +67,7 @@ pub fn record_copy_outcome(
     retries: i32,
     delay_seconds: i32,
 ) -> SpiResult<()> {
-    Spi::run_with_args(
+    super::run_kept(
         "UPDATE backup_ext.backup_copies c
             SET status = CASE WHEN $2::text IS NULL THEN 'succeeded' ELSE 'failed' END,
                 finished_at = clock_timestamp(),

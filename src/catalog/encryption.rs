@@ -23,7 +23,7 @@ pub fn set_encryption_policy(database: Option<&str>, recipients: &[String]) -> S
 /// The recipients a new backup of `database` (None: globals) is encrypted to: its own policy
 /// ('globals' for globals), else the default; empty when neither exists.
 pub fn encryption_recipients(database: Option<&str>) -> SpiResult<Vec<String>> {
-    Ok(Spi::get_one_with_args::<Vec<String>>(
+    Ok(super::one_kept::<Vec<String>>(
         // Always one row (NULL without a policy).
         "SELECT (SELECT recipients FROM (
              SELECT p.recipients, 0 AS rank FROM backup_ext.encryption_policy p

@@ -112,7 +112,8 @@ pub struct ClaimedJob {
 /// Claims the oldest queued job, skipping rows another session holds locked.
 pub fn claim_next_job(worker_pid: i32) -> SpiResult<Option<ClaimedJob>> {
     Spi::connect_mut(|client| {
-        let rows = client.update(
+        let rows = super::kept(
+            client,
             "UPDATE backup_ext.jobs
                 SET status = 'running', started_at = clock_timestamp(), worker_pid = $1,
                     bytes_written = 0
@@ -126,7 +127,6 @@ pub fn claim_next_job(worker_pid: i32) -> SpiResult<Option<ClaimedJob>> {
                     backup_id, timeout_seconds, coalesce(run_as, requested_by)::text,
                     coalesce((SELECT a.storage FROM backup_ext.artifacts a
                                WHERE a.job_id = jobs.job_id), 'local')",
-            None,
             &[worker_pid.into()],
         )?;
         if let Some(row) = rows.into_iter().next() {
@@ -157,7 +157,7 @@ pub fn record_start(
     recipients: &[String],
 ) -> SpiResult<()> {
     let recipients = (!recipients.is_empty()).then(|| recipients.to_vec());
-    Spi::run_with_args(
+    super::run_kept(
         "UPDATE backup_ext.artifacts
             SET path = $2, key = $3, tool_version = $4, server_version = $5,
                 encrypted = $6::text[] IS NOT NULL, recipients = $6
@@ -256,7 +256,7 @@ pub fn forget_upload(job_id: i64, copy: bool) -> SpiResult<()> {
 
 /// What a backup's sidecar says, read just before its outcome is recorded.
 pub fn sidecar_facts(job_id: i64) -> SpiResult<Option<Value>> {
-    Spi::get_one_with_args::<JsonB>(
+    super::one_kept::<JsonB>(
         "SELECT pg_catalog.jsonb_build_object(
                     'backup_id', a.backup_id, 'kind', a.kind, 'database', a.database,
                     'format', a.format, 'compress', a.compress, 'label', j.label,
@@ -280,10 +280,16 @@ pub fn sidecar_facts(job_id: i64) -> SpiResult<Option<Value>> {
 
 /// This cluster's `system_identifier`, which separates servers sharing a bucket.
 pub fn system_identifier() -> SpiResult<String> {
-    Ok(Spi::get_one::<String>(
+    static KNOWN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(known) = KNOWN.get() {
+        return Ok(known.clone());
+    }
+    // Fixed for the life of the data directory: read once per process.
+    let read = Spi::get_one::<String>(
         "SELECT system_identifier::text FROM pg_catalog.pg_control_system()",
     )?
-    .unwrap_or_default())
+    .unwrap_or_default();
+    Ok(KNOWN.get_or_init(|| read).clone())
 }
 
 /// The final outcome of a job, written in its own transaction.
@@ -323,13 +329,13 @@ pub fn record_outcome(job_id: i64, outcome: &Outcome, copy_retry: (i32, i32)) ->
     // report never resurrects a job that already ended.
     let from = predecessors(status);
     Spi::connect_mut(|client| {
-        client.update(
+        super::kept(
+            client,
             "UPDATE backup_ext.jobs
                 SET status = $2, finished_at = clock_timestamp(), error = $3, message = $4,
                     tables_done = CASE WHEN $2 = 'succeeded' THEN coalesce(tables_total, tables_done)
                                        ELSE tables_done END
               WHERE job_id = $1 AND status = ANY($5)",
-            None,
             &[
                 job_id.into(),
                 status.as_str().into(),
@@ -349,12 +355,12 @@ pub fn record_outcome(job_id: i64, outcome: &Outcome, copy_retry: (i32, i32)) ->
             ..
         } = outcome
         {
-            client.update(
+            super::kept(
+                client,
                 "UPDATE backup_ext.artifacts
                     SET size_bytes = $2, sha256 = $3, manifest = $4, etag = $5, upload_id = NULL,
                         upload_key = NULL
                   WHERE job_id = $1",
-                None,
                 &[
                     job_id.into(),
                     (*size).into(),
@@ -363,18 +369,18 @@ pub fn record_outcome(job_id: i64, outcome: &Outcome, copy_retry: (i32, i32)) ->
                     etag.clone().into(),
                 ],
             )?;
-            client.update(
+            super::kept(
+                client,
                 "UPDATE backup_ext.jobs SET bytes_written = $2 WHERE job_id = $1",
-                None,
                 &[job_id.into(), (*size).into()],
             )?;
         } else if !matches!(outcome, Outcome::Succeeded { .. }) {
-            client.update(
+            super::kept(
+                client,
                 // An upload the job could not abort keeps its key for the sweep.
                 "UPDATE backup_ext.artifacts
                     SET path = NULL, key = CASE WHEN upload_id IS NULL THEN NULL ELSE key END
                   WHERE job_id = $1",
-                None,
                 &[job_id.into()],
             )?;
         }
@@ -382,18 +388,18 @@ pub fn record_outcome(job_id: i64, outcome: &Outcome, copy_retry: (i32, i32)) ->
         super::record_copy_outcome(job_id, error, retry, retries, delay)?;
         // In this transaction: an alert is never lost, nor sent for an outcome rolled back.
         super::alerts::raise_for_outcome(job_id)?;
-        client.update(
+        super::kept(
+            client,
             "DELETE FROM backup_ext.cancel_requests WHERE job_id = $1",
-            None,
             &[job_id.into()],
         )?;
-        client.update(
+        super::kept(
+            client,
             "SELECT pg_catalog.pg_notify('backup_ext', pg_catalog.json_build_object(
                  'job_id', j.job_id, 'backup_id', a.backup_id, 'kind', j.kind,
                  'database', j.database, 'status', j.status)::pg_catalog.text)
                FROM backup_ext.jobs j LEFT JOIN backup_ext.artifacts a USING (job_id)
               WHERE j.job_id = $1",
-            None,
             &[job_id.into()],
         )?;
         Ok(())
@@ -417,7 +423,7 @@ pub fn record_progress(progress: &[Progress]) -> SpiResult<()> {
     let bytes: Vec<i64> = progress.iter().map(|p| p.bytes).collect();
     let done: Vec<Option<i32>> = progress.iter().map(|p| p.tables_done).collect();
     let total: Vec<Option<i32>> = progress.iter().map(|p| p.tables_total).collect();
-    Spi::run_with_args(
+    super::run_kept(
         "UPDATE backup_ext.jobs j
             SET bytes_written = p.bytes, tables_done = p.done,
                 tables_total = coalesce(p.total, j.tables_total)
@@ -434,9 +440,9 @@ pub fn cancel_requests(running: &[i64]) -> SpiResult<Vec<i64>> {
         return Ok(Vec::new());
     }
     Spi::connect_mut(|client| {
-        let rows = client.update(
+        let rows = super::kept(
+            client,
             "SELECT job_id FROM backup_ext.cancel_requests WHERE job_id = ANY($1)",
-            None,
             &[running.to_vec().into()],
         )?;
         let mut out = Vec::new();

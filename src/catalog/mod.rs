@@ -24,6 +24,13 @@ pub use retention::*;
 pub use schedules::*;
 pub use storage::*;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use pgrx::datum::{DatumWithOid, FromDatum, IntoDatum};
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
+use pgrx::{pg_sys, PgOid, Spi};
+
 pub type SpiResult<T> = Result<T, pgrx::spi::Error>;
 
 /// `to_char` format of a UTC timestamp that `parse_utc` reads back.
@@ -34,6 +41,53 @@ pub(crate) fn parse_utc(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+thread_local! {
+    /// The plans [`kept`] keeps, by statement and argument types.
+    static KEPT: RefCell<HashMap<(&'static str, Vec<pg_sys::Oid>), OwnedPreparedStatement>> =
+        RefCell::default();
+}
+
+/// Runs `sql` through a plan kept for the rest of the session. The worker runs the same few
+/// statements for every job (claim, start, progress, outcome, sidecar, guardrail, copies), and
+/// planning them each time cost more than running them. PostgreSQL re-plans a kept statement
+/// by itself when something it depends on changes (an extension update, a new search_path or
+/// role), so a kept plan never differs from a fresh one in what it does.
+pub(crate) fn kept<'conn>(
+    client: &mut SpiClient<'conn>,
+    sql: &'static str,
+    args: &[DatumWithOid],
+) -> SpiResult<SpiTupleTable<'conn>> {
+    let key = (sql, args.iter().map(DatumWithOid::oid).collect::<Vec<_>>());
+    KEPT.with(|plans| {
+        let mut plans = plans.borrow_mut();
+        if !plans.contains_key(&key) {
+            let types: Vec<PgOid> = key.1.iter().map(|&oid| PgOid::from(oid)).collect();
+            let plan = client.prepare_mut(sql, &types)?.keep();
+            plans.insert(key.clone(), plan);
+        }
+        client.update(&plans[&key], None, args)
+    })
+}
+
+/// [`kept`] in a connection of its own, for a statement whose rows are not wanted.
+pub(crate) fn run_kept(sql: &'static str, args: &[DatumWithOid]) -> SpiResult<()> {
+    Spi::connect_mut(|client| kept(client, sql, args).map(|_| ()))
+}
+
+/// The first column of the first row through [`kept`]; None when there is no row or it is NULL.
+pub(crate) fn one_kept<T: FromDatum + IntoDatum>(
+    sql: &'static str,
+    args: &[DatumWithOid],
+) -> SpiResult<Option<T>> {
+    Spi::connect_mut(|client| {
+        let rows = kept(client, sql, args)?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        rows.first().get_one::<T>()
+    })
 }
 
 /// The first column of every row, as text.

@@ -27,11 +27,11 @@ pub struct Candidate {
 }
 
 pub fn policies() -> SpiResult<BTreeMap<Option<String>, RetentionPolicy>> {
-    Spi::connect(|client| {
-        let rows = client.select(
+    Spi::connect_mut(|client| {
+        let rows = super::kept(
+            client,
             "SELECT database, keep_last, keep_days, keep_daily, keep_weekly, keep_monthly
                FROM backup_ext.retention",
-            None,
             &[],
         )?;
         let mut out = BTreeMap::new();

@@ -138,6 +138,8 @@ pub struct TableEntries {
     /// The TABLE entry and the entries that may belong to it (DEFAULT, CONSTRAINT, CHECK
     /// CONSTRAINT, INDEX of the same schema); which of them do is decided on their statements.
     pub definitions: Vec<i64>,
+    /// The role that owned the table where the backup was made.
+    pub owner: Option<String>,
 }
 
 /// Kinds of entries whose statements may define part of a table.
@@ -147,15 +149,28 @@ const DEFINITION_KINDS: [&str; 4] = ["DEFAULT", "CONSTRAINT", "CHECK CONSTRAINT"
 /// table of that schema and name.
 pub fn table_entries(entries: &[TocEntry], schema: &str, name: &str) -> Option<TableEntries> {
     let in_schema = |e: &&TocEntry| e.schema.as_deref() == Some(schema);
-    let table = entries
-        .iter()
-        .filter(in_schema)
-        .find(|e| e.kind == "TABLE" && e.name == name)?;
-    let data = entries
-        .iter()
-        .filter(in_schema)
-        .find(|e| e.kind == "TABLE DATA" && e.name == name)
-        .map(|e| e.toc_id);
+    // `pg_restore --list` does not quote: an owner whose name has spaces leaves its first
+    // words at the end of the name (`orders Ré` + `Owner`). The exact name comes first.
+    let of_kind = |kind: &str| {
+        let candidates = || entries.iter().filter(in_schema).filter(|e| e.kind == kind);
+        candidates().find(|e| e.name == name).or_else(|| {
+            candidates().find(|e| {
+                e.owner.is_some()
+                    && e.name
+                        .strip_prefix(name)
+                        .is_some_and(|r| r.starts_with(' '))
+            })
+        })
+    };
+    let table = of_kind("TABLE")?;
+    let owner = match table.name.strip_prefix(name) {
+        Some(words) if !words.is_empty() => table
+            .owner
+            .as_ref()
+            .map(|last| format!("{} {last}", &words[1..])),
+        _ => table.owner.clone(),
+    };
+    let data = of_kind("TABLE DATA").map(|e| e.toc_id);
     let mut definitions = vec![table.toc_id];
     definitions.extend(
         entries
@@ -168,6 +183,7 @@ pub fn table_entries(entries: &[TocEntry], schema: &str, name: &str) -> Option<T
         table: table.toc_id,
         data,
         definitions,
+        owner,
     })
 }
 
@@ -594,6 +610,41 @@ fn dollar_quote_for(body: &str) -> String {
         .map(|n| format!("$backup_ext_{n}$"))
         .find(|tag| !body.contains(tag.as_str()))
         .unwrap_or_default()
+}
+
+/// For a superuser's restore, run after the definition (or the `data_only` check): the new
+/// table goes to `owner`, the role that owned it in the archive (None: no such role here, and
+/// the table stays the superuser's), and the rows and the indexes load as the table's owner.
+/// A CHECK constraint, a generated column or an index expression is code its owner wrote: it
+/// never runs as a superuser (pg_restore too gives objects their owners before it indexes
+/// them). Stops the script when that owner may not use the target schema.
+pub fn act_as_owner_sql(target: &TableTarget, owner: Option<&str>) -> String {
+    let into = target.into_qualified();
+    let table = quote_literal(&into);
+    let owner_oid = format!(
+        "(SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = {table}::pg_catalog.regclass)"
+    );
+    let mut sql = String::new();
+    if let (false, Some(owner)) = (target.data_only, owner) {
+        sql += &format!("ALTER TABLE {into} OWNER TO {};\n", quote_ident(owner));
+    }
+    let body = format!(
+        "BEGIN IF NOT pg_catalog.has_schema_privilege({owner_oid}, {schema}, 'USAGE') THEN \
+         RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = pg_catalog.format('role %s, the \
+         owner of %s, may not use schema %s', {owner_oid}::pg_catalog.regrole, \
+         {table}::pg_catalog.regclass, \
+         pg_catalog.quote_ident({schema})), HINT = 'A restored table''s rows and indexes \
+         load as its owner, never as a superuser: grant that role USAGE on the schema, or \
+         restore into a schema it may use.'; END IF; END",
+        schema = quote_literal(&target.into_schema),
+    );
+    let tag = dollar_quote_for(&body);
+    sql += &format!(
+        "DO {tag}{body}{tag};\n\
+         SELECT pg_catalog.set_config('role', r.rolname, false) FROM pg_catalog.pg_roles r \
+         WHERE r.oid = {owner_oid};\n"
+    );
+    sql
 }
 
 /// For `data_only`: locks the existing table against writes and stops the script (under

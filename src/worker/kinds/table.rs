@@ -12,10 +12,10 @@
 use std::path::Path;
 
 use backup_core::{
-    data_only_check_sql, header_settings, list_archive, parse_toc, pg_restore_entries_argv,
-    pg_restore_list_argv, plain_dump_reader, psql_table_argv, read_script_entries, set_role_sql,
-    table_definition, table_entries, use_list_for, CopyInto, Format, RestoreStep, TableEntries,
-    TableTarget, ToolCommand,
+    act_as_owner_sql, data_only_check_sql, header_settings, list_archive, parse_toc,
+    pg_restore_entries_argv, pg_restore_list_argv, plain_dump_reader, psql_table_argv,
+    read_script_entries, set_role_sql, table_definition, table_entries, use_list_for, CopyInto,
+    Format, RestoreStep, TableEntries, TableTarget, ToolCommand,
 };
 
 use super::restore::{RestoreTarget, Sandbox, LIST_TIMEOUT};
@@ -56,21 +56,43 @@ fn find_table(
 fn write_definition(
     script: &str,
     table: &TableTarget,
+    as_owner: Option<AsOwner>,
     definition_sql: &Path,
     indexes_sql: &Path,
 ) -> Result<Vec<String>, String> {
     let skip_settings = header_settings(script.as_bytes())
         .map_err(|e| e.to_string())
         .and_then(|h| catalog::unknown_settings(&h).map_err(|e| e.to_string()))?;
-    if table.data_only {
-        write(definition_sql, &data_only_check_sql(table))?;
-        write(indexes_sql, "")?;
+    let (mut before, after) = if table.data_only {
+        (data_only_check_sql(table), String::new())
     } else {
         let definition = table_definition(script, table, &skip_settings)?;
-        write(definition_sql, &definition.before_script())?;
-        write(indexes_sql, &definition.after_script())?;
+        (definition.before_script(), definition.after_script())
+    };
+    if let Some(AsOwner(owner)) = as_owner {
+        before += &act_as_owner_sql(table, owner.as_deref());
     }
+    write(definition_sql, &before)?;
+    write(indexes_sql, &after)?;
     Ok(skip_settings)
+}
+
+/// A superuser's restore loads the rows and builds the indexes as the table's owner (see
+/// `act_as_owner_sql`): the role that owned it in the archive, when it exists here.
+struct AsOwner(Option<String>);
+
+/// None for a restore that already runs as its (non-superuser) requester.
+fn as_owner(target: &RestoreTarget, found: &TableEntries) -> Result<Option<AsOwner>, String> {
+    if target.sandbox.and_then(Sandbox::run_as).is_some() {
+        return Ok(None);
+    }
+    let owner = match found.owner.as_deref() {
+        Some(owner) => catalog::role_is_superuser(owner)
+            .map_err(|e| e.to_string())?
+            .map(|_| owner.to_string()),
+        None => None,
+    };
+    Ok(Some(AsOwner(owner)))
 }
 
 /// psql running the definition, the rows on its stdin and the indexes in one transaction, as
@@ -139,6 +161,7 @@ pub(super) fn table_step(
         let skip_settings = write_definition(
             &script.script_of(&found.definitions),
             table,
+            as_owner(target, &found)?,
             &definition_sql,
             &indexes_sql,
         )?;
@@ -176,7 +199,13 @@ pub(super) fn table_step(
         &scratch,
         LIST_TIMEOUT,
     )?;
-    let skip_settings = write_definition(&script, table, &definition_sql, &indexes_sql)?;
+    let skip_settings = write_definition(
+        &script,
+        table,
+        as_owner(target, &found)?,
+        &definition_sql,
+        &indexes_sql,
+    )?;
     Ok(RestoreStep::PsqlFromTool {
         command: psql_command(target, ctx, &definition_sql, &indexes_sql),
         source: pg_restore_entries_argv(&ctx.bin_dir, &path, &data_list, true).into(),

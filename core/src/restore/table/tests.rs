@@ -294,8 +294,58 @@ fn table_entries_of_a_listing() {
     assert_eq!(found.table, 218);
     assert_eq!(found.data, Some(3400));
     assert_eq!(found.definitions, [218, 3300, 3500, 3501]);
+    assert_eq!(found.owner.as_deref(), Some("postgres"));
     assert_eq!(table_entries(&entries, "public", "nope"), None);
     assert_eq!(table_entries(&entries, "other", "orders"), None);
+}
+
+#[test]
+fn an_owner_with_spaces_is_found_with_its_table() {
+    // pg_restore --list does not quote: `Ré Owner` leaves `Ré` at the end of the name.
+    let listing = "218; 1259 16390 TABLE public orders Ré Owner\n\
+        221; 1259 16393 TABLE public orders Ré old_tables\n\
+        3400; 0 16390 TABLE DATA public orders Ré Owner\n\
+        3500; 2606 16410 CONSTRAINT public orders orders_pkey Ré Owner\n";
+    let entries = crate::restore::toc::parse_toc(listing).unwrap();
+    let found = table_entries(&entries, "public", "orders").unwrap();
+    assert_eq!(found.table, 218);
+    assert_eq!(found.data, Some(3400));
+    assert_eq!(found.owner.as_deref(), Some("Ré Owner"));
+    // An exact name wins over a longer one.
+    let exact = "5; 1259 1 TABLE public orders Ré x\n6; 1259 2 TABLE public orders bob\n";
+    let entries = crate::restore::toc::parse_toc(exact).unwrap();
+    let found = table_entries(&entries, "public", "orders").unwrap();
+    assert_eq!((found.table, found.owner.as_deref()), (6, Some("bob")));
+}
+
+#[test]
+fn a_superusers_table_restore_hands_the_table_and_the_session_to_its_owner() {
+    let t = target("public", "orders", "Recovered", "orders");
+    let sql = act_as_owner_sql(&t, Some("Ré \"Owner\""));
+    let lines: Vec<&str> = sql.lines().collect();
+    assert_eq!(lines.len(), 3, "{sql}");
+    assert_eq!(
+        lines[0],
+        "ALTER TABLE \"Recovered\".\"orders\" OWNER TO \"Ré \"\"Owner\"\"\";"
+    );
+    assert!(lines[1].starts_with("DO $backup_ext_0$BEGIN IF NOT pg_catalog.has_schema_privilege("));
+    assert!(lines[1].contains("'Recovered', 'USAGE') THEN RAISE EXCEPTION USING ERRCODE = '42501'"));
+    assert_eq!(
+        lines[2],
+        "SELECT pg_catalog.set_config('role', r.rolname, false) FROM pg_catalog.pg_roles r WHERE \
+         r.oid = (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = \
+         '\"Recovered\".\"orders\"'::pg_catalog.regclass);"
+    );
+    // No such role here: the table stays the restoring role's; into an existing table
+    // (data_only): its owner stays, and the rows load as that owner.
+    assert!(!act_as_owner_sql(&t, None).contains("ALTER TABLE"));
+    let existing = TableTarget {
+        data_only: true,
+        ..target("public", "orders", "public", "orders_old")
+    };
+    let sql = act_as_owner_sql(&existing, Some("bob"));
+    assert!(!sql.contains("ALTER TABLE"), "{sql}");
+    assert!(sql.contains("set_config('role'"), "{sql}");
 }
 
 #[test]
