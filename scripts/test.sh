@@ -15,6 +15,9 @@ MAJORS=${BACKUP_EXT_PG_MAJORS:-15 16 17 18}
 PG_TREES=${BACKUP_EXT_PG_TREES:-/opt/backup_ext-pg}
 export BACKUP_EXT_PG_TREES=$PG_TREES
 EDGE_ONLY="alert_events seaweed_harness schedules storage storage_directory cancel_restore disaster"
+# The files that take longest, started first (see run_e2e).
+E2E_SLOW_FIRST="storage security alert_events cancel_restore schedules alerts drills disaster \
+    storage_directory monitoring encryption restore seaweed_harness lifecycle restore_table"
 LOG=$(mktemp /tmp/backup_ext-test-XXXXXX.log)
 trap 'rm -f "$LOG"' EXIT
 
@@ -22,6 +25,42 @@ trap 'rm -f "$LOG"' EXIT
 run_tests() {
     "$@" 2>&1 | tee -a "$LOG"
     return "${PIPESTATUS[0]}"
+}
+
+# Runs end-to-end test files (NAME... -- ARGS for each) two at a time: most of their time is
+# spent waiting for servers, tools and the worker, so two files share the two cores well. Each
+# file's output is printed whole when it ends, slowest files first. Fails if any file failed.
+run_e2e() {
+    local names=() name exe dir failed=0
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do names+=("$1"); shift; done
+    shift
+    cargo test -p backup_ext_e2e --no-run --message-format=json-render-diagnostics \
+        "${names[@]/#/--test=}" >"$LOG.build" || return 1
+    dir=$(mktemp -d /tmp/backup_ext-e2e-XXXXXX)
+    : >"$dir/list"
+    # Longest first, so that the last file to start is a short one.
+    for name in $E2E_SLOW_FIRST "${names[@]}"; do
+        case " ${names[*]} " in *" $name "*) ;; *) continue ;; esac
+        grep -q "^$name=" "$dir/list" && continue
+        exe=$(grep -o '"executable":"[^"]*/deps/'"$name"'-[0-9a-f]*"' "$LOG.build" | tail -1 | cut -d'"' -f4)
+        [ -n "$exe" ] || { echo "no test binary for $name"; rm -rf "$dir"; return 1; }
+        echo "$name=$exe" >>"$dir/list"
+    done
+    # The arguments are test names and flags, without spaces.
+    E2E_DIR=$dir E2E_ARGS="$*" xargs -d '\n' -n 1 -P 2 bash -c '
+        name=${1%%=*}; exe=${1#*=}
+        status=0
+        # shellcheck disable=SC2086
+        (cd pgrx-tests && "$exe" $E2E_ARGS) >"$E2E_DIR/$name.log" 2>&1 || status=$?
+        { flock 9; echo "     Running tests/$name.rs"; cat "$E2E_DIR/$name.log"; } 9>>"$E2E_DIR/lock"
+        [ "$status" = 0 ] || echo "$name" >>"$E2E_DIR/failed"
+    ' run_one <"$dir/list" | tee -a "$LOG"
+    if [ -f "$dir/failed" ]; then
+        echo "end-to-end files that failed: $(tr '\n' ' ' <"$dir/failed")"
+        failed=1
+    fi
+    rm -rf "$dir" "$LOG.build"
+    return "$failed"
 }
 
 echo "== format and lint"
@@ -84,19 +123,16 @@ for major in $MAJORS; do
     # alert delivery, the scheduler's timing, cancelling a running child, the disaster drill):
     # the first and the last major run them, the ones between run every other file. This keeps
     # the four-major run within its time budget.
-    targets=(--tests)
-    if [ "$major" != "$first" ] && [ "$major" != "$last" ]; then
-        targets=()
-        for file in pgrx-tests/tests/*.rs; do
-            name=$(basename "$file" .rs)
-            case " $EDGE_ONLY " in
-                *" $name "*) ;;
-                *) targets+=(--test "$name") ;;
-            esac
-        done
-    fi
-    BACKUP_EXT_PG_BIN=$bin run_tests cargo test -p backup_ext_e2e "${targets[@]}" --no-fail-fast \
-        -- --test-threads=2 "${skip[@]}"
+    names=()
+    for file in pgrx-tests/tests/*.rs; do
+        name=$(basename "$file" .rs)
+        if [ "$major" != "$first" ] && [ "$major" != "$last" ]; then
+            case " $EDGE_ONLY " in *" $name "*) continue ;; esac
+        fi
+        names+=("$name")
+    done
+    export BACKUP_EXT_PG_BIN=$bin
+    run_e2e "${names[@]}" -- --test-threads=2 "${skip[@]}"
     echo "== PostgreSQL $major: $(( $(date +%s) - started )) s"
 done
 

@@ -16,7 +16,7 @@ use pgrx::prelude::*;
 use crate::catalog::{self, Outcome};
 use crate::purge::{self, Scope};
 use crate::{settings, tools, wake};
-use kinds::{Context, Kind, RunningJob};
+use kinds::{Context, Destination, Kind, RunningJob};
 use txn::{in_transaction, spi};
 
 /// Sleep between checks while children run: bounds cancel, timeout and progress latency. A
@@ -234,7 +234,7 @@ impl Worker {
             Ok(jobs) => {
                 for interrupted in jobs {
                     if let Some(path) = &interrupted.path {
-                        kinds::Destination::Local(path.into()).remove();
+                        Destination::Local(path.into()).remove();
                     }
                     if let Some(key) = &interrupted.key {
                         remove_remote_leftovers(&interrupted, key);
@@ -435,8 +435,13 @@ impl Worker {
                 };
                 self.finish(&mut job, result);
                 remove_staged(job.staged.as_deref());
+                // A local backup held no large buffers (uploads and downloads do); trimming
+                // after each one would only make the next job fault its memory in again.
+                let buffered = !matches!(job.destination, Some(Destination::Local(_)));
                 drop(job);
-                backup_core::process::release_free_memory();
+                if buffered {
+                    backup_core::process::release_free_memory();
+                }
             }
         }
     }
