@@ -71,6 +71,11 @@ impl ProgressTracker {
         self
     }
 
+    /// The number of tables, learnt after the work began.
+    pub fn set_total(&mut self, n: u64) {
+        self.total = Some(n);
+    }
+
     /// The dump's `jobs`: with more than one, pg_dump works on several tables
     /// at once and only its "finished item" lines say which are done.
     pub fn with_jobs(mut self, jobs: Option<u32>) -> Self {

@@ -1,7 +1,9 @@
 //! A restore as a non-blocking sequence of steps: count the archive's rows, create the target
 //! database (optional), restore into it, count the restored rows and compare, and drop the
 //! database again if the restore failed or the counts differ, so that a failed restore leaves
-//! nothing half-filled behind.
+//! nothing half-filled behind. When the restore creates its database, the archive's rows are
+//! counted while it runs (a failure drops the database anyway); into an existing database
+//! they are counted first, so that an unreadable archive touches nothing.
 
 use crate::dump::progress::{scan_new_lines, ProgressTracker};
 use crate::job::{JobResult, JobRun};
@@ -242,6 +244,9 @@ enum Stage {
     ArchiveRows(RowsReading),
     Create(Step),
     Restore(Step),
+    /// The restore is done (its message kept); the archive's rows, counted beside it, are not
+    /// yet.
+    AwaitArchiveRows(String),
     /// Counting the restored rows; the restoring tool's message is kept.
     Count(Step, String),
     /// Dropping the database after a failure whose message is kept.
@@ -254,6 +259,10 @@ pub struct RestoreRun {
     stage: Stage,
     fed: Arc<AtomicU64>,
     archive_rows: Option<RowCounts>,
+    /// The archive's rows being counted beside the restore (see the module's doc).
+    beside: Option<RowsReading>,
+    /// Why counting them beside the restore failed.
+    beside_failed: Option<String>,
     /// Tables of the restoring tool, from its `--verbose` lines.
     tables: ProgressTracker,
     /// How far the restoring tool's stderr has been read.
@@ -269,12 +278,23 @@ impl RestoreRun {
             stage: Stage::Done,
             fed,
             archive_rows: None,
+            beside: None,
+            beside_failed: None,
             tables: ProgressTracker::for_restore(),
             stderr_offset: 0,
             restored: false,
             plan,
         };
         run.stage = match &run.plan.rows.archive {
+            Some(from) if run.plan.create.is_some() => {
+                // Its own byte count: the job's progress is what the restore has read.
+                run.beside = Some(RowsReading::start(
+                    from,
+                    &run.plan.work_dir,
+                    Arc::default(),
+                )?);
+                run.first_target_step()?
+            }
             Some(from) => Stage::ArchiveRows(RowsReading::start(
                 from,
                 &run.plan.work_dir,
@@ -313,6 +333,9 @@ impl RestoreRun {
 
     /// After a failed restore: start the drop step if there is one.
     fn fail(&mut self, message: String) -> Option<JobResult> {
+        if let Some(mut reading) = self.beside.take() {
+            reading.stop();
+        }
         let Some(drop) = &self.plan.drop_on_failure else {
             self.stage = Stage::Done;
             return Some(Self::failed(message));
@@ -348,8 +371,7 @@ impl RestoreRun {
                 )));
             }
         };
-        self.tables = ProgressTracker::for_restore().with_total(rows.len() as u64);
-        self.archive_rows = Some(rows);
+        self.counted(rows);
         // From here on the bytes are those the restore reads.
         self.fed.store(0, Ordering::Relaxed);
         match self.first_target_step() {
@@ -364,6 +386,28 @@ impl RestoreRun {
         }
     }
 
+    /// The archive's row counts are known: they give the number of tables to restore.
+    fn counted(&mut self, rows: RowCounts) {
+        self.tables.set_total(rows.len() as u64);
+        self.archive_rows = Some(rows);
+    }
+
+    /// Polls the count beside the restore; true once it is over (or there is none).
+    fn poll_beside(&mut self) -> bool {
+        let Some(reading) = &mut self.beside else {
+            return true;
+        };
+        let Some(rows) = reading.poll() else {
+            return false;
+        };
+        self.beside = None;
+        match rows {
+            Ok(rows) => self.counted(rows),
+            Err(e) => self.beside_failed = Some(e),
+        }
+        true
+    }
+
     fn after_restore(&mut self, end: StepEnd) -> Option<JobResult> {
         // The last lines, which the step removed with its stderr file.
         for line in end.stderr.lines() {
@@ -375,6 +419,20 @@ impl RestoreRun {
         };
         self.tables.finish();
         self.restored = true;
+        if !self.poll_beside() {
+            self.stage = Stage::AwaitArchiveRows(message);
+            return None;
+        }
+        self.compare(message)
+    }
+
+    /// After a successful restore: counts the restored rows when the archive's are known.
+    fn compare(&mut self, message: String) -> Option<JobResult> {
+        if let Some(e) = self.beside_failed.take() {
+            return self.fail(format!(
+                "{message}, but counting the rows in the archive failed: {e}"
+            ));
+        }
         let count = match (&self.plan.rows.restored, &self.archive_rows) {
             (RestoredRows::Count(count), Some(_)) => count.clone(),
             (RestoredRows::NotCompared(why), _) => {
@@ -424,8 +482,29 @@ fn with_drop_failure(message: String, drop: &StepEnd) -> String {
 
 impl JobRun for RestoreRun {
     fn poll(&mut self) -> Option<JobResult> {
+        if !matches!(self.stage, Stage::AwaitArchiveRows(_)) {
+            self.poll_beside();
+        }
+        // An archive that cannot be read through stops the restore at once.
+        if let (Some(e), Stage::Create(step) | Stage::Restore(step)) =
+            (&self.beside_failed, &mut self.stage)
+        {
+            step.stop();
+            let message = format!("counting the rows in the archive failed: {e}");
+            self.beside_failed = None;
+            return self.fail(message);
+        }
         match &mut self.stage {
             Stage::Done => None,
+            Stage::AwaitArchiveRows(_) => {
+                if !self.poll_beside() {
+                    return None;
+                }
+                match std::mem::replace(&mut self.stage, Stage::Done) {
+                    Stage::AwaitArchiveRows(message) => self.compare(message),
+                    _ => None,
+                }
+            }
             Stage::ArchiveRows(reading) => {
                 let rows = reading.poll()?;
                 self.after_archive_rows(rows)
@@ -433,6 +512,9 @@ impl JobRun for RestoreRun {
             Stage::Create(step) => {
                 let end = step.poll()?;
                 if !end.ok() {
+                    if let Some(mut reading) = self.beside.take() {
+                        reading.stop();
+                    }
                     self.stage = Stage::Done;
                     return Some(Self::failed(end.failure()));
                 }
@@ -476,8 +558,13 @@ impl JobRun for RestoreRun {
     /// most [`CLEANUP_TIMEOUT`]). A createdb that was interrupted may have
     /// created the database already, so the drop runs then too.
     fn cancel(&mut self) {
+        if let Some(mut reading) = self.beside.take() {
+            reading.stop();
+        }
         let needs_drop = match std::mem::replace(&mut self.stage, Stage::Done) {
             Stage::Done => false,
+            // The restore is done, and the database it made is dropped like any other.
+            Stage::AwaitArchiveRows(_) => true,
             Stage::ArchiveRows(mut reading) => {
                 reading.stop();
                 false
@@ -533,12 +620,16 @@ impl JobRun for RestoreRun {
         Some((done, total))
     }
 
-    /// Watched while the archive is read: by the row count before the restore, and by the
-    /// restoring tool.
+    /// Watched while the archive is read: by the row count (before or beside the restore),
+    /// and by the restoring tool.
     fn activity(&mut self) -> Option<u64> {
         let (done, _) = self.tables()?;
-        matches!(self.stage, Stage::ArchiveRows(_) | Stage::Restore(_))
-            .then(|| self.progress() + self.stderr_offset + done)
+        let beside = self.beside.as_ref().map_or(0, RowsReading::bytes_read);
+        matches!(
+            self.stage,
+            Stage::ArchiveRows(_) | Stage::Restore(_) | Stage::AwaitArchiveRows(_)
+        )
+        .then(|| self.progress() + self.stderr_offset + done + beside)
     }
 }
 

@@ -538,10 +538,10 @@ fn differing_row_counts_fail_and_drop_the_new_database() {
 }
 
 #[test]
-fn an_unreadable_archive_touches_nothing() {
+fn an_unreadable_archive_touches_no_existing_database() {
     let t = Tools::new();
     let restore = RestoreStep::PgRestore(t.touching("pg_restore", "restored", ""));
-    let mut plan = t.plan(true, restore);
+    let mut plan = t.plan(false, restore);
     plan.rows.archive = Some(crate::restore::check::ArchiveRowsFrom::Tool {
         command: fake_tool(&t.dir, "pg_restore_data", "echo 'bad archive' >&2; exit 1"),
         stdin: None,
@@ -558,6 +558,67 @@ fn an_unreadable_archive_touches_nothing() {
     for step in ["created", "restored", "dropped"] {
         assert!(!t.marker(step).exists(), "{step}");
     }
+}
+
+#[test]
+fn an_unreadable_archive_fails_a_restore_into_a_new_database_and_drops_it() {
+    let t = Tools::new();
+    // The restore would take a while; the count beside it fails at once and stops it.
+    let restore = RestoreStep::PgRestore(t.touching("pg_restore", "restored", "sleep 30"));
+    let mut plan = t.plan(true, restore);
+    plan.rows.archive = Some(crate::restore::check::ArchiveRowsFrom::Tool {
+        command: fake_tool(&t.dir, "pg_restore_data", "echo 'bad archive' >&2; exit 1"),
+        stdin: None,
+    });
+    let started = std::time::Instant::now();
+    let mut run = RestoreRun::start(plan).unwrap();
+    let (ok, message) = restore_result(poll_job(&mut run));
+    assert!(!ok);
+    assert!(
+        message.starts_with("counting the rows in the archive failed: ")
+            && message.contains("bad archive"),
+        "{message}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(t.marker("created").exists() && t.marker("dropped").exists());
+}
+
+#[test]
+fn the_archive_is_counted_beside_a_restore_into_a_new_database() {
+    let t = Tools::new();
+    // pg_restore waits until the count has run: it would wait forever were the count after.
+    let counted = t.dir.join("counted");
+    let restore = RestoreStep::PgRestore(t.touching(
+        "pg_restore",
+        "restored",
+        &format!(
+            "for i in $(seq 1 100); do [ -e '{}' ] && exit 0; sleep 0.1; done; exit 1",
+            counted.display()
+        ),
+    ));
+    let mut plan = t.plan(true, restore);
+    plan.rows = row_check(&t, "public.t|2\\npublic.u|1\\n");
+    plan.rows.archive = Some(crate::restore::check::ArchiveRowsFrom::Tool {
+        command: fake_tool(
+            &t.dir,
+            "pg_restore_data",
+            &format!(
+                "touch '{}'; printf 'COPY public.t (id) FROM stdin;\\n1\\n2\\n\\\\.\\nCOPY public.u (id) FROM stdin;\\n3\\n\\\\.\\n'",
+                counted.display()
+            ),
+        ),
+        stdin: None,
+    });
+    let mut run = RestoreRun::start(plan).unwrap();
+    let (ok, message) = restore_result(poll_job(&mut run));
+    assert_eq!(
+        (ok, message.as_str()),
+        (
+            true,
+            "pg_restore finished; restored 2 tables, 3 rows; row counts match the archive"
+        )
+    );
+    assert!(!t.marker("dropped").exists());
 }
 
 #[test]
