@@ -580,22 +580,16 @@ fn an_unreadable_archive_fails_a_restore_into_a_new_database_and_drops_it() {
         "{message}"
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
-    assert!(t.marker("created").exists() && t.marker("dropped").exists());
+    // The database may have been made already (or createdb stopped midway): dropped anyway.
+    assert!(t.marker("dropped").exists());
 }
 
 #[test]
 fn the_archive_is_counted_beside_a_restore_into_a_new_database() {
     let t = Tools::new();
-    // pg_restore waits until the count has run: it would wait forever were the count after.
-    let counted = t.dir.join("counted");
-    let restore = RestoreStep::PgRestore(t.touching(
-        "pg_restore",
-        "restored",
-        &format!(
-            "for i in $(seq 1 100); do [ -e '{}' ] && exit 0; sleep 0.1; done; exit 1",
-            counted.display()
-        ),
-    ));
+    // The count waits until pg_restore has run: it would wait in vain were it counted first.
+    // The restore ends first, so the job also waits for the count after it.
+    let restore = RestoreStep::PgRestore(t.touching("pg_restore", "restored", ""));
     let mut plan = t.plan(true, restore);
     plan.rows = row_check(&t, "public.t|2\\npublic.u|1\\n");
     plan.rows.archive = Some(crate::restore::check::ArchiveRowsFrom::Tool {
@@ -603,8 +597,12 @@ fn the_archive_is_counted_beside_a_restore_into_a_new_database() {
             &t.dir,
             "pg_restore_data",
             &format!(
-                "touch '{}'; printf 'COPY public.t (id) FROM stdin;\\n1\\n2\\n\\\\.\\nCOPY public.u (id) FROM stdin;\\n3\\n\\\\.\\n'",
-                counted.display()
+                "for i in $(seq 1 100); do [ -e '{}' ] && break; sleep 0.1; done\n\
+                 [ -e '{}' ] || exit 1\n\
+                 sleep 0.3\n\
+                 printf 'COPY public.t (id) FROM stdin;\\n1\\n2\\n\\\\.\\nCOPY public.u (id) FROM stdin;\\n3\\n\\\\.\\n'",
+                t.marker("restored").display(),
+                t.marker("restored").display()
             ),
         ),
         stdin: None,
