@@ -537,15 +537,20 @@ fn differing_row_counts_fail_and_drop_the_new_database() {
     assert!(t.marker("restored").exists() && t.marker("dropped").exists());
 }
 
+/// A row count of an archive that cannot be read.
+fn unreadable_archive(t: &Tools) -> crate::restore::check::ArchiveRowsFrom {
+    crate::restore::check::ArchiveRowsFrom::Tool {
+        command: fake_tool(&t.dir, "pg_restore_data", "echo 'bad archive' >&2; exit 1"),
+        stdin: None,
+    }
+}
+
 #[test]
 fn an_unreadable_archive_touches_no_existing_database() {
     let t = Tools::new();
     let restore = RestoreStep::PgRestore(t.touching("pg_restore", "restored", ""));
     let mut plan = t.plan(false, restore);
-    plan.rows.archive = Some(crate::restore::check::ArchiveRowsFrom::Tool {
-        command: fake_tool(&t.dir, "pg_restore_data", "echo 'bad archive' >&2; exit 1"),
-        stdin: None,
-    });
+    plan.rows.archive = Some(unreadable_archive(&t));
     let mut run = RestoreRun::start(plan).unwrap();
     let (ok, message) = restore_result(poll_job(&mut run));
     assert!(!ok);
@@ -566,10 +571,7 @@ fn an_unreadable_archive_fails_a_restore_into_a_new_database_and_drops_it() {
     // The restore would take a while; the count beside it fails at once and stops it.
     let restore = RestoreStep::PgRestore(t.touching("pg_restore", "restored", "sleep 30"));
     let mut plan = t.plan(true, restore);
-    plan.rows.archive = Some(crate::restore::check::ArchiveRowsFrom::Tool {
-        command: fake_tool(&t.dir, "pg_restore_data", "echo 'bad archive' >&2; exit 1"),
-        stdin: None,
-    });
+    plan.rows.archive = Some(unreadable_archive(&t));
     let started = std::time::Instant::now();
     let mut run = RestoreRun::start(plan).unwrap();
     let (ok, message) = restore_result(poll_job(&mut run));
