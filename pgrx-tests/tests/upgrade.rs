@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use backup_ext_e2e::postgres::error::SqlState;
 use backup_ext_e2e::*;
 
 /// The version this library installs.
@@ -114,12 +115,22 @@ fn upgrade_from(old_version: &str) {
 
     let _script = OldScript::install(old_version);
     let mut client = c.client("postgres");
-    client
-        .batch_execute(&format!(
-            "DROP EXTENSION backup_ext;
-             CREATE EXTENSION backup_ext VERSION '{old_version}';"
-        ))
-        .unwrap_or_else(|e| panic!("install {old_version}: {}", describe(&e)));
+    // The worker reads the catalog (at its start it recovers, then it polls): DROP EXTENSION,
+    // which locks table after table, can deadlock with it, and PostgreSQL then rolls the DROP
+    // back. Both statements go in one implicit transaction, so trying again is safe.
+    let reinstall = format!(
+        "DROP EXTENSION backup_ext;
+         CREATE EXTENSION backup_ext VERSION '{old_version}';"
+    );
+    for attempt in 1.. {
+        match client.batch_execute(&reinstall) {
+            Ok(()) => break,
+            Err(e) if attempt < 5 && e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) => {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(e) => panic!("install {old_version}: {}", describe(&e)),
+        }
+    }
     let old = fingerprint(&c);
     assert_ne!(
         old, fresh,
