@@ -265,15 +265,18 @@ pub fn sidecar_facts(job_id: i64) -> SpiResult<Option<Value>> {
                     'finished_at', to_char(clock_timestamp() AT TIME ZONE 'UTC', $2),
                     'server_version', coalesce(a.server_version, ''),
                     'tool_version', coalesce(a.tool_version, ''),
-                    'system_identifier', (SELECT s.system_identifier::text
-                                            FROM pg_catalog.pg_control_system() s),
+                    'system_identifier', $3::text,
                     'set_id', j.set_id, 'storage', a.storage,
                     'key', coalesce(a.key, a.path), 'table_rows', a.table_rows,
                     'encrypted', a.encrypted,
                     'recipients', coalesce(pg_catalog.to_jsonb(a.recipients), '[]'))
            FROM backup_ext.jobs j JOIN backup_ext.artifacts a USING (job_id)
           WHERE j.job_id = $1",
-        &[job_id.into(), super::UTC_TEXT.into()],
+        &[
+            job_id.into(),
+            super::UTC_TEXT.into(),
+            system_identifier()?.into(),
+        ],
     )
     .map(|j| j.map(|j| j.0))
 }

@@ -333,9 +333,7 @@ impl RestoreRun {
 
     /// After a failed restore: start the drop step if there is one.
     fn fail(&mut self, message: String) -> Option<JobResult> {
-        if let Some(mut reading) = self.beside.take() {
-            reading.stop();
-        }
+        self.stop_beside();
         let Some(drop) = &self.plan.drop_on_failure else {
             self.stage = Stage::Done;
             return Some(Self::failed(message));
@@ -390,6 +388,13 @@ impl RestoreRun {
     fn counted(&mut self, rows: RowCounts) {
         self.tables.set_total(rows.len() as u64);
         self.archive_rows = Some(rows);
+    }
+
+    /// Stops the count beside the restore, if it still runs.
+    fn stop_beside(&mut self) {
+        if let Some(mut reading) = self.beside.take() {
+            reading.stop();
+        }
     }
 
     /// Polls the count beside the restore; true once it is over (or there is none).
@@ -482,9 +487,7 @@ fn with_drop_failure(message: String, drop: &StepEnd) -> String {
 
 impl JobRun for RestoreRun {
     fn poll(&mut self) -> Option<JobResult> {
-        if !matches!(self.stage, Stage::AwaitArchiveRows(_)) {
-            self.poll_beside();
-        }
+        let counted = self.poll_beside();
         // An archive that cannot be read through stops the restore at once.
         if let (Some(e), Stage::Create(step) | Stage::Restore(step)) =
             (&self.beside_failed, &mut self.stage)
@@ -497,7 +500,7 @@ impl JobRun for RestoreRun {
         match &mut self.stage {
             Stage::Done => None,
             Stage::AwaitArchiveRows(_) => {
-                if !self.poll_beside() {
+                if !counted {
                     return None;
                 }
                 match std::mem::replace(&mut self.stage, Stage::Done) {
@@ -512,9 +515,7 @@ impl JobRun for RestoreRun {
             Stage::Create(step) => {
                 let end = step.poll()?;
                 if !end.ok() {
-                    if let Some(mut reading) = self.beside.take() {
-                        reading.stop();
-                    }
+                    self.stop_beside();
                     self.stage = Stage::Done;
                     return Some(Self::failed(end.failure()));
                 }
@@ -558,9 +559,7 @@ impl JobRun for RestoreRun {
     /// most [`CLEANUP_TIMEOUT`]). A createdb that was interrupted may have
     /// created the database already, so the drop runs then too.
     fn cancel(&mut self) {
-        if let Some(mut reading) = self.beside.take() {
-            reading.stop();
-        }
+        self.stop_beside();
         let needs_drop = match std::mem::replace(&mut self.stage, Stage::Done) {
             Stage::Done => false,
             // The restore is done, and the database it made is dropped like any other.

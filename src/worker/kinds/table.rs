@@ -56,7 +56,7 @@ fn find_table(
 fn write_definition(
     script: &str,
     table: &TableTarget,
-    as_owner: Option<AsOwner>,
+    as_owner: &str,
     definition_sql: &Path,
     indexes_sql: &Path,
 ) -> Result<Vec<String>, String> {
@@ -69,30 +69,32 @@ fn write_definition(
         let definition = table_definition(script, table, &skip_settings)?;
         (definition.before_script(), definition.after_script())
     };
-    if let Some(AsOwner(owner)) = as_owner {
-        before += &act_as_owner_sql(table, owner.as_deref());
-    }
+    before += as_owner;
     write(definition_sql, &before)?;
     write(indexes_sql, &after)?;
     Ok(skip_settings)
 }
 
-/// A superuser's restore loads the rows and builds the indexes as the table's owner (see
-/// `act_as_owner_sql`): the role that owned it in the archive, when it exists here.
-struct AsOwner(Option<String>);
-
-/// None for a restore that already runs as its (non-superuser) requester.
-fn as_owner(target: &RestoreTarget, found: &TableEntries) -> Result<Option<AsOwner>, String> {
+/// For a superuser's restore, the statements that load the rows and build the indexes as the
+/// table's owner (`act_as_owner_sql`): the role that owned it in the archive, when a role of
+/// that name exists here. Empty for a restore that already runs as its (non-superuser)
+/// requester.
+fn as_owner(
+    target: &RestoreTarget,
+    table: &TableTarget,
+    found: &TableEntries,
+) -> Result<String, String> {
     if target.sandbox.and_then(Sandbox::run_as).is_some() {
-        return Ok(None);
+        return Ok(String::new());
     }
     let owner = match found.owner.as_deref() {
+        // Some(_) for any existing role, superuser or not.
         Some(owner) => catalog::role_is_superuser(owner)
             .map_err(|e| e.to_string())?
-            .map(|_| owner.to_string()),
+            .map(|_| owner),
         None => None,
     };
-    Ok(Some(AsOwner(owner)))
+    Ok(act_as_owner_sql(table, owner))
 }
 
 /// psql running the definition, the rows on its stdin and the indexes in one transaction, as
@@ -161,7 +163,7 @@ pub(super) fn table_step(
         let skip_settings = write_definition(
             &script.script_of(&found.definitions),
             table,
-            as_owner(target, &found)?,
+            &as_owner(target, table, &found)?,
             &definition_sql,
             &indexes_sql,
         )?;
@@ -202,7 +204,7 @@ pub(super) fn table_step(
     let skip_settings = write_definition(
         &script,
         table,
-        as_owner(target, &found)?,
+        &as_owner(target, table, &found)?,
         &definition_sql,
         &indexes_sql,
     )?;
